@@ -1,0 +1,1 @@
+"""spdbench: train, sample and score image-corruption diffusion processes under one protocol."""
