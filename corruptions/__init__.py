@@ -1,0 +1,62 @@
+"""The corruption processes behind one interface, and the registry that names them."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from corruptions.base import Corruption, ImageShape, Process, SamplerSettings, Step
+from corruptions.blurring import BlurringDiffusion
+from corruptions.ddpm import DDPM
+from corruptions.errors import ConfigurationError
+from corruptions.heat import HeatDissipation
+from corruptions.spd import PERTURB_KINDS, ShortestPathDiffusion
+from corruptions.spectrum import Spectrum
+
+PROCESSES: dict[str, type[Process]] = {
+    "ddpm": DDPM,
+    "heat": HeatDissipation,
+    "blurring": BlurringDiffusion,
+    "spd": ShortestPathDiffusion,
+}
+
+
+def process_options(name: str) -> list[str]:
+    """The keyword options a process's constructor takes (besides the image shape and spectrum)."""
+    parameters = inspect.signature(PROCESSES[name].__init__).parameters.values()
+    return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "spectrum"]
+
+
+def make_process(
+    name: str, image_shape: ImageShape, spectrum: Spectrum | None = None, **options: Any
+) -> Process:
+    """The process ``name`` for images of ``image_shape``; ``spectrum`` goes to the processes
+    that use one. Unknown names and options are refused with the valid ones listed."""
+    if name not in PROCESSES:
+        raise ConfigurationError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)}")
+    cls = PROCESSES[name]
+    valid = process_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigurationError(
+            f"process {name!r} has no option {', '.join(unknown)}; its options: {', '.join(valid) or 'none'}"
+        )
+    if cls.uses_spectrum:
+        if spectrum is None:
+            raise ConfigurationError(f"process {name!r} needs a power spectrum")
+        return cls(image_shape, spectrum=spectrum, **options)  # type: ignore[call-arg]
+    return cls(image_shape, **options)  # type: ignore[call-arg]
+
+
+__all__ = [
+    "PERTURB_KINDS",
+    "PROCESSES",
+    "ConfigurationError",
+    "Corruption",
+    "Process",
+    "SamplerSettings",
+    "Spectrum",
+    "Step",
+    "make_process",
+    "process_options",
+]

@@ -1,0 +1,156 @@
+"""The interface every corruption process implements.
+
+A process is pure tensor maths: it never sees the network, the trainer or the data
+loader. Randomness comes in as tensors the caller draws (``noise``), so a process call is
+a deterministic function of its arguments and the caller controls seeding (per image,
+if it wants any subset to be reproducible).
+
+Time: each process has its own time variable ``t`` (an integer level for discrete
+processes, a float in ``[0, 1]`` for continuous ones). ``t = 0`` is the data. The network
+is conditioned on ``network_time(t)``, the fraction of the path in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from corruptions.errors import ConfigurationError
+from corruptions.transforms import Basis
+
+ImageShape = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A corrupted batch and what the network should output for it."""
+
+    x_t: Tensor
+    target: Tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reverse step: the next state and the predicted clean image used to make it."""
+
+    x_next: Tensor
+    x0_hat: Tensor
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Options of the reverse samplers, orthogonal to the process.
+
+    ``eta`` scales the injected noise from 0 (deterministic) to 1 (ancestral).
+    ``variance``: ``small`` is the posterior variance of ``q(x_r | x_t, x̂_0)``;
+    ``large`` is the forward transition variance ``s²_{t|r}`` (DDPM's fixed-large
+    ``σ_t² = β_t``, the official SPD sampler). ``clip_x0`` clips ``x̂_0`` to ``[-1, 1]``.
+    """
+
+    eta: float = 1.0
+    variance: Literal["small", "large"] = "small"
+    clip_x0: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigurationError(f"eta must lie in [0, 1], got {self.eta}")
+        if self.variance not in ("small", "large"):
+            raise ConfigurationError(f"variance must be 'small' or 'large', got {self.variance!r}")
+
+
+class Process(ABC):
+    """A forward corruption process and its reverse sampler step."""
+
+    name: ClassVar[str]
+    #: True when the constructor takes the data's power spectrum (``spectrum=``).
+    uses_spectrum: ClassVar[bool] = False
+
+    def __init__(self, image_shape: ImageShape, basis: Basis, options: dict[str, Any]) -> None:
+        channels, height, width = image_shape
+        if channels < 1 or height < 2 or width < 2:
+            raise ConfigurationError(f"image shape must be C×H×W with H, W ≥ 2, got {image_shape}")
+        self.image_shape: ImageShape = (channels, height, width)
+        self.basis = basis
+        self.options = options
+
+    def config(self) -> dict[str, Any]:
+        """The resolved options, as written into a run's configuration."""
+        return {"process": self.name, "basis": self.basis.name, **self.options}
+
+    @abstractmethod
+    def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Training times for a batch of ``n`` (on the generator's device)."""
+
+    @abstractmethod
+    def time_grid(self, steps: int | None = None) -> Tensor:
+        """Sampling times, strictly decreasing, from the prior's time down to ``0`` (the data);
+        ``steps + 1`` entries, so ``steps`` network calls. ``None`` gives the full grid."""
+
+    @abstractmethod
+    def network_time(self, t: Tensor) -> Tensor:
+        """What the network is conditioned on: the fraction of the path, float32 in ``[0, 1]``."""
+
+    @abstractmethod
+    def marginal_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-frequency ``a_t``, ``s_t`` (float64, ``len(t) × C|1 × H|1 × W|1``) in ``self.basis``:
+        the marginal is ``u_t = a_t ⊙ u_0 + s_t ⊙ B ε``."""
+
+    @abstractmethod
+    def corrupt(self, x0: Tensor, t: Tensor, noise: Tensor) -> Corruption:
+        """``x_t`` from clean images ``x0`` at per-image times ``t``, with pixel noise ``noise``."""
+
+    @abstractmethod
+    def predict_x0(self, net_out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """The clean image the network output implies."""
+
+    @abstractmethod
+    def net_output_from_x0(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """The network output that would predict ``x0`` at ``(x_t, t)``: the inverse of
+        ``predict_x0``, used to put an analytic denoiser where the network goes."""
+
+    @abstractmethod
+    def reverse_step(
+        self,
+        net_out: Tensor,
+        x_t: Tensor,
+        t: Tensor,
+        t_next: Tensor,
+        noise: Tensor,
+        settings: SamplerSettings,
+    ) -> Step:
+        """From ``x_t`` at time ``t`` to ``t_next < t`` (scalar times). ``t_next = 0`` returns
+        the predicted clean image, with no noise."""
+
+    @abstractmethod
+    def prior(self, noise: Tensor, reference: Tensor) -> Tensor:
+        """The sampler's starting state from pixel noise and a batch of training images of the
+        same shape (only data-dependent priors use them)."""
+
+    def loss(self, net_out: Tensor, corruption: Corruption) -> Tensor:
+        """Per-image loss ``mean over pixels of (net_out − target)²``."""
+        return (net_out.float() - corruption.target.float()).square().flatten(1).mean(1)
+
+
+def discrete_time_grid(levels: int, steps: int | None) -> Tensor:
+    """Levels ``L … 1`` evenly thinned to ``steps`` of them, then ``0``: int64, decreasing."""
+    if steps is None:
+        steps = levels
+    if not 1 <= steps <= levels:
+        raise ConfigurationError(f"steps must lie in [1, {levels}], got {steps}")
+    grid = torch.linspace(levels, 1, steps, dtype=torch.float64).round().long()
+    return torch.cat([grid, torch.zeros(1, dtype=torch.long)])
+
+
+def sample_levels(levels: int, n: int, generator: torch.Generator | None) -> Tensor:
+    """Uniform integer levels in ``{1 … L}``."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randint(1, levels + 1, (n,), generator=generator, device=device)
+
+
+def batch_view(values: Tensor) -> Tensor:
+    """A per-image vector as ``N × 1 × 1 × 1``, to broadcast over images."""
+    return values.reshape(-1, 1, 1, 1)
