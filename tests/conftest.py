@@ -1,0 +1,46 @@
+"""Shared fixtures: every registered process (and a perturbed SPD), and image-like test data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from corruptions import PROCESSES, Process, make_process
+from corruptions.oracle import gaussian_images
+from corruptions.spectrum import RadialPowerLaw
+
+# Tests run many small tensor operations, often two workers at once (pytest -n 2): one
+# thread each avoids oversubscribing the cores, which slows PyTorch down many times over.
+torch.set_num_threads(1)
+
+#: An image-like spectrum: the power law fitted to Fashion-MNIST's DCT spectrum, rounded
+#: (``spdbench paths --spectrum fit`` measures it: c1 ≈ 201, c2 ≈ 1, m ≈ 3.43).
+IMAGE_SPECTRUM = RadialPowerLaw(c1=200.0, c2=1.0, m=3.4, name="image-like")
+
+#: Every registered process with its defaults, plus one perturbed SPD.
+PROCESS_CASES: list[tuple[str, dict[str, object]]] = [(name, {}) for name in PROCESSES] + [
+    ("spd", {"perturb": 0.1, "perturb_kind": "desync"})
+]
+
+
+def case_id(case: tuple[str, dict[str, object]]) -> str:
+    name, options = case
+    return "-".join([name, *(f"{k}={v}" for k, v in options.items())])
+
+
+def build(case: tuple[str, dict[str, object]], shape: tuple[int, int, int] = (1, 16, 16)) -> Process:
+    name, options = case
+    return make_process(name, shape, spectrum=IMAGE_SPECTRUM, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=PROCESS_CASES, ids=case_id)
+def process_case(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return request.param
+
+
+def image_like(n: int, shape: tuple[int, int, int], seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Zero-mean Gaussian images with ``IMAGE_SPECTRUM`` in the DCT basis."""
+    process = make_process("ddpm", shape)
+    spectrum = IMAGE_SPECTRUM.values(process.basis, shape)
+    noise = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return gaussian_images(spectrum, process, noise).to(dtype)
