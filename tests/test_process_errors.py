@@ -1,0 +1,72 @@
+"""Bad input to the processes is refused with a clear one-line error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from corruptions import ConfigurationError, SamplerSettings, make_process
+from corruptions.spectrum import MeasuredSpectrum, RadialPowerLaw
+from tests.conftest import IMAGE_SPECTRUM
+
+
+def refused(match: str):
+    return pytest.raises(ConfigurationError, match=match)
+
+
+def test_unknown_process_lists_the_valid_names() -> None:
+    with refused(r"unknown process 'nope'; valid: ddpm, heat, blurring, spd"):
+        make_process("nope", (1, 8, 8))
+
+
+@pytest.mark.parametrize("perturb", [1.0, -1.0, 1.5, float("nan")])
+def test_perturbation_must_be_below_one(perturb: float) -> None:
+    with refused(r"\|p\| < 1"):
+        make_process("spd", (1, 8, 8), spectrum=IMAGE_SPECTRUM, perturb=perturb)
+
+
+def test_unknown_perturbation_kind() -> None:
+    with refused(r"unknown perturb kind 'bend'; valid: desync, spectrum, time"):
+        make_process("spd", (1, 8, 8), spectrum=IMAGE_SPECTRUM, perturb=0.1, perturb_kind="bend")
+
+
+def test_option_of_another_process() -> None:
+    with refused(r"process 'ddpm' has no option perturb; its options: schedule, steps"):
+        make_process("ddpm", (1, 8, 8), perturb=0.1)
+
+
+@pytest.mark.parametrize(
+    "spectrum",
+    [
+        RadialPowerLaw(c1=-1.0, c2=1.0, m=2.0),
+        MeasuredSpectrum("zeros", lambda basis: torch.zeros(1, 8, 8)),
+        MeasuredSpectrum("nan", lambda basis: torch.full((1, 8, 8), float("nan"))),
+    ],
+    ids=["negative", "zero", "nan"],
+)
+def test_spectrum_must_be_positive(spectrum) -> None:
+    with refused("finite and positive"):
+        make_process("spd", (1, 8, 8), spectrum=spectrum)
+
+
+def test_spectrum_must_fit_the_images() -> None:
+    with refused("does not fit images"):
+        make_process("spd", (1, 8, 8), spectrum=MeasuredSpectrum("small", lambda basis: torch.ones(1, 4, 4)))
+
+
+def test_spd_needs_a_spectrum() -> None:
+    with refused("needs a power spectrum"):
+        make_process("spd", (1, 8, 8))
+
+
+def test_sampler_settings_and_steps_are_checked() -> None:
+    with refused("eta"):
+        SamplerSettings(eta=1.5)
+    with refused("variance"):
+        SamplerSettings(variance="huge")  # type: ignore[arg-type]
+    with refused(r"steps must lie in \[1, 1000\]"):
+        make_process("ddpm", (1, 8, 8)).time_grid(1001)
+    with refused("unknown DDPM schedule"):
+        make_process("ddpm", (1, 8, 8), schedule="sigmoid")  # type: ignore[arg-type]
+    with refused("unknown basis"):
+        make_process("spd", (1, 8, 8), spectrum=IMAGE_SPECTRUM, basis="wavelet")  # type: ignore[arg-type]
