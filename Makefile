@@ -1,0 +1,30 @@
+# spdbench: every command a user needs. `make setup` is idempotent and every target uses it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data test paths show
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# The embedded default dataset: Debian's Fashion-MNIST package, when we can install it
+# (elsewhere the loader downloads the official files and checks their hashes).
+data:
+	@if [ ! -f $(FMNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
+
+test: setup
+	$(BIN)/pytest -n 2
+
+paths: setup
+	$(BIN)/spdbench paths
+
+show: setup
+	$(BIN)/spdbench show --process all
