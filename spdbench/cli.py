@@ -1,0 +1,111 @@
+"""The ``spdbench`` command line: parsing and printing only; every command calls the library.
+
+Every command is registered with ``@command``, which turns the errors meant for a person
+(``UserError``, ``ConfigurationError``) into one line ``error: <message>`` on stderr and exit
+code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from corruptions import PERTURB_KINDS, PROCESSES, ConfigurationError
+from spdbench.data import DATASETS
+from spdbench.errors import UserError
+from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
+from spdbench.show import show_processes
+
+app = typer.Typer(
+    help="A benchmark of image-corruption diffusion processes: DDPM, heat dissipation, blurring "
+    "diffusion, Shortest Path Diffusion (SPD) and perturbed SPD.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+P = ParamSpec("P")
+USER_ERROR_EXIT_CODE = 2
+
+
+def command(function: Callable[P, None]) -> Callable[P, None]:
+    """Register ``function`` as a command of ``app`` (named after it) whose user errors print
+    ``error: <message>`` on one line to stderr and exit with code 2."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            function(*args, **kwargs)
+        except (UserError, ConfigurationError) as error:
+            typer.echo(f"error: {' '.join(str(error).split())}", err=True)
+            raise typer.Exit(USER_ERROR_EXIT_CODE) from None
+
+    app.command()(run)
+    return run
+
+
+SpectrumOption = Annotated[
+    str,
+    typer.Option(
+        help="power spectrum of the data: empirical (measured on the training images, cached), "
+        "fit (a power law fitted to it) or paper (the official SPD CIFAR-10 law, no data)"
+    ),
+]
+DatasetOption = Annotated[str, typer.Option(help=f"dataset: {', '.join(DATASETS)}")]
+SizeOption = Annotated[int | None, typer.Option(help="image size N (N×N pixels); default: the dataset's")]
+
+
+@command
+def paths(
+    spectrum: SpectrumOption = "empirical",
+    dataset: DatasetOption = "fmnist",
+    size: SizeOption = None,
+    channels: Annotated[int | None, typer.Option(help="image channels; default: the dataset's")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="output directory; default: results/paths/<dataset>-<size>-<spectrum>, "
+            "or results/paths/paper-<size>x<channels> for the paper spectrum"
+        ),
+    ] = None,
+) -> None:
+    """Fisher path length, speed and per-frequency SNR of every process (no training)."""
+    given = {"--spectrum": spectrum, "--dataset": dataset, "--size": size, "--channels": channels, "--out": out}
+    options = [f"{flag} {value}" for flag, value in given.items() if value is not None]
+    invocation = " ".join(["spdbench paths", *options])
+    report = paths_report(spectrum, dataset, size, channels, out, invocation)
+    table = Table(title=f"Fisher path length: {report.description}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in DISPLAY_COLUMNS:
+        table.add_column(column, justify="left" if column in TEXT_COLUMNS else "right", no_wrap=True)
+    for row in report.rows:
+        table.add_row(*display_cells(row))
+    Console().print(table)
+    for path in report.files:
+        typer.echo(f"wrote {path}")
+
+
+@command
+def show(
+    process: Annotated[str, typer.Option(help=f"process to show: {', '.join(PROCESSES)}, or all")],
+    perturb: Annotated[float | None, typer.Option(help="SPD perturbation strength p, |p| < 1 (spd only)")] = None,
+    perturb_kind: Annotated[
+        str | None, typer.Option(help=f"SPD perturbation family: {', '.join(PERTURB_KINDS)} (spd only)")
+    ] = None,
+    dataset: DatasetOption = "fmnist",
+    size: SizeOption = None,
+    images: Annotated[int, typer.Option(help="number of training images (columns)")] = 6,
+    times: Annotated[int, typer.Option(help="number of times (rows), evenly spread over the path")] = 6,
+    spectrum: SpectrumOption = "empirical",
+    seed: Annotated[int, typer.Option(help="seed of the image choice and the noise")] = 0,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("results/show"),
+) -> None:
+    """PNG grids of training images corrupted by a process at several times, and of the noise part."""
+    files = show_processes(process, dataset, size, spectrum, perturb, perturb_kind, images, times, seed, out)
+    for path in files:
+        typer.echo(f"wrote {path}")
