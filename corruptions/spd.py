@@ -15,7 +15,9 @@ Perturbations (ours) keep both endpoints and the split ``ᾱ = (1 − v)/(1 − 
 - ``spectrum``: the schedule of a wrong spectrum ``D_k^{1+p}``, applied to data with ``D_k``;
 - ``time``: ``τ → τ^{1+p}`` for every frequency (the same curve at uneven speed).
 
-All three are ``ᾱ = expm1(τ^{e_k} L_k) / expm1(L_k)`` with ``L_k = (1 + q) log D_k``:
+All three are ``ᾱ = expm1(τ'_k L_k) / expm1(L_k)`` with ``L_k = (1 + q) log D_k`` and the warped
+time ``τ' = τ_T + (1 − τ_T) ((τ − τ_T)/(1 − τ_T))^{e_k}``, which keeps both ends of the
+discrete grid (``τ = 1`` and the official last level ``τ_T = 1/T``) where they are:
 ``e_k = 1 + p z_k, q = 0`` (desync), ``e_k = 1, q = p`` (spectrum), ``e_k = 1 + p, q = 0``
 (time). ``p = 0`` is SPD exactly.
 """
@@ -91,11 +93,14 @@ class ShortestPathDiffusion(FrequencyDiagonalGaussian):
         return t.float() / self.steps
 
     def marginal_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``ᾱ = expm1(τ^e L) / expm1(L)`` per frequency (``τ^e`` where ``L = 0``)."""
+        """``ᾱ = expm1(τ' L) / expm1(L)`` per frequency (``τ'`` where ``L = 0``)."""
         if t.device not in self._constants_on:
             constants = (self.tau, self.exponent, self.log_spectrum, self.flat, torch.expm1(self.log_spectrum))
             self._constants_on[t.device] = tuple(c.to(t.device) for c in constants)
         tau, exponent, log_spectrum, flat, denominator = self._constants_on[t.device]
-        progress = batch_view(tau[t.long()]) ** exponent
+        tau_t = batch_view(tau[t.long()])
+        last = tau[-1]
+        warped = last + (1 - last) * ((tau_t - last) / (1 - last)) ** exponent
+        progress = torch.where(exponent == 1, tau_t, warped)
         alpha_bar = torch.where(flat, progress, torch.expm1(progress * log_spectrum) / denominator)
         return alpha_bar.sqrt(), (1 - alpha_bar).clamp_min(0.0).sqrt()

@@ -71,7 +71,7 @@ class MeasuredSpectrum(Spectrum):
 
     def values(self, basis: Basis, image_shape: ImageShape) -> Tensor:
         if basis.name not in self._by_basis:
-            self._by_basis[basis.name] = check_spectrum(self._measure(basis), image_shape)
+            self._by_basis[basis.name] = self._measure(basis)
         return check_spectrum(self._by_basis[basis.name], image_shape)
 
 

@@ -138,6 +138,17 @@ def test_zero_perturbation_is_spd_exactly(kind: str) -> None:
         assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("kind", ["desync", "time"])
+def test_perturbations_keep_both_ends_of_the_grid(kind: str) -> None:
+    spd = make_process("spd", (1, 16, 16), spectrum=IMAGE_SPECTRUM)
+    bent = make_process("spd", (1, 16, 16), spectrum=IMAGE_SPECTRUM, perturb=0.2, perturb_kind=kind)
+    ends = torch.tensor([0, 4000])
+    for got, want in zip(bent.marginal_coefficients(ends), spd.marginal_coefficients(ends)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    middle = torch.tensor([2000])
+    assert not torch.allclose(bent.marginal_coefficients(middle)[0], spd.marginal_coefficients(middle)[0])
+
+
 def test_spd_splits_the_geodesic_variance() -> None:
     """``a² D + s² = D^τ`` and ``a² + s² = 1``; low frequencies lose their signal first."""
     spd = make_process("spd", (1, 16, 16), spectrum=IMAGE_SPECTRUM)
