@@ -21,6 +21,7 @@ from corruptions import PERTURB_KINDS, PROCESSES, ConfigurationError
 from spdbench.data import DATASETS
 from spdbench.errors import UserError
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
+from spdbench.report import MARKDOWN_FILE, suite_dirs, write_report
 from spdbench.show import show_processes
 
 app = typer.Typer(
@@ -109,3 +110,16 @@ def show(
     files = show_processes(process, dataset, size, spectrum, perturb, perturb_kind, images, times, seed, out)
     for path in files:
         typer.echo(f"wrote {path}")
+
+
+@command
+def report(
+    suite: Annotated[str | None, typer.Argument(help="suite name under --results; default: every suite there")] = None,
+    results: Annotated[Path, typer.Option(help="directory of suites (each with a suite.json)")] = Path("results"),
+) -> None:
+    """Tables (Markdown, CSV) and plots of a suite's runs, written into the suite's directory."""
+    for suite_dir in suite_dirs(results, suite):
+        files = write_report(suite_dir)
+        typer.echo((suite_dir / MARKDOWN_FILE).read_text())
+        for path in files:
+            typer.echo(f"wrote {path}")

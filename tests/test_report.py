@@ -1,0 +1,232 @@
+"""Tests of ``spdbench report`` (``spdbench.report``) on synthetic suites.
+
+EVERY NUMBER HERE IS MADE UP: the suites are written by the tests, with invented scores, so that
+the report's tables and plots can be checked without training anything. The processes are
+built with the paper's spectrum, so no dataset is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from corruptions import make_process
+from corruptions.spectrum import PAPER_SPECTRUM
+from spdbench import spectra
+from spdbench.cli import app
+from spdbench.errors import UserError
+from spdbench.report import COLUMNS, write_report
+from spdbench.show import tile
+
+runner = CliRunner()
+SHAPE = (1, 28, 28)
+FIGURES = ("fid.png", "fid_vs_perturb.png", "fid_vs_step.png", "samples.png")
+#: Synthetic floor: not a measurement.
+FLOOR = {"fid": 1.5, "fid_low": 1.2, "fid_high": 1.9, "kid": 0.0002, "kid_std": 0.0001}
+
+
+def synthetic_scores(fid: float) -> dict[str, Any]:
+    """A made-up score dict around ``fid``."""
+    return {
+        "fid": fid,
+        "fid_low": fid - 1.0,
+        "fid_high": fid + 1.5,
+        "kid": fid / 1000,
+        "kid_std": 0.0004,
+        "features": "fmnist-cnn-synthetic",
+        "samples": 64,
+        "reference": "fmnist-train-64",
+    }
+
+
+def write_run(
+    suite_dir: Path,
+    process: str,
+    seed: int,
+    status: str,
+    fid: float = 0.0,
+    spectrum: str = "paper",
+    **options: Any,
+) -> Path:
+    """A synthetic run directory: ``config.json`` and, for ``done``, a summary with made-up
+    scores, an ``eval.jsonl`` and a sample file; for ``failed``, ``failed.json``."""
+    built = make_process(process, SHAPE, spectrum=PAPER_SPECTRUM, **options)
+    process_config = built.config() | ({"spectrum": spectrum} if "spectrum" in built.config() else {})
+    run_id = f"{process}-{options.get('perturb_kind', '')}{options.get('perturb', '')}-s{seed}"
+    run_dir = suite_dir / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    config = {
+        "process": process_config,
+        "dataset": "fmnist",
+        "image_shape": list(SHAPE),
+        "budget": "quick",
+        "network": {"size": "quick"},
+        "train": {"steps": 100, "batch": 8, "seed": seed},
+        "sampler": {"nfe": 10, "eta": 1.0, "variance": "small", "clip_x0": True},
+        "samples": 64,
+        "seed": seed,
+    }
+    (run_dir / "config.json").write_text(json.dumps(config))
+    if status == "failed":
+        (run_dir / "failed.json").write_text(json.dumps({"run_id": run_id, "error": "CUDA out of memory | boom"}))
+    if status == "done":
+        summary = {
+            "run_id": run_id,
+            "train_steps": 100,
+            "train_seconds": 330.0,
+            "images_per_second": 2.5,
+            "final_loss": 0.1,
+            "nfe": 10,
+            "samples": 64,
+            "sampling_seconds": 4.0,
+            "scores": synthetic_scores(fid),
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        lines = [{"step": step, "fid": fid + 1000 / step, "samples": 32} for step in (25, 50, 100)]
+        (run_dir / "eval.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        images = np.random.default_rng(seed).integers(0, 256, (64, *SHAPE), dtype=np.uint8)
+        if process == "ddpm":  # an 8 × 8 grid of the samples; the others have the images themselves
+            rows = [torch.from_numpy(images[i : i + 8]).float() / 255 for i in range(0, 64, 8)]
+            Image.fromarray((tile(rows) * 255).round().byte().numpy()).save(run_dir / "samples.png")
+        else:
+            np.savez_compressed(run_dir / "samples.npz", images=images)
+    return run_dir
+
+
+def write_suite(root: Path, name: str = "quick", smoke: bool = False, spectrum: str = "paper") -> Path:
+    """A synthetic suite with 4 finished runs (two seeds of SPD), one failed, one unfinished."""
+    suite_dir = root / name
+    suite_dir.mkdir(parents=True)
+    suite = {
+        "suite": name,
+        "title": "synthetic test suite",
+        "budget": "quick",
+        "dataset": "fmnist",
+        "features": "fmnist-cnn-synthetic",
+        "samples": 64,
+        "reference": "fmnist-train-64",
+        "command": "pytest tests/test_report.py",
+        "machine": "test machine",
+        "floor": FLOOR,
+        "smoke": smoke,
+    }
+    (suite_dir / "suite.json").write_text(json.dumps(suite))
+    write_run(suite_dir, "spd", 1, "done", 30.0, spectrum)
+    write_run(suite_dir, "spd", 0, "done", 28.0, spectrum)
+    write_run(suite_dir, "spd", 0, "done", 33.0, spectrum, perturb=0.1, perturb_kind="desync")
+    write_run(suite_dir, "ddpm", 0, "done", 40.0)
+    write_run(suite_dir, "heat", 0, "failed")
+    write_run(suite_dir, "blurring", 0, "unfinished")
+    return suite_dir
+
+
+def read_rows(suite_dir: Path) -> list[dict[str, str]]:
+    with (suite_dir / "fid.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def test_report_tables_have_one_row_per_run_in_order(tmp_path: Path) -> None:
+    suite_dir = write_suite(tmp_path)
+    files = write_report(suite_dir)
+    assert [path.name for path in files] == ["fid.csv", "fid.md", *FIGURES]
+    rows = read_rows(suite_dir)
+    assert list(rows[0]) == list(COLUMNS)
+    order = [(row["process"], row["perturb_kind"], row["seed"], row["status"]) for row in rows]
+    assert order == [
+        ("ddpm", "", "0", "done"),
+        ("heat", "", "0", "failed"),
+        ("blurring", "", "0", "unfinished"),
+        ("spd", "", "0", "done"),
+        ("spd", "", "1", "done"),
+        ("spd", "desync", "0", "done"),
+    ]
+    assert all(float(row["floor_fid"]) == FLOOR["fid"] for row in rows)
+    failed = rows[1]
+    assert failed["error"] == "CUDA out of memory | boom" and failed["fid"] == ""
+    assert float(rows[3]["fid"]) == 28.0 and float(rows[3]["fid_high"]) == 29.5
+    assert float(rows[3]["path_efficiency"]) == pytest.approx(1.0, abs=1e-3)
+    assert 0 < float(rows[0]["path_efficiency"]) < 1
+    assert 0 < float(rows[1]["path_efficiency"]) < 1  # a failed run's process has a path too
+    markdown = (suite_dir / "fid.md").read_text()
+    heading = markdown.splitlines()[0]
+    assert heading.startswith("# ") and "SMOKE" not in markdown
+    for fact in ("suite quick", "budget quick", "fmnist", "FID on 64 samples against fmnist-train-64"):
+        assert fact in heading
+    assert "features fmnist-cnn-synthetic" in heading
+    assert "`pytest tests/test_report.py` on test machine" in markdown
+    assert "failed: CUDA out of memory \\| boom" in markdown and "| unfinished |" in markdown
+    assert "28.00 [27.00, 29.50]" in markdown and "5.5 min" in markdown
+    assert "| spd | 0, 1 | 2 of 2 | 29.00 ± 1.41 |" in markdown  # the seed table
+    assert "Warning" not in markdown
+    for name in FIGURES:
+        with Image.open(suite_dir / name) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_runs_scored_otherwise_are_flagged(tmp_path: Path) -> None:
+    suite_dir = write_suite(tmp_path)
+    summary_path = next((suite_dir / "runs").glob("ddpm*")) / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["scores"]["samples"] = 32
+    summary_path.write_text(json.dumps(summary))
+    write_report(suite_dir)
+    markdown = (suite_dir / "fid.md").read_text()
+    assert "Warning: these runs were scored otherwise" in markdown and "ddpm--s0: features" in markdown
+
+
+def test_smoke_suite_says_so(tmp_path: Path) -> None:
+    suite_dir = write_suite(tmp_path, smoke=True)
+    write_report(suite_dir)
+    markdown = (suite_dir / "fid.md").read_text()
+    assert markdown.startswith("# SMOKE TEST, NOT A RESULT")
+    assert "smoke: these numbers say nothing about the processes" in markdown
+
+
+def test_suite_without_finished_runs_still_writes_everything(tmp_path: Path) -> None:
+    suite_dir = tmp_path / "empty"
+    write_suite(tmp_path, "empty")
+    for run_dir in (suite_dir / "runs").iterdir():
+        (run_dir / "summary.json").unlink(missing_ok=True)
+    files = write_report(suite_dir)
+    assert {row["status"] for row in read_rows(suite_dir)} == {"failed", "unfinished"}
+    assert all(path.is_file() for path in files)
+
+
+def test_missing_dataset_leaves_path_efficiency_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(*args: object) -> None:
+        raise UserError("Fashion-MNIST is not here")
+
+    monkeypatch.setattr(spectra, "empirical_spectrum", unavailable)
+    suite_dir = write_suite(tmp_path, spectrum="empirical")
+    write_report(suite_dir)
+    assert all(row["path_efficiency"] == "" for row in read_rows(suite_dir))
+    assert "ddpm: Fashion-MNIST is not here" in (suite_dir / "fid.md").read_text()
+
+
+def test_report_command_writes_and_prints(tmp_path: Path) -> None:
+    write_suite(tmp_path, "one")
+    write_suite(tmp_path, "two")
+    result = runner.invoke(app, ["report", "two", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| spd desync +0.1 |" in result.stdout and f"wrote {tmp_path / 'two' / 'fid.csv'}" in result.stdout
+    assert not (tmp_path / "one" / "fid.csv").exists()
+    result = runner.invoke(app, ["report", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "one" / "fid.csv").exists()
+
+
+def test_unknown_suite_exits_2_with_one_line(tmp_path: Path) -> None:
+    write_suite(tmp_path, "quick")
+    result = runner.invoke(app, ["report", "nope", "--results", str(tmp_path)])
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown suite 'nope'") and "quick" in lines[0]
+
