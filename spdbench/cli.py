@@ -8,6 +8,7 @@ code 2, with no traceback.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec
@@ -18,8 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from corruptions import PERTURB_KINDS, PROCESSES, ConfigurationError
+from spdbench.budgets import BUDGETS
 from spdbench.data import DATASETS
 from spdbench.errors import UserError
+from spdbench.runs import RunRequest, execute, resolve_run
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
 from spdbench.report import MARKDOWN_FILE, suite_dirs, write_report
 from spdbench.show import show_processes
@@ -110,6 +113,37 @@ def show(
     files = show_processes(process, dataset, size, spectrum, perturb, perturb_kind, images, times, seed, out)
     for path in files:
         typer.echo(f"wrote {path}")
+
+
+@command
+def run(
+    process: Annotated[str, typer.Option(help=f"process to train: {', '.join(PROCESSES)}")],
+    perturb: Annotated[float | None, typer.Option(help="SPD perturbation strength p, |p| < 1 (spd only)")] = None,
+    perturb_kind: Annotated[
+        str | None, typer.Option(help=f"SPD perturbation family: {', '.join(PERTURB_KINDS)} (spd only; default desync)")
+    ] = None,
+    dataset: DatasetOption = "fmnist",
+    spectrum: SpectrumOption = "empirical",
+    budget: Annotated[str, typer.Option(help=f"named budget: {', '.join(BUDGETS)}")] = "quick",
+    steps: Annotated[int | None, typer.Option(help="training steps (default: the budget's)")] = None,
+    batch: Annotated[int | None, typer.Option(help="global batch size (default: the budget's)")] = None,
+    nfe: Annotated[int | None, typer.Option(help="sampler network calls (default: the budget's)")] = None,
+    samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of training and sampling")] = 0,
+    out: Annotated[Path, typer.Option(help="directory of run directories")] = Path("runs"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved configuration and exit")] = False,
+    force: Annotated[bool, typer.Option("--force", help="start a finished or interrupted run again")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
+) -> None:
+    """Train one process, sample from it and write one run directory (resumes if interrupted)."""
+    request = RunRequest(process, perturb, perturb_kind, dataset, spectrum, budget, steps, batch, nfe, samples, seed)
+    resolved = resolve_run(request)
+    if dry_run:
+        typer.echo(json.dumps({"run_id": resolved.run_id, **resolved.config()}, indent=2))
+        return
+    run_dir, summary = execute(resolved, out, force=force, quiet=quiet)
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"results in {run_dir}")
 
 
 @command

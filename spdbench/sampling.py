@@ -54,3 +54,49 @@ def sample(
             callback(i, t, step.x_next, step.x0_hat)
         x = step.x_next
     return x
+
+
+def network_denoiser(net: torch.nn.Module, process: Process, bf16: bool = False) -> Denoiser:
+    """The network as a denoiser: ``net(x_t, network_time(t))`` in float32 (bf16 autocast if
+    asked), under ``torch.no_grad``."""
+
+    def denoise(x: Tensor, t: Tensor) -> Tensor:
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return net(x.float(), process.network_time(t.reshape(1)).expand(len(x)).to(x.device)).float()
+
+    return denoise
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """``[-1, 1]`` images to uint8 ``round((x + 1) · 127.5)``, clipped."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def generate(
+    denoiser: Denoiser,
+    process: Process,
+    train_images: Tensor,
+    count: int,
+    seed: int,
+    steps: int | None,
+    settings: SamplerSettings,
+    batch: int,
+    device: torch.device,
+    first: int = 0,
+    callback: Callable[[int], None] | None = None,
+) -> Tensor:
+    """Images ``first … first + count − 1`` of the sample set ``seed``, as uint8.
+
+    Image ``i`` draws its noise from seed ``seed · 10⁶ + i`` and, for a data-dependent prior,
+    starts from training image ``perm[i]`` of a permutation seeded by ``seed``: any subset
+    of a sample set is regenerated exactly, whatever the batch size."""
+    order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
+    chunks = []
+    for start in range(first, first + count, batch):
+        indices = torch.arange(start, min(start + batch, first + count))
+        noise = PerImageNoise([seed * 1_000_000 + int(i) for i in indices], process.image_shape, device)
+        reference = train_images[order[indices % len(train_images)]]
+        chunks.append(to_uint8(sample(denoiser, process, noise, reference, steps, settings)).cpu())
+        if callback is not None:
+            callback(len(indices))
+    return torch.cat(chunks)

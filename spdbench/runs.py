@@ -1,0 +1,207 @@
+"""One experiment end to end: resolve its configuration, train, sample, score, summarise.
+
+A run directory holds ``config.json`` (the resolved configuration, as ``--dry-run`` prints
+it), ``metrics.jsonl`` (the training log), ``checkpoints/``, ``samples.npz`` (uint8
+images), ``samples.png`` and ``summary.json`` (costs and the FID/KID scores). Its name comes from its configuration, so
+rerunning a finished run does nothing and rerunning an interrupted one resumes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from corruptions import PROCESSES, Process, SamplerSettings, make_process
+from models import UNet, network_config
+from spdbench.budgets import Budget, resolve_budget
+from spdbench.data import image_shape, load_images
+from spdbench.errors import UserError
+from spdbench.files import write_atomically, write_text_atomically
+from spdbench.metrics import score_images
+from spdbench.sampling import generate, network_denoiser
+from spdbench.show import process_label, tile
+from spdbench.spectra import resolve_spectrum
+from spdbench.train import TrainConfig, train
+
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+SAMPLES = "samples.npz"
+SAMPLE_GRID = "samples.png"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the user asked for; ``None`` means the budget's value."""
+
+    process: str
+    perturb: float | None = None
+    perturb_kind: str | None = None
+    dataset: str = "fmnist"
+    spectrum: str = "empirical"
+    budget: str = "quick"
+    steps: int | None = None
+    batch: int | None = None
+    nfe: int | None = None
+    samples: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """A resolved run: its process, settings and the JSON that names it."""
+
+    process: Process
+    budget: Budget
+    train: TrainConfig
+    sampler: SamplerSettings
+    request: RunRequest
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration, as written to ``config.json``."""
+        net = network_config(self.budget.network, self.process.image_shape[0], self.process.image_shape[1])
+        return {
+            "process": self.process.config(),
+            "dataset": self.request.dataset,
+            "image_shape": list(self.process.image_shape),
+            "budget": self.budget.name,
+            "network": {"size": self.budget.network, **dataclasses.asdict(net)},
+            "train": dataclasses.asdict(self.train),
+            "sampler": {"nfe": self.nfe, **dataclasses.asdict(self.sampler)},
+            "samples": self.samples,
+            "sample_batch": self.budget.sample_batch,
+            "seed": self.request.seed,
+        }
+
+    @property
+    def nfe(self) -> int:
+        return len(self.process.time_grid(self.request.nfe or self.budget.nfe)) - 1
+
+    @property
+    def samples(self) -> int:
+        return self.request.samples or self.budget.samples
+
+    @property
+    def run_id(self) -> str:
+        """``<process label>-<dataset>-<budget>-s<seed>-<hash of the configuration>``."""
+        digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:8]
+        label = process_label(self.process)
+        return f"{label}-{self.request.dataset}-{self.budget.name}-s{self.request.seed}-{digest}"
+
+
+def resolve_run(request: RunRequest) -> Run:
+    """Check the request and resolve it against its budget; bad values raise one-line errors."""
+    if request.process not in PROCESSES:
+        raise UserError(f"unknown process {request.process!r}; valid: {', '.join(PROCESSES)}")
+    budget = resolve_budget(request.budget, request.process)
+    options: dict[str, Any] = {}
+    if request.perturb is not None or request.perturb_kind is not None:
+        if request.process != "spd":
+            raise UserError(f"--perturb and --perturb-kind apply to spd only, not {request.process!r}")
+        options = {"perturb": request.perturb or 0.0, "perturb_kind": request.perturb_kind or "desync"}
+    for name in ("steps", "batch", "nfe", "samples"):
+        value = getattr(request, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be at least 1, got {value}")
+    shape = image_shape(request.dataset)
+    spectrum = resolve_spectrum(request.spectrum, request.dataset)
+    process = make_process(request.process, shape, spectrum=spectrum, **options)
+    process.time_grid(request.nfe or budget.nfe)  # refuses an NFE the process cannot do
+    train_config = TrainConfig(
+        steps=request.steps or budget.steps,
+        batch=request.batch or budget.batch,
+        lr=budget.lr,
+        warmup=budget.warmup,
+        grad_clip=budget.grad_clip,
+        ema_decay=budget.ema_decay,
+        ema_warmup=budget.ema_warmup,
+        seed=request.seed,
+        checkpoint_every=budget.checkpoint_every,
+    )
+    return Run(process, budget, train_config, SamplerSettings(), request)
+
+
+def prepare_directory(out: Path) -> None:
+    """Make ``out`` and check that it takes files; a one-line error if it does not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write to {out}: {error.strerror or error}") from None
+
+
+def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Train, sample and summarise ``run`` under ``out/<run id>``; returns the directory and
+    the summary. A finished run is returned as it is (unless ``force``: start again)."""
+    prepare_directory(out)
+    run_dir = out / run.run_id
+    config = json.loads(json.dumps(run.config()))  # as it reads back from config.json
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if (run_dir / SUMMARY).exists():
+        return run_dir, json.loads((run_dir / SUMMARY).read_text())
+    if (run_dir / CONFIG).exists() and json.loads((run_dir / CONFIG).read_text()) != config:
+        raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
+    write_text_atomically(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+
+    images = load_images(run.request.dataset, "train")
+    net = UNet(network_config(run.budget.network, run.process.image_shape[0], run.process.image_shape[1]))
+    result = train(run.process, net, images, run.train, run_dir, quiet=quiet)
+    device = next(result.net.parameters()).device
+
+    started = time.perf_counter()
+    averaged = result.ema.averaged_model(result.net)
+    samples = generate(
+        network_denoiser(averaged, run.process, bool(result.config.bf16)),
+        run.process,
+        images,
+        run.samples,
+        run.request.seed,
+        run.request.nfe or run.budget.nfe,
+        run.sampler,
+        run.budget.sample_batch,
+        device,
+    )
+    sampling_seconds = time.perf_counter() - started
+    write_samples(run_dir, samples)
+    scores = score_images(samples, run.request.dataset, seed=run.request.seed)
+
+    final = result.metrics or {}
+    summary = {
+        "run_id": run.run_id,
+        "train_steps": result.step,
+        "train_seconds": result.seconds,
+        "images_per_second": (result.step - result.resumed_from) * result.config.batch / result.seconds,
+        "final_loss": final.get("loss"),
+        "nfe": run.nfe,
+        "samples": len(samples),
+        "sampling_seconds": sampling_seconds,
+        "scores": scores.to_dict(),
+    }
+    write_text_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return run_dir, summary
+
+
+def write_samples(run_dir: Path, samples: torch.Tensor) -> None:
+    """``samples.npz`` (uint8 ``N × C × H × W`` under ``images``) and a PNG grid of the first 64."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=samples.numpy())
+    write_atomically(run_dir / SAMPLES, lambda temporary: temporary.write_bytes(buffer.getvalue()))
+    shown = samples[:64].float() / 255
+    columns = min(8, len(shown))
+    rows = [shown[i : i + columns] for i in range(0, len(shown) // columns * columns, columns)]
+    grid = (tile(rows) * 255).round().to(torch.uint8).numpy()
+    write_atomically(run_dir / SAMPLE_GRID, lambda temporary: Image.fromarray(grid).save(temporary, format="PNG"))

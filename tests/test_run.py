@@ -1,0 +1,154 @@
+"""`spdbench run`: one experiment end to end through the command line, and its refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from corruptions import PROCESSES
+from spdbench import metrics, runs
+from spdbench.classifier import ClassifierConfig
+from spdbench.cli import app
+from spdbench.metrics import ClassifierFeatures
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+    reason="needs Debian's dataset-fashion-mnist (CI installs it)",
+)
+
+TINY = ["--budget", "smoke", "--steps", "3", "--batch", "8", "--samples", "6", "--nfe", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache_and_tiny_scores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A private cache, and the real scoring with a classifier trained on 512 images (the
+    suite's own takes minutes to train) against 200 reference images."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPDBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        tiny = ClassifierFeatures(ClassifierConfig(epochs=1, train_limit=512), min_accuracy=0.0)
+
+        def tiny_scores(images: torch.Tensor, dataset: str, seed: int) -> metrics.Score:
+            return metrics.score_images(images, dataset, features=tiny, reference_count=200, seed=seed, resamples=20)
+
+        patch.setattr(runs, "score_images", tiny_scores)
+        yield
+
+
+def spdbench(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def run_dirs(out: Path) -> list[Path]:
+    return sorted(path for path in out.iterdir() if path.is_dir())
+
+
+@pytest.mark.parametrize("process", [*PROCESSES, "spd-perturbed"])
+def test_every_process_runs_end_to_end(process: str, tmp_path: Path) -> None:
+    extra = ["--process", "spd", "--perturb", "0.1"] if process == "spd-perturbed" else ["--process", process]
+    code, output = spdbench("run", *extra, *TINY, "--out", str(tmp_path))
+    assert code == 0, output
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["train_steps"] == 3 and summary["samples"] == 6 and summary["nfe"] == 3
+    assert np.isfinite(summary["final_loss"])
+    scores = summary["scores"]
+    assert scores["samples"] == 6 and np.isfinite(scores["fid"]) and scores["fid_low"] <= scores["fid_high"]
+    images = np.load(run_dir / "samples.npz")["images"]
+    assert images.shape == (6, 1, 28, 28) and images.dtype == np.uint8
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["process"]["process"] == "spd" if process == "spd-perturbed" else process
+    assert (run_dir / "samples.png").stat().st_size > 0 and (run_dir / "metrics.jsonl").exists()
+
+
+def test_dry_run_prints_the_configuration_and_writes_nothing(tmp_path: Path) -> None:
+    code, output = spdbench("run", "--process", "spd", "--perturb", "0.1", *TINY, "--out", str(tmp_path), "--dry-run")
+    assert code == 0, output
+    config = json.loads(output)
+    assert config["process"]["perturb"] == 0.1 and config["process"]["perturb_kind"] == "desync"
+    assert config["train"]["steps"] == 3 and config["run_id"].startswith("spd-desync+0.1-fmnist-smoke-s0-")
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_finished_run_is_not_redone_and_interrupted_run_resumes(tmp_path: Path) -> None:
+    code, _ = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    assert code == 0
+    (run_dir,) = run_dirs(tmp_path)
+    samples = (run_dir / "samples.npz").read_bytes()
+    stamp = (run_dir / "summary.json").stat().st_mtime_ns
+    code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    assert code == 0 and str(run_dir) in output
+    assert (run_dir / "summary.json").stat().st_mtime_ns == stamp
+
+    (run_dir / "summary.json").unlink()  # as if killed while sampling
+    (run_dir / "samples.npz").unlink()
+    log = (run_dir / "metrics.jsonl").read_text()
+    code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    assert code == 0, output
+    assert (run_dir / "metrics.jsonl").read_text() == log  # resumed at the end: no step retrained
+    assert (run_dir / "samples.npz").read_bytes() == samples  # the same images, seeded per image
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--process", "nope"], "unknown process 'nope'; valid: ddpm, heat, blurring, spd"),
+        (["--process", "spd", "--perturb", "1.5"], "|p| < 1"),
+        (["--process", "spd", "--perturb", "0.1", "--perturb-kind", "bend"], "unknown perturb kind 'bend'"),
+        (["--process", "ddpm", "--perturb", "0.1"], "apply to spd only"),
+        (["--process", "ddpm", "--dataset", "mnist"], "unknown dataset"),
+        (["--process", "ddpm", "--budget", "huge"], "unknown budget 'huge'"),
+        (["--process", "ddpm", "--steps", "0"], "--steps must be at least 1"),
+        (["--process", "heat", "--nfe", "500"], "steps must lie in [1, 100]"),
+        (["--process", "spd", "--spectrum", "flat"], "valid: empirical, fit, paper"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path) -> None:
+    code, output = spdbench("run", *arguments, "--out", str(tmp_path / "out"), "--dry-run")
+    assert code == 2
+    assert output.startswith("error: ") and output.count("\n") == 1 and message in output
+
+
+def test_unwritable_results_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(blocker / "runs"))
+    assert code == 2 and output.startswith("error: cannot write to") and output.count("\n") == 1
+
+
+def test_corrupt_checkpoint_is_refused_and_left_alone(tmp_path: Path) -> None:
+    code, _ = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    assert code == 0
+    (run_dir,) = run_dirs(tmp_path)
+    (run_dir / "summary.json").unlink()
+    weights = next((run_dir / "checkpoints").rglob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    assert code == 2 and output.startswith("error: ") and output.count("\n") == 1
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+
+
+def test_missing_dataset_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spdbench import data
+
+    def offline(url: str, out: Path) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(data, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("SPDBENCH_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setattr(data, "_http_get", offline)
+    data._load.cache_clear()
+    try:
+        code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path / "runs"))
+    finally:
+        data._load.cache_clear()
+    assert code == 2 and output.startswith("error: ") and output.count("\n") == 1
+    assert "apt-get install dataset-fashion-mnist" in output
