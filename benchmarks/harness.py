@@ -1,0 +1,151 @@
+"""Run a suite: every run under one protocol, idempotently, then its report.
+
+    python -m benchmarks.harness quick [--results results] [--estimate-only]
+
+Finished runs are skipped, interrupted ones resume from their last checkpoint, and a run
+that fails leaves ``failed.json`` (its error) so the table shows it instead of losing it.
+Before starting, the harness times a few training steps and sampler calls of the suite's
+networks on this machine and prints the estimated time of what is left to do.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import typer
+
+from benchmarks.suites import Suite, get_suite
+from corruptions import ConfigurationError
+from models import UNet, network_config
+from spdbench.errors import UserError
+from spdbench.files import write_text_atomically
+from spdbench.metrics import floor_score
+from spdbench.report import write_report
+from spdbench.runs import SUMMARY, Run, execute, resolve_run
+
+FAILED = "failed.json"
+SUITE_RECORD = "suite.json"
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Measured seconds per training step and per sampler network call of one run's settings."""
+
+    train_step: float
+    sampler_call: float
+
+
+def measure_costs(run: Run, repeats: int = 3) -> Costs:
+    """Time ``repeats`` training steps (after one warm-up) and sampler calls of ``run``'s network."""
+    shape = run.process.image_shape
+    net = UNet(network_config(run.budget.network, shape[0], shape[1]))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.randn(run.train.batch, *shape)
+    t = torch.rand(run.train.batch)
+    timings = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        optimizer.zero_grad()
+        net(x, t).square().mean().backward()
+        optimizer.step()
+        timings.append(time.perf_counter() - started)
+    train_step = sum(timings[1:]) / repeats
+    net.eval()
+    batch = torch.randn(min(run.budget.sample_batch, run.samples), *shape)
+    with torch.no_grad():
+        started = time.perf_counter()
+        for _ in range(repeats):
+            net(batch, torch.rand(len(batch)))
+    return Costs(train_step, (time.perf_counter() - started) / repeats)
+
+
+def estimate_seconds(runs: list[Run], done: set[str]) -> float:
+    """Estimated seconds of the runs not yet done: steps × step cost + calls × call cost."""
+    costs: dict[tuple[str, int, int], Costs] = {}
+    total = 0.0
+    for run in runs:
+        if run.run_id in done:
+            continue
+        key = (run.budget.network, run.train.batch, run.budget.sample_batch)
+        if key not in costs:
+            costs[key] = measure_costs(run)
+        batches = -(-run.samples // run.budget.sample_batch)
+        total += run.train.steps * costs[key].train_step + run.nfe * batches * costs[key].sampler_call
+    return total
+
+
+def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: bool = False) -> Path:
+    """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report."""
+    suite_dir = results / suite.name
+    runs_dir = suite_dir / "runs"
+    runs = [resolve_run(request) for request in suite.runs]
+    done = {run.run_id for run in runs if (runs_dir / run.run_id / SUMMARY).exists()}
+    print(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
+    estimate = estimate_seconds(runs, done)
+    print(f"estimated time for the {len(runs) - len(done)} runs left: {estimate / 60:.0f} minutes")
+    if estimate_only:
+        return suite_dir
+    for index, run in enumerate(runs, 1):
+        run_dir = runs_dir / run.run_id
+        if run.run_id in done:
+            print(f"[{index}/{len(runs)}] {run.run_id}: done, skipped")
+            continue
+        print(f"[{index}/{len(runs)}] {run.run_id}")
+        try:
+            (run_dir / FAILED).unlink(missing_ok=True)
+            execute(run, runs_dir, quiet=quiet)
+        except Exception as error:  # noqa: BLE001 - a failed run is recorded, the suite goes on
+            message = " ".join(str(error).split()) or type(error).__name__
+            record = {"run_id": run.run_id, "error": message, "traceback": traceback.format_exc()}
+            write_text_atomically(run_dir / FAILED, json.dumps(record, indent=2) + "\n")
+            print(f"    failed: {message}")
+    write_suite_record(suite, runs, suite_dir)
+    for path in write_report(suite_dir):
+        print(f"wrote {path}")
+    return suite_dir
+
+
+def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
+    """``suite.json``: the protocol, the machine, and the floor (held-out real images scored
+    like the samples, at the same count)."""
+    samples = max(run.samples for run in runs)
+    floor = floor_score(suite.dataset, samples)
+    record = {
+        "suite": suite.name,
+        "title": suite.title,
+        "budget": ", ".join(sorted({run.budget.name for run in runs})),
+        "dataset": suite.dataset,
+        "features": floor.features,
+        "samples": samples,
+        "reference": floor.reference,
+        "command": suite.command,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.platform()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "floor": floor.to_dict(),
+        "smoke": suite.smoke,
+    }
+    write_text_atomically(suite_dir / SUITE_RECORD, json.dumps(record, indent=2) + "\n")
+
+
+def main(
+    suite: str = typer.Argument(help="suite to run: smoke, quick or cifar"),
+    results: Path = typer.Option(Path("results"), help="directory of suite directories"),
+    estimate_only: bool = typer.Option(False, "--estimate-only", help="print the time estimate and stop"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+) -> None:
+    """Run a suite and write its report."""
+    try:
+        run_suite(get_suite(suite), results, estimate_only, quiet)
+    except (UserError, ConfigurationError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    typer.run(main)
