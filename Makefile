@@ -28,3 +28,20 @@ paths: setup
 
 show: setup
 	$(BIN)/spdbench show --process all
+
+# The suites (benchmarks/suites.py): finished runs are skipped, interrupted ones resume.
+.PHONY: smoke bench bench-cifar report
+smoke: setup
+	$(BIN)/python -m benchmarks.harness smoke
+
+bench: setup
+	$(BIN)/python -m benchmarks.harness quick
+
+# CIFAR-10 on a GPU machine (GPUS=N for several: torchrun, DistributedDataParallel);
+# the archive is downloaded, its hash checked, on first use.
+GPUS ?= 1
+bench-cifar: setup
+	$(BIN)/torchrun --standalone --nproc_per_node=$(GPUS) -m benchmarks.harness cifar
+
+report: setup
+	$(BIN)/spdbench report

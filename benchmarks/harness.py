@@ -27,7 +27,7 @@ from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
 from spdbench.metrics import floor_score
 from spdbench.report import write_report
-from spdbench.runs import SUMMARY, Run, execute, resolve_run
+from spdbench.runs import SUMMARY, Run, execute, launch_rank, resolve_run
 
 FAILED = "failed.json"
 SUITE_RECORD = "suite.json"
@@ -44,24 +44,29 @@ class Costs:
 def measure_costs(run: Run, repeats: int = 3) -> Costs:
     """Time ``repeats`` training steps (after one warm-up) and sampler calls of ``run``'s network."""
     shape = run.process.image_shape
-    net = UNet(network_config(run.budget.network, shape[0], shape[1]))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = UNet(network_config(run.budget.network, shape[0], shape[1])).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x = torch.randn(run.train.batch, *shape)
-    t = torch.rand(run.train.batch)
+    x = torch.randn(run.train.batch, *shape, device=device)
+    t = torch.rand(run.train.batch, device=device)
     timings = []
     for _ in range(repeats + 1):
         started = time.perf_counter()
         optimizer.zero_grad()
         net(x, t).square().mean().backward()
         optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         timings.append(time.perf_counter() - started)
     train_step = sum(timings[1:]) / repeats
     net.eval()
-    batch = torch.randn(min(run.budget.sample_batch, run.samples), *shape)
+    batch = torch.randn(min(run.budget.sample_batch, run.samples), *shape, device=device)
     with torch.no_grad():
         started = time.perf_counter()
         for _ in range(repeats):
-            net(batch, torch.rand(len(batch)))
+            net(batch, torch.rand(len(batch), device=device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     return Costs(train_step, (time.perf_counter() - started) / repeats)
 
 
@@ -84,6 +89,7 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report."""
     suite_dir = results / suite.name
     runs_dir = suite_dir / "runs"
+    leader = launch_rank() == 0  # under torchrun, only rank 0 writes records and reports
     runs = [resolve_run(request) for request in suite.runs]
     done = {run.run_id for run in runs if (runs_dir / run.run_id / SUMMARY).exists()}
     print(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
@@ -91,6 +97,8 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     print(f"estimated time for the {len(runs) - len(done)} runs left: {estimate / 60:.0f} minutes")
     if estimate_only:
         return suite_dir
+    if leader:
+        write_suite_record(suite, runs, suite_dir)
     for index, run in enumerate(runs, 1):
         run_dir = runs_dir / run.run_id
         if run.run_id in done:
@@ -101,13 +109,15 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
             (run_dir / FAILED).unlink(missing_ok=True)
             execute(run, runs_dir, quiet=quiet)
         except Exception as error:  # noqa: BLE001 - a failed run is recorded, the suite goes on
+            if not leader:
+                raise
             message = " ".join(str(error).split()) or type(error).__name__
             record = {"run_id": run.run_id, "error": message, "traceback": traceback.format_exc()}
             write_text_atomically(run_dir / FAILED, json.dumps(record, indent=2) + "\n")
             print(f"    failed: {message}")
-    write_suite_record(suite, runs, suite_dir)
-    for path in write_report(suite_dir):
-        print(f"wrote {path}")
+    if leader:
+        for path in write_report(suite_dir):
+            print(f"wrote {path}")
     return suite_dir
 
 

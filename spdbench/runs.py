@@ -132,6 +132,11 @@ def resolve_run(request: RunRequest) -> Run:
     return Run(process, budget, train_config, SamplerSettings(), request)
 
 
+def launch_rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def prepare_directory(out: Path) -> None:
     """Make ``out`` and check that it takes files; a one-line error if it does not."""
     try:
@@ -160,6 +165,8 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
     images = load_images(run.request.dataset, "train")
     net = UNet(network_config(run.budget.network, run.process.image_shape[0], run.process.image_shape[1]))
     result = train(run.process, net, images, run.train, run_dir, quiet=quiet)
+    if launch_rank() != 0:  # under torchrun, the other ranks only help to train
+        return run_dir, {}
     device = next(result.net.parameters()).device
 
     started = time.perf_counter()

@@ -1,0 +1,112 @@
+"""The suite harness: idempotent, resumable, and honest about failed runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import harness
+from benchmarks.suites import SUITES, Suite
+from spdbench import metrics, runs
+from spdbench.budgets import resolve_budget
+from spdbench.classifier import ClassifierConfig
+from spdbench.metrics import ClassifierFeatures
+from spdbench.runs import RunRequest
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+    reason="needs Debian's dataset-fashion-mnist (CI installs it)",
+)
+
+TINY = {"budget": "smoke", "steps": 3, "batch": 8, "samples": 6, "nfe": 3}
+SUITE = Suite(
+    name="tiny",
+    title="tiny: a test suite; these numbers say nothing about the processes",
+    dataset="fmnist",
+    runs=tuple(RunRequest(process, **TINY) for process in ("ddpm", "heat", "spd")),  # type: ignore[arg-type]
+    smoke=True,
+    command="pytest",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_scores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Real scoring, with a classifier trained on 512 images against 200 reference images."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPDBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        tiny = ClassifierFeatures(ClassifierConfig(epochs=1, train_limit=512), min_accuracy=0.0)
+
+        def score(images: torch.Tensor, dataset: str, seed: int) -> metrics.Score:
+            return metrics.score_images(images, dataset, features=tiny, reference_count=200, seed=seed, resamples=20)
+
+        def floor(dataset: str, count: int) -> metrics.Score:
+            return metrics.floor_score(dataset, count, features=tiny, reference_count=200, resamples=20)
+
+        patch.setattr(runs, "score_images", score)
+        patch.setattr(harness, "floor_score", floor)
+        patch.setattr(harness, "estimate_seconds", lambda runs, done: 0.0)
+        yield
+
+
+def table(suite_dir: Path) -> list[dict[str, str]]:
+    with (suite_dir / "fid.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def summaries(runs_dir: Path) -> dict[str, int]:
+    return {path.parent.name: path.stat().st_mtime_ns for path in runs_dir.glob("*/summary.json")}
+
+
+def test_rerun_after_deleting_one_run_redoes_only_that_one(tmp_path: Path) -> None:
+    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    runs_dir = suite_dir / "runs"
+    first = summaries(runs_dir)
+    assert len(first) == 3 and json.loads((suite_dir / "suite.json").read_text())["floor"]["samples"] == 6
+    assert {row["status"] for row in table(suite_dir)} == {"done"}
+
+    deleted = sorted(first)[1]
+    for path in sorted((runs_dir / deleted).rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (runs_dir / deleted).rmdir()
+    harness.run_suite(SUITE, tmp_path, quiet=True)
+    second = summaries(runs_dir)
+    assert set(second) == set(first)
+    assert [name for name in first if second[name] != first[name]] == [deleted]
+
+
+def test_a_failed_run_is_a_row_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_train = runs.train
+
+    def train_failing_heat(process, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if process.name == "heat":
+            raise RuntimeError("out of memory (injected)")
+        return real_train(process, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "train", train_failing_heat)
+    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    rows = {row["process"]: row for row in table(suite_dir)}
+    assert rows["heat"]["status"] == "failed" and "out of memory (injected)" in rows["heat"]["error"]
+    assert rows["ddpm"]["status"] == rows["spd"]["status"] == "done"
+    assert "out of memory (injected)" in (suite_dir / "fid.md").read_text()
+
+    monkeypatch.setattr(runs, "train", real_train)  # the next attempt succeeds and clears the record
+    harness.run_suite(SUITE, tmp_path, quiet=True)
+    assert {row["status"] for row in table(suite_dir)} == {"done"}
+    assert not list((suite_dir / "runs").glob("*/failed.json"))
+
+
+def test_the_suites_share_one_protocol() -> None:
+    """Within a suite every run of a budget has the same network, steps, batch, sampler steps
+    and sample count (paper recipes differ by process, by design)."""
+    for suite in SUITES.values():
+        protocols = {
+            (budget.name, budget.network, budget.steps, budget.batch, budget.nfe, budget.samples)
+            for budget in (resolve_budget(r.budget, r.process) for r in suite.runs if r.budget != "paper")
+        }
+        assert len(protocols) == len({r.budget for r in suite.runs if r.budget != "paper"}), suite.name
+        assert all(r.steps is r.batch is r.nfe is r.samples is None for r in suite.runs), suite.name
