@@ -22,9 +22,9 @@ from corruptions import PERTURB_KINDS, PROCESSES, ConfigurationError
 from spdbench.budgets import BUDGETS
 from spdbench.data import DATASETS
 from spdbench.errors import UserError
-from spdbench.runs import RunRequest, execute, resolve_run
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
 from spdbench.report import MARKDOWN_FILE, suite_dirs, write_report
+from spdbench.runs import RunRequest, execute, resolve_run, score_run
 from spdbench.show import show_processes
 
 app = typer.Typer(
@@ -157,3 +157,16 @@ def report(
         typer.echo((suite_dir / MARKDOWN_FILE).read_text())
         for path in files:
             typer.echo(f"wrote {path}")
+
+
+@command
+def score(
+    run: Annotated[Path, typer.Option(help="a finished run directory (holds samples.npz)")],
+    features: Annotated[
+        str, typer.Option(help="features: default (the dataset's), classifier (fmnist) or inception")
+    ] = "default",
+    device: Annotated[str, typer.Option(help="torch device for the features and the bootstrap")] = "cpu",
+) -> None:
+    """Score a run's samples again, e.g. with Inception features on a machine that has the weights
+    (SPDBENCH_INCEPTION_WEIGHTS)."""
+    typer.echo(json.dumps(score_run(run, features, device), indent=2))

@@ -212,3 +212,21 @@ def write_samples(run_dir: Path, samples: torch.Tensor) -> None:
     rows = [shown[i : i + columns] for i in range(0, len(shown) // columns * columns, columns)]
     grid = (tile(rows) * 255).round().to(torch.uint8).numpy()
     write_atomically(run_dir / SAMPLE_GRID, lambda temporary: Image.fromarray(grid).save(temporary, format="PNG"))
+
+
+def score_run(run_dir: Path, features: str = "default", device: str = "cpu") -> dict[str, Any]:
+    """Score a finished run's ``samples.npz`` again (other features, another machine) and write
+    ``scores-<features name>.json`` beside it; returns the scores."""
+    config_path, samples_path = run_dir / CONFIG, run_dir / SAMPLES
+    if not config_path.exists() or not samples_path.exists():
+        raise UserError(f"{run_dir} is not a finished run: it needs {CONFIG} and {SAMPLES}")
+    dataset = json.loads(config_path.read_text())["dataset"]
+    try:
+        with np.load(samples_path) as archive:
+            samples = torch.from_numpy(archive["images"])
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{samples_path} is not a readable sample archive ({error})") from None
+    seed = json.loads(config_path.read_text())["seed"]
+    scores = score_images(samples, dataset, features=features, seed=seed, device=device).to_dict()
+    write_text_atomically(run_dir / f"scores-{scores['features']}.json", json.dumps(scores, indent=2) + "\n")
+    return scores

@@ -34,7 +34,9 @@ def private_cache_and_tiny_scores(tmp_path_factory: pytest.TempPathFactory) -> I
         patch.setenv("SPDBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
         tiny = ClassifierFeatures(ClassifierConfig(epochs=1, train_limit=512), min_accuracy=0.0)
 
-        def tiny_scores(images: torch.Tensor, dataset: str, seed: int) -> metrics.Score:
+        def tiny_scores(images: torch.Tensor, dataset: str, seed: int, **options: str) -> metrics.Score:
+            if options.get("features", "default") != "default":  # another extractor: the real path
+                return metrics.score_images(images, dataset, seed=seed, **options)
             return metrics.score_images(images, dataset, features=tiny, reference_count=200, seed=seed, resamples=20)
 
         patch.setattr(runs, "score_images", tiny_scores)
@@ -94,6 +96,25 @@ def test_finished_run_is_not_redone_and_interrupted_run_resumes(tmp_path: Path) 
     assert code == 0, output
     assert (run_dir / "metrics.jsonl").read_text() == log  # resumed at the end: no step retrained
     assert (run_dir / "samples.npz").read_bytes() == samples  # the same images, seeded per image
+
+
+def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _ = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    assert code == 0
+    (run_dir,) = run_dirs(tmp_path)
+    code, output = spdbench("score", "--run", str(run_dir))
+    assert code == 0, output
+    scores = json.loads(output)
+    assert scores == json.loads((run_dir / "summary.json").read_text())["scores"]
+    assert (run_dir / f"scores-{scores['features']}.json").exists()
+
+    monkeypatch.setenv("SPDBENCH_INCEPTION_WEIGHTS", str(tmp_path / "missing" / "inception-2015-12-05.pt"))
+    code, output = spdbench("score", "--run", str(run_dir), "--features", "inception")
+    assert code == 2 and output.startswith("error: ") and output.count("\n") == 1
+    assert "inception" in output.lower()
+
+    code, output = spdbench("score", "--run", str(tmp_path))
+    assert code == 2 and "is not a finished run" in output
 
 
 @pytest.mark.parametrize(
