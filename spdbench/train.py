@@ -1,0 +1,566 @@
+"""The one trainer: every process is trained by this loop, which never asks which process it holds.
+
+Per step: a global batch ``x0`` of training images; times ``t = process.sample_time(B)`` and pixel
+noise from one seeded generator; ``c = process.corrupt(x0, t, noise)``; one network call
+``net(c.x_t, process.network_time(t))`` (under bf16 autocast when on); the mean of
+``process.loss``; AdamW with a linear learning-rate warm-up and gradient-norm clipping; the EMA.
+
+Randomness: the data order is a fresh permutation per epoch (:func:`spdbench.data.iterate_batches`)
+drawn from a CPU generator; times and noise come from a generator on the training device; both are
+seeded from ``config.seed`` and their states are in every checkpoint. Dropout uses torch's global
+generator, reseeded at every step from ``(seed, step, rank)``, so it needs no saved state. On the
+CPU, a run stopped at any point and restarted in the same ``run_dir`` ends with exactly the weights
+of an uninterrupted run. The network's initial weights are the caller's: seed before building it.
+
+Several processes: launched by ``torchrun`` (``WORLD_SIZE > 1``), or with a process group already
+initialised, the network is wrapped in DistributedDataParallel (NCCL on CUDA, gloo on the CPU).
+Every rank draws the same global batch, times and noise and trains on its slice of them, so the
+run computes the same global batch as a single process (up to floating-point rounding of the
+gradient average). Only rank 0 writes the log and the checkpoints.
+
+Outputs in ``run_dir``: ``metrics.jsonl``, one JSON object per ``log_every`` steps with the mean
+loss, the mean loss per quarter of the path (``network_time`` in [0, .25), [.25, .5), [.5, .75),
+[.75, 1]; ``null`` for a quarter no image fell in), the learning rate, the mean gradient norm and
+the images per second; and the checkpoint (:mod:`spdbench.checkpoint`), written every
+``checkpoint_every`` steps and at the end. Calling :func:`train` again on the same ``run_dir``
+resumes from its checkpoint and drops the log entries written after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from corruptions import Process
+from models import EMA
+from spdbench.checkpoint import Checkpoint, checkpoint_path, latest_checkpoint, read_checkpoint, save_checkpoint
+from spdbench.data import iterate_batches
+from spdbench.errors import UserError
+
+METRICS = "metrics.jsonl"
+"""The training log in a run directory."""
+
+QUARTERS = 4
+"""The loss is logged per this many equal parts of the network time range [0, 1]."""
+
+# Settings that may differ between a run and its resumption: they change neither the maths nor
+# the random streams (compile and channels_last change at most the rounding).
+_RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "compile", "channels_last")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run; ``dataclasses.asdict`` gives its JSON form.
+
+    Attributes:
+        steps: optimizer steps to train for (in total, counting those of a resumed run).
+        batch: the global batch size, split evenly across the processes of a distributed run.
+        lr: the AdamW learning rate after warm-up.
+        warmup: steps of linear learning-rate warm-up (step ``k`` uses ``lr * min(1, k / warmup)``).
+        grad_clip: the gradient-norm clipping threshold; ``None`` for no clipping.
+        ema_decay: decay of the exponential moving average of the weights.
+        ema_warmup: use :class:`models.EMA`'s warm-up of the decay.
+        weight_decay: AdamW's decoupled weight decay.
+        seed: seeds the data order, the times and noise, and dropout.
+        checkpoint_every: write a checkpoint every this many steps (and always at the end).
+        log_every: write a log entry every this many steps (and always at the end).
+        bf16: run the network under bf16 autocast; ``None``: on CUDA only (on this project's CPU,
+            without bf16 instructions, it is slower; see ``benchmarks/train_speed.py``).
+        compile: ``torch.compile`` the network.
+        channels_last: keep the network's weights and inputs in channels-last memory format.
+    """
+
+    steps: int
+    batch: int = 128
+    lr: float = 2e-4
+    warmup: int = 5000
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.9999
+    ema_warmup: bool = False
+    weight_decay: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 5000
+    log_every: int = 10
+    bf16: bool | None = None
+    compile: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        """Reject out-of-range settings with a message that names them."""
+        problems = [
+            f"{name} must be at least {low}, got {value}"
+            for name, low in (("steps", 1), ("batch", 1), ("warmup", 0), ("checkpoint_every", 1), ("log_every", 1))
+            if (value := getattr(self, name)) < low
+        ]
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            problems.append(f"ema_decay must lie in [0, 1], got {self.ema_decay}")
+        if not self.weight_decay >= 0:
+            problems.append(f"weight_decay must not be negative, got {self.weight_decay}")
+        if problems:
+            raise UserError("invalid training settings: " + "; ".join(problems))
+
+    def resolved(self, device: torch.device) -> TrainConfig:
+        """This configuration with the automatic choices made for ``device``."""
+        return dataclasses.replace(self, bf16=device.type == "cuda" if self.bf16 is None else self.bf16)
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """What a callback receives after every step (and after that step's checkpoint, if any).
+
+    Attributes:
+        step: the number of optimizer steps taken.
+        net: the network being trained (unwrapped); switch it back with ``net.train()`` if changed.
+        ema: its moving average; ``ema.averaged_model(net)`` is a copy to sample with.
+        rank: this process's rank (0 without distribution); only rank 0 should write files.
+    """
+
+    step: int
+    net: nn.Module
+    ema: EMA
+    rank: int
+
+
+Callback = Callable[[TrainState], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The end of a call to :func:`train`.
+
+    Attributes:
+        config: the configuration the run used, with its automatic choices made.
+        step: the step reached (``config.steps``).
+        resumed_from: the step of the checkpoint the call started from (0 for a fresh run).
+        checkpoint: the directory of the final checkpoint.
+        metrics: the last log entry written by this call (``None`` if it trained no step).
+        seconds: the call's wall-clock time.
+        net: the trained network (the module passed in, on the training device).
+        ema: its moving average.
+    """
+
+    config: TrainConfig
+    step: int
+    resumed_from: int
+    checkpoint: Path
+    metrics: dict[str, Any] | None
+    seconds: float
+    net: nn.Module
+    ema: EMA
+
+
+def train(
+    process: Process,
+    net: nn.Module,
+    images: Tensor,
+    config: TrainConfig,
+    run_dir: Path,
+    callback: Callback | None = None,
+    *,
+    device: torch.device | str | None = None,
+    quiet: bool = False,
+) -> TrainResult:
+    """Train ``net`` (in place) to reverse ``process`` on ``images`` (float N×C×H×W in [-1, 1]),
+    writing the log and checkpoints into ``run_dir``, or resuming from the checkpoint there.
+
+    ``device``: default CUDA (the ``LOCAL_RANK``-th GPU) when available, else the CPU.
+    ``callback`` runs after every step on every rank (evaluation hooks, tests).
+    ``quiet`` hides the progress bar (shown on rank 0 only, on standard error).
+
+    Raises:
+        UserError: bad settings or inputs, a checkpoint that is corrupt or belongs to another run,
+            or a non-finite loss (the last checkpoint is left as it was).
+    """
+    started = time.perf_counter()
+    device = _device(device)
+    config = config.resolved(device)
+    with _process_group(device) as (rank, world):
+        _check_inputs(process, images, config, world)
+        run_dir = Path(run_dir)
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        found = latest_checkpoint(run_dir)
+        checkpoint = read_checkpoint(found) if found is not None else None
+        if checkpoint is not None:
+            _check_resumable(checkpoint, config, process, device)
+
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        net.to(device, memory_format=memory_format)
+        model: nn.Module = net
+        if world > 1:  # DDP starts every rank from rank 0's weights: make the EMA after it
+            device_ids = [device.index] if device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+        ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        noise_generator = torch.Generator(device).manual_seed(_seed(config.seed, "noise"))
+        batches = _Batches(images.to(device), config.batch, torch.Generator().manual_seed(_seed(config.seed, "data")))
+        state = _State(net, ema, optimizer, noise_generator, batches)
+        settings = {
+            "config": dataclasses.asdict(config),
+            "process": process.config(),
+            "device": device.type,
+            "world_size": world,
+        }
+        if checkpoint is not None:
+            state.restore(checkpoint)
+        if config.compile:
+            model = torch.compile(model)
+
+        start = checkpoint.step if checkpoint is not None else 0
+        if rank == 0:
+            _trim_log(run_dir / METRICS, start)
+        local = config.batch // world
+        mine = slice(rank * local, (rank + 1) * local)
+        max_norm = math.inf if config.grad_clip is None else config.grad_clip
+        window = _Window(device, start + 1)
+        metrics = None
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        log_file = (run_dir / METRICS).open("a") if rank == 0 else contextlib.nullcontext()
+        with log_file as log, Progress(*columns, console=Console(stderr=True), disable=quiet or rank > 0) as bar:
+            task = bar.add_task("training", total=config.steps, completed=start)
+            for step in range(start + 1, config.steps + 1):
+                lr = config.lr * min(1.0, step / config.warmup) if config.warmup else config.lr
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                torch.manual_seed(_seed(config.seed, "dropout", step, rank))
+                x0 = next(batches)
+                t = process.sample_time(config.batch, noise_generator)
+                noise = torch.randn(x0.shape, generator=noise_generator, device=device, dtype=x0.dtype)
+                corruption = process.corrupt(x0[mine], t[mine], noise[mine])
+                network_time = process.network_time(t[mine])
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                    out = model(corruption.x_t.contiguous(memory_format=memory_format), network_time)
+                losses = process.loss(out, corruption)
+                optimizer.zero_grad(set_to_none=True)
+                losses.mean().backward()
+                grad_norm = nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+                optimizer.step()
+                ema.update(net)
+                window.add(losses.detach(), network_time, grad_norm)
+                bar.advance(task)
+
+                log_due = step % config.log_every == 0 or step == config.steps
+                checkpoint_due = step % config.checkpoint_every == 0 or step == config.steps
+                if log_due or checkpoint_due:
+                    summary = window.summary(world)
+                    bad = summary.first_nonfinite()
+                    if bad is not None:
+                        kept = latest_checkpoint(run_dir)
+                        raise UserError(
+                            f"non-finite {bad[1]} at step {bad[0]}; last good checkpoint: "
+                            f"{kept if kept is not None else 'none (no checkpoint was written)'}"
+                        )
+                    if log_due:
+                        metrics = summary.entry(step, lr, config.batch)
+                        if rank == 0:
+                            log.write(json.dumps(metrics) + "\n")
+                            log.flush()
+                        bar.update(task, description=f"loss {metrics['loss']:.4g}")
+                        window = _Window(device, step + 1)
+                    if checkpoint_due and rank == 0:
+                        state.save(run_dir, step, settings)
+                if callback is not None:
+                    callback(TrainState(step=step, net=net, ema=ema, rank=rank))
+    return TrainResult(
+        config=config,
+        step=config.steps,
+        resumed_from=start,
+        checkpoint=checkpoint_path(run_dir, config.steps),
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+        net=net,
+        ema=ema,
+    )
+
+
+class _Batches:
+    """Global batches of ``images``, epoch after epoch, each epoch in the order
+    :func:`~spdbench.data.iterate_batches` draws from ``generator`` (a partial last batch is left out).
+
+    The state (:attr:`epoch_state`, the generator's state when the current epoch began, and
+    :attr:`position`, the batches taken from it) restores the stream exactly.
+    """
+
+    def __init__(self, images: Tensor, batch: int, generator: torch.Generator) -> None:
+        self.images = images
+        self.batch = batch
+        self.generator = generator
+        self.per_epoch = images.shape[0] // batch
+        self.restore(generator.get_state(), 0)
+
+    def restore(self, epoch_state: Tensor, position: int) -> None:
+        """Continue from batch ``position`` of the epoch that began with generator state ``epoch_state``."""
+        self.generator.set_state(epoch_state)
+        self.epoch_state = epoch_state
+        self.position = 0
+        self._epoch = iterate_batches(self.images, self.batch, self.generator)
+        for _ in range(position):
+            next(self)
+
+    def __next__(self) -> Tensor:
+        if self.position == self.per_epoch:
+            self.restore(self.generator.get_state(), 0)
+        self.position += 1
+        return next(self._epoch)
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """The steps of a log window, summed over the ranks."""
+
+    first_step: int
+    losses: list[float]
+    grad_norms: list[float]
+    quarter_sums: list[float]
+    quarter_counts: list[float]
+    seconds: float
+
+    def first_nonfinite(self) -> tuple[int, str] | None:
+        """The first step with a non-finite loss or gradient norm, and which it was; ``None`` if none."""
+        for i, (loss, grad_norm) in enumerate(zip(self.losses, self.grad_norms)):
+            if not math.isfinite(loss):
+                return self.first_step + i, "loss"
+            if not math.isfinite(grad_norm):
+                return self.first_step + i, "gradient norm"
+        return None
+
+    def entry(self, step: int, lr: float, batch: int) -> dict[str, Any]:
+        """The log entry of the window ending at ``step``."""
+        quarters = [s / n if n else None for s, n in zip(self.quarter_sums, self.quarter_counts)]
+        return {
+            "step": step,
+            "loss": sum(self.losses) / len(self.losses),
+            "loss_quarters": quarters,
+            "lr": lr,
+            "grad_norm": sum(self.grad_norms) / len(self.grad_norms),
+            "images_per_s": len(self.losses) * batch / self.seconds,
+        }
+
+
+class _Window:
+    """The steps since the last log entry, kept on the device so that a summary syncs once."""
+
+    def __init__(self, device: torch.device, first_step: int) -> None:
+        self.first_step = first_step
+        self.started = time.perf_counter()
+        self.losses: list[Tensor] = []
+        self.grad_norms: list[Tensor] = []
+        self.quarter_sums = torch.zeros(QUARTERS, dtype=torch.float64, device=device)
+        self.quarter_counts = torch.zeros(QUARTERS, dtype=torch.float64, device=device)
+
+    def add(self, losses: Tensor, network_time: Tensor, grad_norm: Tensor) -> None:
+        """Record one step: this rank's per-image losses and network times, and the gradient norm."""
+        quarter = (network_time * QUARTERS).long().clamp(0, QUARTERS - 1)
+        self.quarter_sums.index_add_(0, quarter, losses.double())
+        self.quarter_counts.index_add_(0, quarter, torch.ones_like(losses, dtype=torch.float64))
+        self.losses.append(losses.mean())
+        self.grad_norms.append(grad_norm)
+
+    def summary(self, world: int) -> _Summary:
+        """The window over all ranks (a collective call: every rank must make it)."""
+        steps = len(self.losses)
+        # Every rank holds the same gradient norm, so its sum over ranks is divided like the losses.
+        per_step = torch.cat([torch.stack(self.losses), torch.stack(self.grad_norms)]).double() / world
+        packed = torch.cat([per_step, self.quarter_sums, self.quarter_counts])
+        if world > 1:
+            dist.all_reduce(packed)
+        values = packed.tolist()
+        return _Summary(
+            first_step=self.first_step,
+            losses=values[:steps],
+            grad_norms=values[steps : 2 * steps],
+            quarter_sums=values[2 * steps : 2 * steps + QUARTERS],
+            quarter_counts=values[2 * steps + QUARTERS :],
+            seconds=time.perf_counter() - self.started,
+        )
+
+
+def _seed(*parts: object) -> int:
+    """A 63-bit seed derived from ``parts``, so that every random stream of a run has its own."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    """The training device: the one given, else CUDA when available, else the CPU; a CUDA device
+    without an index is the ``LOCAL_RANK``-th GPU (set as the current one)."""
+    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+@contextlib.contextmanager
+def _process_group(device: torch.device) -> Iterator[tuple[int, int]]:
+    """``(rank, world size)``: of the process group already initialised; else of one initialised
+    here from ``torchrun``'s environment when ``WORLD_SIZE > 1`` (and destroyed on leaving it);
+    else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        yield dist.get_rank(), dist.get_world_size()
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        try:
+            yield dist.get_rank(), dist.get_world_size()
+            dist.barrier()  # no rank tears the group down while another still talks to it
+        finally:
+            dist.destroy_process_group()
+    else:
+        yield 0, 1
+
+
+def _check_inputs(process: Process, images: Tensor, config: TrainConfig, world: int) -> None:
+    """Refuse images that do not fit the process and batches that do not split across the ranks."""
+    if images.ndim != 4 or images.dtype != torch.float32 or tuple(images.shape[1:]) != process.image_shape:
+        raise UserError(
+            f"training images must be a float32 tensor N×{'×'.join(map(str, process.image_shape))} "
+            f"for this process, got {images.dtype} {tuple(images.shape)}"
+        )
+    if config.batch % world:
+        raise UserError(f"the batch of {config.batch} does not split evenly across {world} processes")
+    if config.batch > images.shape[0]:
+        raise UserError(f"the batch of {config.batch} is larger than the {images.shape[0]} training images")
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, process: Process, device: torch.device) -> None:
+    """Refuse to resume from a checkpoint of another run: other settings, process or device type."""
+    meta, where = checkpoint.meta, checkpoint.path
+    saved = meta["config"]
+    differing = [
+        f"{name} {saved.get(name)!r} → {value!r}"
+        for name, value in dataclasses.asdict(config).items()
+        if name not in _RESUMABLE_CHANGES and saved.get(name) != value
+    ]
+    if differing:
+        raise UserError(
+            f"the checkpoint {where} belongs to a run with other settings ({'; '.join(differing)}); "
+            "use another run directory, or the same settings to resume"
+        )
+    if meta["process"] != _as_json(process.config()):
+        raise UserError(
+            f"the checkpoint {where} belongs to a run of process {meta['process']}, not {process.config()}; "
+            "use another run directory"
+        )
+    if meta["device"] != device.type:
+        raise UserError(
+            f"the checkpoint {where} was written on {meta['device']}, and resuming on {device.type} "
+            "would change its random streams; resume on the same kind of device"
+        )
+    if checkpoint.step > config.steps:
+        raise UserError(
+            f"the checkpoint {where} is at step {checkpoint.step}, beyond the {config.steps} steps asked for"
+        )
+
+
+@dataclass(frozen=True)
+class _State:
+    """Everything a checkpoint holds besides the run's settings: the weights, the EMA, the
+    optimizer, the generator of times and noise and the data order."""
+
+    net: nn.Module
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    noise: torch.Generator
+    batches: _Batches
+
+    def save(self, run_dir: Path, step: int, settings: dict[str, Any]) -> None:
+        """Write the checkpoint of ``step``, with the run's ``settings`` in its JSON part. The
+        optimizer's tensors and the generator states go to safetensors, the rest to JSON."""
+        optimizer = self.optimizer.state_dict()
+        tensors = {"rng/noise": self.noise.get_state(), "rng/data_epoch": self.batches.epoch_state}
+        per_parameter: dict[str, dict[str, Any]] = {}
+        for index, values in optimizer["state"].items():
+            per_parameter[str(index)] = {}
+            for key, value in values.items():
+                if isinstance(value, Tensor):
+                    tensors[f"optimizer/{index}/{key}"] = value
+                else:
+                    per_parameter[str(index)][key] = value
+        meta = {
+            **settings,
+            "step": step,
+            "ema_updates": self.ema.num_updates,
+            "data_position": self.batches.position,
+            "optimizer": {"param_groups": optimizer["param_groups"], "state": per_parameter},
+        }
+        ema = {**self.ema.shadow, **self.ema.buffers}
+        save_checkpoint(run_dir, step, self.net.state_dict(), ema, tensors, meta)
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Put everything back as it was when ``checkpoint`` was written.
+
+        Raises:
+            UserError: the checkpoint does not fit this network or optimizer.
+        """
+        meta = checkpoint.meta
+        try:
+            self.net.load_state_dict(checkpoint.model)
+            self.ema.load_state_dict(
+                {
+                    "num_updates": meta["ema_updates"],
+                    "shadow": {name: t for name, t in checkpoint.ema.items() if name in self.ema.shadow},
+                    "buffers": {name: t for name, t in checkpoint.ema.items() if name not in self.ema.shadow},
+                }
+            )
+            state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in meta["optimizer"]["state"].items()}
+            for name, tensor in checkpoint.state.items():
+                kind, _, key = name.partition("/")
+                if kind == "optimizer":
+                    index, _, entry = key.partition("/")
+                    state[int(index)][entry] = tensor
+            # JSON turned the tuples of the parameter groups (AdamW's betas) into lists.
+            groups = [
+                {key: tuple(v) if isinstance(v, list) and key != "params" else v for key, v in group.items()}
+                for group in meta["optimizer"]["param_groups"]
+            ]
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+            self.noise.set_state(checkpoint.state["rng/noise"])
+            self.batches.restore(checkpoint.state["rng/data_epoch"], meta["data_position"])
+        except (KeyError, ValueError, RuntimeError) as error:
+            reason = " ".join(str(error).split())
+            raise UserError(f"the checkpoint {checkpoint.path} does not fit this run: {reason}") from error
+
+
+def _trim_log(path: Path, through: int) -> None:
+    """Keep only the entries of the log at ``path`` up to step ``through`` (and no torn last line),
+    replacing the file atomically."""
+    kept = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= through:
+                    kept.append(line + "\n")
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(kept))
+    os.replace(temporary, path)
