@@ -8,7 +8,9 @@ Parameter counts below are measured with this package's :class:`~models.unet.UNe
 - ``spd-cifar``: the network of the official Shortest Path Diffusion code, guided-diffusion's
   ``UNetModel`` with 3 residual blocks, attention at 16 and 8 with 4 heads, dropout 0.3 and
   scale-shift norm: 52,542,979 parameters at 3×32×32.
-- ``quick``: a CPU-sized network for 28×28 Fashion-MNIST: 1,623,169 parameters at 1×28×28.
+- ``quick``: a CPU-sized network for 28×28 Fashion-MNIST: 408,641 parameters at 1×28×28,
+  sized so that the ``quick`` suite's 16 runs fit in an hour on 2 cores (about 0.5 s a
+  training step at batch 64 and 0.6 s a sampler call on 250 images, on one thread).
 - ``smoke``: a tiny network that only checks the pipeline runs: 163,985 parameters at 1×28×28.
 """
 
@@ -38,13 +40,14 @@ _SIZES: dict[str, dict[str, Any]] = {
         scale_shift_norm=True,
     ),
     "quick": dict(
-        base_channels=32,
+        base_channels=16,
         channel_mult=(1, 2, 2),
         num_res_blocks=2,
         attention_factors=(4,),
         num_heads=1,
         dropout=0.1,
         scale_shift_norm=False,
+        norm_groups=8,
     ),
     "smoke": dict(
         base_channels=16,

@@ -31,7 +31,9 @@ BUDGETS = ("smoke", "quick", "paper", "matched")
 class Budget:
     """What one run spends: network size, optimiser settings, sampler steps and samples.
 
-    ``nfe``: network calls of the sampler (``None``: the process's full grid)."""
+    ``nfe``: network calls of the sampler (``None``: the process's full grid).
+    ``eval_every``, ``eval_samples``: a small FID evaluation of the EMA network every so many
+    training steps, for FID against training step."""
 
     name: str
     network: str
@@ -47,6 +49,8 @@ class Budget:
     samples: int
     sample_batch: int
     checkpoint_every: int
+    eval_every: int
+    eval_samples: int
 
 
 SMOKE = Budget(
@@ -64,23 +68,27 @@ SMOKE = Budget(
     samples=64,
     sample_batch=64,
     checkpoint_every=20,
+    eval_every=20,
+    eval_samples=32,
 )
 
 QUICK = Budget(
     name="quick",
     network="quick",
-    steps=1500,
+    steps=600,
     batch=64,
     lr=1e-3,
-    warmup=100,
+    warmup=50,
     grad_clip=1.0,
-    ema_decay=0.999,
+    ema_decay=0.995,
     ema_warmup=True,
     flips=False,
-    nfe=50,
-    samples=1000,
+    nfe=20,
+    samples=500,
     sample_batch=250,
-    checkpoint_every=250,
+    checkpoint_every=200,
+    eval_every=200,
+    eval_samples=200,
 )
 
 DDPM_RECIPE = Budget(
@@ -98,6 +106,8 @@ DDPM_RECIPE = Budget(
     samples=50_000,
     sample_batch=1000,
     checkpoint_every=10_000,
+    eval_every=50_000,
+    eval_samples=5000,
 )
 
 SPD_RECIPE = Budget(
@@ -115,10 +125,12 @@ SPD_RECIPE = Budget(
     samples=50_000,
     sample_batch=1000,
     checkpoint_every=10_000,
+    eval_every=50_000,
+    eval_samples=5000,
 )
 
 
-MATCHED = dataclasses.replace(DDPM_RECIPE, name="matched", steps=200_000, nfe=100)
+MATCHED = dataclasses.replace(DDPM_RECIPE, name="matched", steps=200_000, nfe=100, eval_every=20_000)
 
 
 def resolve_budget(name: str, process: str) -> Budget:

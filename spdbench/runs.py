@@ -2,7 +2,8 @@
 
 A run directory holds ``config.json`` (the resolved configuration, as ``--dry-run`` prints
 it), ``metrics.jsonl`` (the training log), ``checkpoints/``, ``samples.npz`` (uint8
-images), ``samples.png`` and ``summary.json`` (costs and the FID/KID scores). Its name comes from its configuration, so
+images), ``samples.png``, ``eval.jsonl`` (FID during training) and ``summary.json`` (costs and
+the FID/KID scores). Its name comes from its configuration, so
 rerunning a finished run does nothing and rerunning an interrupted one resumes it.
 """
 
@@ -33,12 +34,13 @@ from spdbench.metrics import score_images
 from spdbench.sampling import generate, network_denoiser
 from spdbench.show import process_label, tile
 from spdbench.spectra import resolve_spectrum
-from spdbench.train import TrainConfig, train
+from spdbench.train import Callback, TrainConfig, TrainState, train
 
 CONFIG = "config.json"
 SUMMARY = "summary.json"
 SAMPLES = "samples.npz"
 SAMPLE_GRID = "samples.png"
+EVALUATIONS = "eval.jsonl"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Run:
             "sampler": {"nfe": self.nfe, **dataclasses.asdict(self.sampler)},
             "samples": self.samples,
             "sample_batch": self.budget.sample_batch,
+            "evaluation": {"every": self.budget.eval_every, "samples": self.budget.eval_samples},
             "seed": self.request.seed,
         }
 
@@ -127,6 +130,7 @@ def resolve_run(request: RunRequest) -> Run:
         ema_decay=budget.ema_decay,
         ema_warmup=budget.ema_warmup,
         seed=request.seed,
+        flips=budget.flips,
         checkpoint_every=budget.checkpoint_every,
     )
     return Run(process, budget, train_config, SamplerSettings(), request)
@@ -164,24 +168,12 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
 
     images = load_images(run.request.dataset, "train")
     net = UNet(network_config(run.budget.network, run.process.image_shape[0], run.process.image_shape[1]))
-    result = train(run.process, net, images, run.train, run_dir, quiet=quiet)
+    result = train(run.process, net, images, run.train, run_dir, evaluation(run, images, run_dir), quiet=quiet)
     if launch_rank() != 0:  # under torchrun, the other ranks only help to train
         return run_dir, {}
-    device = next(result.net.parameters()).device
 
     started = time.perf_counter()
-    averaged = result.ema.averaged_model(result.net)
-    samples = generate(
-        network_denoiser(averaged, run.process, bool(result.config.bf16)),
-        run.process,
-        images,
-        run.samples,
-        run.request.seed,
-        run.request.nfe or run.budget.nfe,
-        run.sampler,
-        run.budget.sample_batch,
-        device,
-    )
+    samples = sample_from(run, result.ema.averaged_model(result.net), images, run.samples, bool(result.config.bf16))
     sampling_seconds = time.perf_counter() - started
     write_samples(run_dir, samples)
     scores = score_images(samples, run.request.dataset, seed=run.request.seed)
@@ -200,6 +192,32 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
     }
     write_text_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return run_dir, summary
+
+
+def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int, bf16: bool) -> torch.Tensor:
+    """``count`` uint8 images of the run's sample set from ``net`` with the run's sampler."""
+    device = next(net.parameters()).device
+    denoiser = network_denoiser(net, run.process, bf16)
+    nfe = run.request.nfe or run.budget.nfe
+    return generate(
+        denoiser, run.process, images, count, run.request.seed, nfe, run.sampler, run.budget.sample_batch, device
+    )
+
+
+def evaluation(run: Run, images: torch.Tensor, run_dir: Path) -> Callback:
+    """Every ``eval_every`` steps (not the last: the run's own score is that), score
+    ``eval_samples`` images of the EMA network and append ``{step, fid, samples}`` to
+    ``eval.jsonl``. It draws from its own generators, so training is unchanged by it."""
+
+    def evaluate(state: TrainState) -> None:
+        if state.rank != 0 or state.step % run.budget.eval_every or state.step == run.train.steps:
+            return
+        samples = sample_from(run, state.ema.averaged_model(state.net), images, run.budget.eval_samples, False)
+        scores = score_images(samples, run.request.dataset, seed=run.request.seed)
+        with (run_dir / EVALUATIONS).open("a") as log:
+            log.write(json.dumps({"step": state.step, "fid": scores.fid, "samples": scores.samples}) + "\n")
+
+    return evaluate
 
 
 def write_samples(run_dir: Path, samples: torch.Tensor) -> None:

@@ -77,6 +77,7 @@ class TrainConfig:
         ema_warmup: use :class:`models.EMA`'s warm-up of the decay.
         weight_decay: AdamW's decoupled weight decay.
         seed: seeds the data order, the times and noise, and dropout.
+        flips: flip each training image left-right with probability ½ (DDPM's and SPD's recipes).
         checkpoint_every: write a checkpoint every this many steps (and always at the end).
         log_every: write a log entry every this many steps (and always at the end).
         bf16: run the network under bf16 autocast; ``None``: on CUDA only (on this project's CPU,
@@ -94,6 +95,7 @@ class TrainConfig:
     ema_warmup: bool = False
     weight_decay: float = 0.0
     seed: int = 0
+    flips: bool = False
     checkpoint_every: int = 5000
     log_every: int = 10
     bf16: bool | None = None
@@ -249,6 +251,9 @@ def train(
                     group["lr"] = lr
                 torch.manual_seed(_seed(config.seed, "dropout", step, rank))
                 x0 = next(batches)
+                if config.flips:  # drawn for the whole global batch, like the times and noise
+                    flipped = torch.rand(config.batch, generator=noise_generator, device=device) < 0.5
+                    x0 = torch.where(flipped[:, None, None, None], x0.flip(-1), x0)
                 t = process.sample_time(config.batch, noise_generator)
                 noise = torch.randn(x0.shape, generator=noise_generator, device=device, dtype=x0.dtype)
                 corruption = process.corrupt(x0[mine], t[mine], noise[mine])

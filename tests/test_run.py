@@ -70,6 +70,16 @@ def test_every_process_runs_end_to_end(process: str, tmp_path: Path) -> None:
     assert (run_dir / "samples.png").stat().st_size > 0 and (run_dir / "metrics.jsonl").exists()
 
 
+def test_fid_is_evaluated_during_training(tmp_path: Path) -> None:
+    """The smoke budget evaluates every 20 steps (not at the last step, which is the run's score)."""
+    arguments = ["--process", "ddpm", "--budget", "smoke", "--steps", "21", "--batch", "4", "--samples", "4"]
+    code, output = spdbench("run", *arguments, "--nfe", "2", "--quiet", "--out", str(tmp_path))
+    assert code == 0, output
+    (run_dir,) = run_dirs(tmp_path)
+    (entry,) = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert entry["step"] == 20 and entry["samples"] == 32 and np.isfinite(entry["fid"])
+
+
 def test_dry_run_prints_the_configuration_and_writes_nothing(tmp_path: Path) -> None:
     code, output = spdbench("run", "--process", "spd", "--perturb", "0.1", *TINY, "--out", str(tmp_path), "--dry-run")
     assert code == 0, output
