@@ -26,11 +26,9 @@ from models import UNet, network_config
 from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
 from spdbench.metrics import floor_score
-from spdbench.report import write_report
-from spdbench.runs import SUMMARY, Run, execute, launch_rank, resolve_run
+from spdbench.report import SUITE_FILE, write_report
+from spdbench.runs import FAILED, SUMMARY, Run, execute, launch_rank, resolve_run
 
-FAILED = "failed.json"
-SUITE_RECORD = "suite.json"
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,8 @@ def measure_costs(run: Run, repeats: int = 3) -> Costs:
 
 
 def estimate_seconds(runs: list[Run], done: set[str]) -> float:
-    """Estimated seconds of the runs not yet done: steps × step cost + calls × call cost."""
+    """Estimated seconds of the runs not yet done: steps × step cost + sampler calls (final
+    samples and periodic evaluations) × call cost; feature extraction is not counted."""
     costs: dict[tuple[str, int, int], Costs] = {}
     total = 0.0
     for run in runs:
@@ -80,7 +79,9 @@ def estimate_seconds(runs: list[Run], done: set[str]) -> float:
         key = (run.budget.network, run.train.batch, run.budget.sample_batch)
         if key not in costs:
             costs[key] = measure_costs(run)
+        evaluations = (run.train.steps - 1) // run.budget.eval_every
         batches = -(-run.samples // run.budget.sample_batch)
+        batches += evaluations * -(-run.budget.eval_samples // run.budget.sample_batch)
         total += run.train.steps * costs[key].train_step + run.nfe * batches * costs[key].sampler_call
     return total
 
@@ -140,7 +141,7 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
         "floor": floor.to_dict(),
         "smoke": suite.smoke,
     }
-    write_text_atomically(suite_dir / SUITE_RECORD, json.dumps(record, indent=2) + "\n")
+    write_text_atomically(suite_dir / SUITE_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def main(

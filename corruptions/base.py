@@ -145,10 +145,34 @@ def discrete_time_grid(levels: int, steps: int | None) -> Tensor:
     return torch.cat([grid, torch.zeros(1, dtype=torch.long)])
 
 
-def sample_levels(levels: int, n: int, generator: torch.Generator | None) -> Tensor:
-    """Uniform integer levels in ``{1 … L}``."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randint(1, levels + 1, (n,), generator=generator, device=device)
+class DiscreteTime:
+    """Time for processes with integer levels ``0 … L`` (``0`` the data): training draws levels
+    uniformly from ``{1 … L}``, sampling walks a thinned grid, the network sees ``t / L``."""
+
+    levels: int
+
+    def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        device = generator.device if generator is not None else torch.device("cpu")
+        return torch.randint(1, self.levels + 1, (n,), generator=generator, device=device)
+
+    def time_grid(self, steps: int | None = None) -> Tensor:
+        return discrete_time_grid(self.levels, steps)
+
+    def network_time(self, t: Tensor) -> Tensor:
+        return t.float() / self.levels
+
+
+class DeviceCopies:
+    """Constants a process builds once (in float64), copied once to each device that uses them."""
+
+    def __init__(self, *tensors: Tensor) -> None:
+        self._built = tensors
+        self._copies: dict[torch.device, tuple[Tensor, ...]] = {}
+
+    def on(self, device: torch.device) -> tuple[Tensor, ...]:
+        if device not in self._copies:
+            self._copies[device] = tuple(tensor.to(device) for tensor in self._built)
+        return self._copies[device]
 
 
 def batch_view(values: Tensor) -> Tensor:

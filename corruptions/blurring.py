@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from corruptions.base import ImageShape, batch_view
+from corruptions.base import DeviceCopies, ImageShape, batch_view
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.transforms import BASES, heat_eigenvalues
@@ -47,8 +47,7 @@ class BlurringDiffusion(FrequencyDiagonalGaussian):
         self.sigma_blur_max = sigma_blur_max
         self.min_scale = min_scale
         self.sampling_steps = sampling_steps
-        self.eigenvalues = heat_eigenvalues(image_shape[1], image_shape[2])
-        self._eigenvalues_on: dict[torch.device, Tensor] = {}
+        self.constants = DeviceCopies(heat_eigenvalues(image_shape[1], image_shape[2]))
 
     def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         device = generator.device if generator is not None else torch.device("cpu")
@@ -65,13 +64,12 @@ class BlurringDiffusion(FrequencyDiagonalGaussian):
         return t.float()
 
     def marginal_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        if t.device not in self._eigenvalues_on:
-            self._eigenvalues_on[t.device] = self.eigenvalues.to(t.device)
+        (eigenvalues,) = self.constants.on(t.device)
         t = batch_view(t.to(torch.float64))
         c0 = math.atan(math.exp(-LOGSNR_MAX / 2))
         c1 = math.atan(math.exp(LOGSNR_MAX / 2)) - c0
         logsnr = -2 * torch.log(torch.tan(c0 + c1 * t))
         alpha, sigma = torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
         tau = (self.sigma_blur_max * torch.sin(t * math.pi / 2).square()).square() / 2
-        scale = (1 - self.min_scale) * torch.exp(-self._eigenvalues_on[t.device] * tau) + self.min_scale
+        scale = (1 - self.min_scale) * torch.exp(-eigenvalues * tau) + self.min_scale
         return alpha * scale, sigma

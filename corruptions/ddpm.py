@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from corruptions.base import ImageShape, batch_view, discrete_time_grid, sample_levels
+from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.transforms import BASES
@@ -33,7 +33,7 @@ def cosine_betas(steps: int, offset: float = 0.008) -> Tensor:
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
 
 
-class DDPM(FrequencyDiagonalGaussian):
+class DDPM(DiscreteTime, FrequencyDiagonalGaussian):
     """White Gaussian noise at every frequency alike; ε-prediction."""
 
     name = "ddpm"
@@ -53,21 +53,11 @@ class DDPM(FrequencyDiagonalGaussian):
         # the DCT is where the path analysis measures the spectrum.
         super().__init__(image_shape, BASES["dct"], {"schedule": schedule, "steps": steps})
         betas = linear_betas(steps) if schedule == "linear" else cosine_betas(steps)
-        self.steps = steps
+        self.levels = steps
         self.alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
-        self._alpha_bar_on: dict[torch.device, Tensor] = {}
-
-    def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return sample_levels(self.steps, n, generator)
-
-    def time_grid(self, steps: int | None = None) -> Tensor:
-        return discrete_time_grid(self.steps, steps)
-
-    def network_time(self, t: Tensor) -> Tensor:
-        return t.float() / self.steps
+        self.constants = DeviceCopies(self.alpha_bar)
 
     def marginal_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        if t.device not in self._alpha_bar_on:
-            self._alpha_bar_on[t.device] = self.alpha_bar.to(t.device)
-        alpha_bar = batch_view(self._alpha_bar_on[t.device][t.long()])
+        (alpha_bar,) = self.constants.on(t.device)
+        alpha_bar = batch_view(alpha_bar[t.long()])
         return alpha_bar.sqrt(), (1 - alpha_bar).sqrt()

@@ -21,13 +21,13 @@ from torch import Tensor
 
 from corruptions.base import (
     Corruption,
+    DeviceCopies,
+    DiscreteTime,
     ImageShape,
     Process,
     SamplerSettings,
     Step,
     batch_view,
-    discrete_time_grid,
-    sample_levels,
 )
 from corruptions.errors import ConfigurationError
 from corruptions.transforms import BASES, heat_eigenvalues
@@ -41,7 +41,7 @@ def published_schedule(height: int) -> tuple[int, float]:
     return 200, 24.0 * height / 32
 
 
-class HeatDissipation(Process):
+class HeatDissipation(DiscreteTime, Process):
     """Blur with the heat equation, a little noise; the network sharpens one level at a time."""
 
     name = "heat"
@@ -84,25 +84,15 @@ class HeatDissipation(Process):
         tau = torch.cat([torch.zeros(1, dtype=torch.float64), sigma_blur.square() / 2])
         eigenvalues = heat_eigenvalues(image_shape[1], image_shape[2])
         self.attenuation = torch.exp(-tau[:, None, None] * eigenvalues)[:, None]  # (K+1) × 1 × H × W
-        self._attenuation_on: dict[torch.device, Tensor] = {}
+        self.constants = DeviceCopies(self.attenuation)
 
     def _filters(self, t: Tensor) -> Tensor:
-        if t.device not in self._attenuation_on:
-            self._attenuation_on[t.device] = self.attenuation.to(t.device)
-        return self._attenuation_on[t.device][t.long()]
+        (attenuation,) = self.constants.on(t.device)
+        return attenuation[t.long()]
 
     def blur(self, x: Tensor, t: Tensor) -> Tensor:
         """``F_t x`` for per-image levels ``t``."""
         return self.basis.inverse(self._filters(t.to(x.device)).to(x.dtype) * self.basis.forward(x))
-
-    def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return sample_levels(self.levels, n, generator)
-
-    def time_grid(self, steps: int | None = None) -> Tensor:
-        return discrete_time_grid(self.levels, steps)
-
-    def network_time(self, t: Tensor) -> Tensor:
-        return t.float() / self.levels
 
     def marginal_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``a_k = exp(−Λ τ_k)``, ``s_k = σ`` (``0`` at the data)."""

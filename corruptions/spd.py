@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from corruptions.base import ImageShape, batch_view, discrete_time_grid, sample_levels
+from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.spectrum import Spectrum
@@ -38,7 +38,7 @@ from corruptions.transforms import get_basis
 PERTURB_KINDS = ("desync", "spectrum", "time")
 
 
-class ShortestPathDiffusion(FrequencyDiagonalGaussian):
+class ShortestPathDiffusion(DiscreteTime, FrequencyDiagonalGaussian):
     """The Fisher-Rao shortest path from the data's spectrum to white noise; ε-prediction."""
 
     name = "spd"
@@ -67,7 +67,7 @@ class ShortestPathDiffusion(FrequencyDiagonalGaussian):
             "perturb_kind": perturb_kind,
         }
         super().__init__(image_shape, get_basis(basis), options)
-        self.steps = steps
+        self.levels = steps
         self.spectrum = spectrum.values(self.basis, image_shape)
         radius = self.basis.radius(image_shape[1], image_shape[2])
         log_radius = torch.log1p(radius)
@@ -81,23 +81,13 @@ class ShortestPathDiffusion(FrequencyDiagonalGaussian):
         self.log_spectrum = torch.where(self.flat, torch.ones_like(log_spectrum), log_spectrum)
         official = torch.linspace(1, steps - 1, steps, dtype=torch.float64)
         self.tau = torch.cat([torch.ones(1, dtype=torch.float64), (steps - official) / steps])
-        self._constants_on: dict[torch.device, tuple[Tensor, ...]] = {}
-
-    def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return sample_levels(self.steps, n, generator)
-
-    def time_grid(self, steps: int | None = None) -> Tensor:
-        return discrete_time_grid(self.steps, steps)
-
-    def network_time(self, t: Tensor) -> Tensor:
-        return t.float() / self.steps
+        self.constants = DeviceCopies(
+            self.tau, self.exponent, self.log_spectrum, self.flat, torch.expm1(self.log_spectrum)
+        )
 
     def marginal_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``ᾱ = expm1(τ' L) / expm1(L)`` per frequency (``τ'`` where ``L = 0``)."""
-        if t.device not in self._constants_on:
-            constants = (self.tau, self.exponent, self.log_spectrum, self.flat, torch.expm1(self.log_spectrum))
-            self._constants_on[t.device] = tuple(c.to(t.device) for c in constants)
-        tau, exponent, log_spectrum, flat, denominator = self._constants_on[t.device]
+        tau, exponent, log_spectrum, flat, denominator = self.constants.on(t.device)
         tau_t = batch_view(tau[t.long()])
         last = tau[-1]
         warped = last + (1 - last) * ((tau_t - last) / (1 - last)) ** exponent

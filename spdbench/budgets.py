@@ -110,25 +110,9 @@ DDPM_RECIPE = Budget(
     eval_samples=5000,
 )
 
-SPD_RECIPE = Budget(
-    name="paper",
-    network="spd-cifar",
-    steps=800_000,
-    batch=256,
-    lr=1e-4,
-    warmup=0,
-    grad_clip=None,
-    ema_decay=0.9999,
-    ema_warmup=False,
-    flips=True,
-    nfe=None,
-    samples=50_000,
-    sample_batch=1000,
-    checkpoint_every=10_000,
-    eval_every=50_000,
-    eval_samples=5000,
+SPD_RECIPE = dataclasses.replace(
+    DDPM_RECIPE, network="spd-cifar", batch=256, lr=1e-4, warmup=0, grad_clip=None
 )
-
 
 MATCHED = dataclasses.replace(DDPM_RECIPE, name="matched", steps=200_000, nfe=100, eval_every=20_000)
 

@@ -62,6 +62,10 @@ SpectrumOption = Annotated[
     ),
 ]
 DatasetOption = Annotated[str, typer.Option(help=f"dataset: {', '.join(DATASETS)}")]
+PerturbOption = Annotated[float | None, typer.Option(help="SPD perturbation strength p, |p| < 1 (spd only)")]
+PerturbKindOption = Annotated[
+    str | None, typer.Option(help=f"SPD perturbation family: {', '.join(PERTURB_KINDS)} (spd only; default desync)")
+]
 SizeOption = Annotated[int | None, typer.Option(help="image size N (N×N pixels); default: the dataset's")]
 
 
@@ -97,10 +101,8 @@ def paths(
 @command
 def show(
     process: Annotated[str, typer.Option(help=f"process to show: {', '.join(PROCESSES)}, or all")],
-    perturb: Annotated[float | None, typer.Option(help="SPD perturbation strength p, |p| < 1 (spd only)")] = None,
-    perturb_kind: Annotated[
-        str | None, typer.Option(help=f"SPD perturbation family: {', '.join(PERTURB_KINDS)} (spd only)")
-    ] = None,
+    perturb: PerturbOption = None,
+    perturb_kind: PerturbKindOption = None,
     dataset: DatasetOption = "fmnist",
     size: SizeOption = None,
     images: Annotated[int, typer.Option(help="number of training images (columns)")] = 6,
@@ -118,10 +120,8 @@ def show(
 @command
 def run(
     process: Annotated[str, typer.Option(help=f"process to train: {', '.join(PROCESSES)}")],
-    perturb: Annotated[float | None, typer.Option(help="SPD perturbation strength p, |p| < 1 (spd only)")] = None,
-    perturb_kind: Annotated[
-        str | None, typer.Option(help=f"SPD perturbation family: {', '.join(PERTURB_KINDS)} (spd only; default desync)")
-    ] = None,
+    perturb: PerturbOption = None,
+    perturb_kind: PerturbKindOption = None,
     dataset: DatasetOption = "fmnist",
     spectrum: SpectrumOption = "empirical",
     budget: Annotated[str, typer.Option(help=f"named budget: {', '.join(BUDGETS)}")] = "quick",

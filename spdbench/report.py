@@ -48,18 +48,12 @@ from corruptions.spectrum import Spectrum
 from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
 from spdbench.pathreport import PathRow, measure_path, save_figure
+from spdbench.runs import CONFIG, EVALUATIONS, FAILED, SAMPLE_GRID, SAMPLES, SUMMARY
 from spdbench.show import PADDING, tile
 from spdbench.spectra import resolve_spectrum
 
 SUITE_FILE = "suite.json"
 RUNS_DIR = "runs"
-# The run directory's files, as the harness writes them (``spdbench.runs`` names the first three).
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
-SAMPLES_FILE = "samples.npz"
-SAMPLE_GRID_FILE = "samples.png"
-FAILED_FILE = "failed.json"
-EVAL_FILE = "eval.jsonl"
 
 CSV_FILE = "fid.csv"
 MARKDOWN_FILE = "fid.md"
@@ -192,10 +186,10 @@ def read_json(path: Path) -> Any:
 
 def read_run(directory: Path) -> RunRecord:
     """The record of the run in ``directory``."""
-    config = directory / CONFIG_FILE
-    summary = directory / SUMMARY_FILE
-    failed = directory / FAILED_FILE
-    evaluations = directory / EVAL_FILE
+    config = directory / CONFIG
+    summary = directory / SUMMARY
+    failed = directory / FAILED
+    evaluations = directory / EVALUATIONS
     return RunRecord(
         run_id=directory.name,
         directory=directory,
@@ -594,7 +588,7 @@ def step_figure(suite: Suite) -> Figure:
     axes = figure.subplots()
     runs = [run for run in suite.scored() if run.evaluations]
     if not runs:
-        say_empty(axes, f"no finished run has an evaluation during training ({EVAL_FILE}): nothing to plot")
+        say_empty(axes, f"no finished run has an evaluation during training ({EVALUATIONS}): nothing to plot")
         return figure
     for i, run in enumerate(runs):
         steps = [line["step"] for line in run.evaluations]
@@ -618,7 +612,7 @@ def sample_image(run: RunRecord) -> np.ndarray | None:
     of its ``samples.png`` (a grid of at least 4 × 4 images, as ``spdbench.show.tile`` lays them
     out), else the first images of its ``samples.npz`` (a large file for a large run), else
     ``None``."""
-    png, npz = run.directory / SAMPLE_GRID_FILE, run.directory / SAMPLES_FILE
+    png, npz = run.directory / SAMPLE_GRID, run.directory / SAMPLES
     _, height, width = run.config["image_shape"]
     side = int(SAMPLES_SHOWN**0.5)
     if png.is_file():
@@ -645,7 +639,7 @@ def samples_figure(suite: Suite) -> Figure:
     for axes, run in zip(panels, runs, strict=False):
         image = sample_image(run)
         if image is None:
-            say_empty(axes, f"no {SAMPLES_FILE} or {SAMPLE_GRID_FILE}")
+            say_empty(axes, f"no {SAMPLES} or {SAMPLE_GRID}")
         else:
             axes.imshow(image, interpolation="nearest")
             axes.set_axis_off()

@@ -41,6 +41,7 @@ SUMMARY = "summary.json"
 SAMPLES = "samples.npz"
 SAMPLE_GRID = "samples.png"
 EVALUATIONS = "eval.jsonl"
+FAILED = "failed.json"  #: written by the suite harness when a run fails
 
 
 @dataclass(frozen=True)
