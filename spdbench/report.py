@@ -86,7 +86,7 @@ MARKDOWN_COLUMNS: tuple[str, ...] = (
     "seed",
     "status",
     "FID [95 % interval]",
-    "KID ×10³ ± std",
+    "KID ± std",
     "floor FID",
     "NFE",
     "train steps",
@@ -369,7 +369,7 @@ def fid_cell(run: RunRecord) -> str:
 
 def markdown_cells(row: dict[str, Any], run: RunRecord) -> list[str]:
     """The Markdown cells of ``run``, from its CSV ``row``, in ``MARKDOWN_COLUMNS`` order."""
-    kid = "" if row["kid"] is None else f"{1e3 * float(row['kid']):.2f} ± {1e3 * float(row['kid_std']):.2f}"
+    kid = "" if row["kid"] is None else f"{float(row['kid']):.4g} ± {float(row['kid_std']):.2g}"
     seconds = row["train_seconds"]
     return [
         run.label or "?",
@@ -394,12 +394,11 @@ def markdown_table(header: tuple[str, ...], rows: list[list[str]], left: tuple[s
     return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 
-def mean_and_spread(values: list[float], scale: float, spec: str) -> str:
-    """``mean ± sample standard deviation`` of ``values`` times ``scale`` (just the value for one)."""
-    scaled = [scale * value for value in values]
-    if len(scaled) == 1:
-        return format(scaled[0], spec)
-    return f"{format(statistics.mean(scaled), spec)} ± {format(statistics.stdev(scaled), spec)}"
+def mean_and_spread(values: list[float], spec: str) -> str:
+    """``mean ± sample standard deviation`` of ``values`` (just the value for one)."""
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
 
 
 def seed_lines(suite: Suite) -> list[str]:
@@ -414,12 +413,12 @@ def seed_lines(suite: Suite) -> list[str]:
             continue
         scored = [run.scores for run in runs if run.scores is not None]
         seeds = ", ".join(number(run.seed, "d") for run in runs)
-        fid = mean_and_spread([s["fid"] for s in scored], 1, ".2f") if scored else ""
-        kid = mean_and_spread([s["kid"] for s in scored], 1e3, ".2f") if scored else ""
+        fid = mean_and_spread([s["fid"] for s in scored], ".2f") if scored else ""
+        kid = mean_and_spread([s["kid"] for s in scored], ".4g") if scored else ""
         rows.append([runs[0].label or "?", seeds, f"{len(scored)} of {len(runs)}", fid, kid])
     if not rows:
         return []
-    header = ("process", "seeds", "scored", "FID mean ± std", "KID ×10³ mean ± std")
+    header = ("process", "seeds", "scored", "FID mean ± std", "KID mean ± std")
     intro = "Configurations run with several seeds: mean ± sample standard deviation over the scored seeds."
     return ["", "## Over seeds", "", intro, "", *markdown_table(header, rows, ("process", "seeds", "scored"))]
 
@@ -434,7 +433,7 @@ def markdown_text(suite: Suite, rows: list[dict[str, Any]], paths: dict[str, Pat
         "No floor score recorded."
         if floor is None
         else f"Floor (held-out real images scored the same way): FID {floor['fid']:.2f} "
-        f"[{floor['fid_low']:.2f}, {floor['fid_high']:.2f}], KID ×10³ {1e3 * floor['kid']:.2f}."
+        f"[{floor['fid_low']:.2f}, {floor['fid_high']:.2f}], KID {floor['kid']:.4g}."
     )
     lines += [
         f"Made by `{info['command']}` on {info['machine']}.",
