@@ -21,7 +21,7 @@ data:
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
 
 test: setup
-	$(BIN)/pytest -n 2
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2
 
 paths: setup
 	$(BIN)/spdbench paths
