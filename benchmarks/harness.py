@@ -28,6 +28,7 @@ from spdbench.files import write_text_atomically
 from spdbench.metrics import floor_score
 from spdbench.report import SUITE_FILE, write_report
 from spdbench.runs import FAILED, SUMMARY, Run, execute, launch_rank, resolve_run
+from spdbench.show import show_processes
 
 
 
@@ -117,9 +118,15 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
             write_text_atomically(run_dir / FAILED, json.dumps(record, indent=2) + "\n")
             print(f"    failed: {message}")
     if leader:
-        for path in write_report(suite_dir):
+        for path in [*write_report(suite_dir), *write_corruption_grids(suite, suite_dir / "show")]:
             print(f"wrote {path}")
     return suite_dir
+
+
+def write_corruption_grids(suite: Suite, out: Path) -> list[Path]:
+    """What each process of the suite does to real images (``spdbench show``), beside its report."""
+    spectrum = next((r.spectrum for r in suite.runs if r.process == "spd"), "empirical")
+    return show_processes("all", suite.dataset, None, spectrum, None, None, 6, 6, 0, out)
 
 
 def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:

@@ -168,7 +168,9 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
     write_text_atomically(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
 
     images = load_images(run.request.dataset, "train")
-    net = UNet(network_config(run.budget.network, run.process.image_shape[0], run.process.image_shape[1]))
+    with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed
+        torch.manual_seed(run.request.seed)
+        net = UNet(network_config(run.budget.network, run.process.image_shape[0], run.process.image_shape[1]))
     result = train(run.process, net, images, run.train, run_dir, evaluation(run, images, run_dir), quiet=quiet)
     if launch_rank() != 0:  # under torchrun, the other ranks only help to train
         return run_dir, {}
