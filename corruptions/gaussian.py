@@ -37,6 +37,9 @@ class FrequencyDiagonalGaussian(Process):
     def predict_x0(self, net_out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """``û_0 = (u_t − s_t ⊙ B ε̂) / a_t`` per frequency."""
         a, s = self.marginal_coefficients(t.reshape(-1).to(x_t.device))
+        return self._x0_from(net_out, x_t, a, s)
+
+    def _x0_from(self, net_out: Tensor, x_t: Tensor, a: Tensor, s: Tensor) -> Tensor:
         return self.mix([(1.0 / a, x_t), (-s / a, net_out.to(x_t.dtype))])
 
     def net_output_from_x0(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
@@ -53,10 +56,7 @@ class FrequencyDiagonalGaussian(Process):
         Returns ``(c_t, c_0, var)``, float64."""
         a_t, s_t = self.marginal_coefficients(t.reshape(1))
         a_r, s_r = self.marginal_coefficients(r.reshape(1))
-        a_tr = a_t / a_r
-        s2_tr = (s_t.square() - a_tr.square() * s_r.square()).clamp_min(0.0)
-        denom = s2_tr + a_tr.square() * s_r.square()
-        return a_tr * s_r.square() / denom, a_r * s2_tr / denom, s_r.square() * s2_tr / denom
+        return _Transition(a_t, s_t, a_r, s_r).posterior()
 
     def reverse_step(
         self,
@@ -73,25 +73,40 @@ class FrequencyDiagonalGaussian(Process):
         and ``σ² = η² var``; at ``η = 1`` this is exactly the posterior, at ``η = 0`` the
         deterministic (DDIM-like) path. ``large``: the posterior mean plus
         ``η s_{t|r} z``."""
-        x0_hat = self.predict_x0(net_out, x_t, t)
+        device = x_t.device
+        a_t, s_t = self.marginal_coefficients(t.reshape(1).to(device))
+        x0_hat = self._x0_from(net_out, x_t, a_t, s_t)
         if settings.clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
         if int(t_next == 0):
             return Step(x_next=x0_hat, x0_hat=x0_hat)
-        device = x_t.device
-        a_t, s_t = self.marginal_coefficients(t.reshape(1).to(device))
         a_r, s_r = self.marginal_coefficients(t_next.reshape(1).to(device))
-        c_t, c_0, var = self.posterior(t.to(device), t_next.to(device))
+        transition = _Transition(a_t, s_t, a_r, s_r)
+        c_t, c_0, var = transition.posterior()
         if settings.variance == "small":
             std = settings.eta * var.sqrt()
             c_t = (s_r.square() - std.square()).clamp_min(0.0).sqrt() / s_t
             c_0 = a_r - c_t * a_t
         else:
-            s2_tr = (s_t.square() - (a_t / a_r).square() * s_r.square()).clamp_min(0.0)
-            std = settings.eta * s2_tr.sqrt()
+            std = settings.eta * transition.s2_tr.sqrt()
         x_next = self.mix([(c_t, x_t), (c_0, x0_hat), (std, noise)])
         return Step(x_next=x_next, x0_hat=x0_hat)
 
     def prior(self, noise: Tensor, reference: Tensor) -> Tensor:
         """``N(0, I)``: white noise (the data batch is not used)."""
         return noise
+
+
+class _Transition:
+    """From ``r`` to ``t > r``: ``a_{t|r} = a_t / a_r``, ``s²_{t|r} = s_t² − a_{t|r}² s_r²``."""
+
+    def __init__(self, a_t: Tensor, s_t: Tensor, a_r: Tensor, s_r: Tensor) -> None:
+        self.a_r, self.s_r = a_r, s_r
+        self.a_tr = a_t / a_r
+        self.s2_tr = (s_t.square() - self.a_tr.square() * s_r.square()).clamp_min(0.0)
+
+    def posterior(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(c_t, c_0, var)`` of ``q(u_r | u_t, u_0)`` (see ``posterior``)."""
+        s2_r = self.s_r.square()
+        denom = self.s2_tr + self.a_tr.square() * s2_r
+        return self.a_tr * s2_r / denom, self.a_r * self.s2_tr / denom, s2_r * self.s2_tr / denom
