@@ -23,6 +23,7 @@ import typer
 from benchmarks.suites import Suite, get_suite
 from corruptions import ConfigurationError
 from models import UNet, network_config
+from spdbench.classifier import ClassifierConfig, cache_paths
 from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
 from spdbench.metrics import floor_score
@@ -97,6 +98,8 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     print(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
     estimate = estimate_seconds(runs, done)
     print(f"estimated time for the {len(runs) - len(done)} runs left: {estimate / 60:.0f} minutes")
+    if suite.dataset == "fmnist" and not all(path.exists() for path in cache_paths(ClassifierConfig())):
+        print("  plus training the Fashion-MNIST feature classifier once (minutes on a CPU; then cached)")
     if estimate_only:
         return suite_dir
     if leader:
