@@ -133,8 +133,8 @@ def write_corruption_grids(suite: Suite, out: Path) -> list[Path]:
 
 
 def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
-    """``suite.json``: the protocol, the machine, and the floor (held-out real images scored
-    like the samples, at the same count)."""
+    """``suite.json``: the protocol, the machine, the floor (held-out real images scored like
+    the samples, at the same count) and the suite's run ids (what its report shows)."""
     samples = max(run.samples for run in runs)
     floor = floor_score(suite.dataset, samples)
     record = {
@@ -150,6 +150,7 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
         "date": time.strftime("%Y-%m-%d"),
         "floor": floor.to_dict(),
         "smoke": suite.smoke,
+        "runs": [run.run_id for run in runs],
     }
     write_text_atomically(suite_dir / SUITE_FILE, json.dumps(record, indent=2) + "\n")
 

@@ -3,7 +3,10 @@
 - ``smoke`` proves the pipeline (about a minute a run on a 2-core CPU); its numbers say
   nothing about the processes.
 - ``quick`` is the CPU comparison budget on Fashion-MNIST, sized from measured costs on a
-  2-core machine (see ``benchmarks/train_speed.py``).
+  2-core machine (``benchmarks/train_speed.py``; the 2026-11-22 reference run): 0.32 s a
+  training step at batch 64 and about 16 s to sample 500 images with 20 calls, so a run
+  of 450 steps with two 200-image evaluations costs about 3 minutes and the 16 runs of the
+  ``quick`` suite about 50, leaving room for training the feature classifier once.
 - ``paper`` is each paper's recipe on a GPU. Published: DDPM (Ho et al. 2020: 800k steps,
   batch 128, Adam lr 2e-4, 5000 warm-up steps, clip 1, EMA 0.9999, flips, 1000 sampling
   steps); SPD (official code: guided-diffusion network, AdamW lr 1e-4, batch 256, EMA
@@ -75,7 +78,7 @@ SMOKE = Budget(
 QUICK = Budget(
     name="quick",
     network="quick",
-    steps=600,
+    steps=450,
     batch=64,
     lr=1e-3,
     warmup=50,
@@ -86,8 +89,8 @@ QUICK = Budget(
     nfe=20,
     samples=500,
     sample_batch=250,
-    checkpoint_every=200,
-    eval_every=200,
+    checkpoint_every=150,
+    eval_every=150,
     eval_samples=200,
 )
 

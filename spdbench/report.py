@@ -2,10 +2,12 @@
 
 A suite directory holds ``suite.json`` (what the suite is: its name, title, budget, dataset, how
 its FID is computed, the command and machine that made it, the floor score, whether it is a
-smoke test) and ``runs/<run id>/``, each with ``config.json`` and either ``summary.json`` (with
+smoke test, and the ids of its runs) and ``runs/<run id>/``, each with ``config.json`` and either ``summary.json`` (with
 ``scores``, ``samples.png`` or ``samples.npz`` and, optionally, ``eval.jsonl`` from periodic
 evaluation during training) or ``failed.json`` (``{"run_id", "error"}``); a run with neither is
-unfinished. Every run appears in the tables, whatever its status; the plots show finished runs.
+unfinished. Every run the suite lists appears in the tables, whatever its status (``not started``
+when it has no directory); run directories it does not list are named below the table and left
+out. The plots show finished runs.
 
 The report writes:
 
@@ -111,10 +113,13 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        """``done`` (a summary), ``failed`` (an error) or ``unfinished`` (neither)."""
+        """``done`` (a summary), ``failed`` (an error), ``not started`` (no directory) or
+        ``unfinished`` (none of these)."""
         if self.summary is not None:
             return "done"
-        return "failed" if self.error is not None else "unfinished"
+        if self.error is not None:
+            return "failed"
+        return "unfinished" if self.directory.is_dir() else "not started"
 
     @property
     def process_config(self) -> dict[str, Any]:
@@ -161,7 +166,8 @@ class Suite:
 
     directory: Path
     info: dict[str, Any]
-    runs: list[RunRecord]
+    runs: list[RunRecord]  #: the runs ``suite.json`` lists (every run directory when it lists none)
+    left_out: list[str]  #: run directories that ``suite.json`` does not list (another protocol)
 
     @property
     def smoke(self) -> bool:
@@ -222,8 +228,11 @@ def read_suite(directory: Path) -> Suite:
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}")
     runs_dir = directory / RUNS_DIR
-    runs = [read_run(run) for run in runs_dir.iterdir() if run.is_dir()] if runs_dir.is_dir() else []
-    return Suite(directory, info, sorted(runs, key=table_order))
+    found = sorted(run.name for run in runs_dir.iterdir() if run.is_dir()) if runs_dir.is_dir() else []
+    listed = [str(run_id) for run_id in info.get("runs", found)]
+    left_out = [run_id for run_id in found if run_id not in listed]
+    runs = [read_run(runs_dir / run_id) for run_id in listed]
+    return Suite(directory, info, sorted(runs, key=table_order), left_out)
 
 
 def suite_dirs(results: Path, name: str | None) -> list[Path]:
@@ -358,13 +367,14 @@ def markdown_cell(text: str) -> str:
 
 
 def fid_cell(run: RunRecord) -> str:
-    """``12.34 [11.9, 12.8]``, or what the run is instead: ``failed: <error>``, ``unfinished``."""
+    """``12.34 [11.9, 12.8]``, or what the run is instead: ``failed: <error>``, ``unfinished``,
+    ``not started``."""
     scores = run.scores
     if scores is not None:
         return f"{scores['fid']:.2f} [{scores['fid_low']:.2f}, {scores['fid_high']:.2f}]"
     if run.status == "done":
         return "not scored"
-    return f"failed: {markdown_cell(run.error or '')}" if run.status == "failed" else "unfinished"
+    return f"failed: {markdown_cell(run.error or '')}" if run.status == "failed" else run.status
 
 
 def markdown_cells(row: dict[str, Any], run: RunRecord) -> list[str]:
@@ -455,6 +465,10 @@ def markdown_text(suite: Suite, rows: list[dict[str, Any]], paths: dict[str, Pat
     if unmeasured:
         lines += ["", "No path efficiency for:", ""]
         lines += [f"- {label}: {markdown_cell(why)}" for label, why in unmeasured.items()]
+    if suite.left_out:
+        lines += ["", f"Left out: run directories in `{RUNS_DIR}/` that `{SUITE_FILE}` does not list "
+                  "(runs of an earlier protocol):", ""]
+        lines += [f"- `{run_id}`" for run_id in suite.left_out]
     lines += seed_lines(suite)
     return "\n".join(lines) + "\n"
 

@@ -230,3 +230,20 @@ def test_unknown_suite_exits_2_with_one_line(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown suite 'nope'") and "quick" in lines[0]
 
+
+
+def test_report_shows_the_runs_the_suite_lists(tmp_path: Path) -> None:
+    """A run directory of an earlier protocol stays out of the table (and is named below it);
+    a listed run that never started is a row saying so."""
+    suite_dir = write_suite(tmp_path)
+    info = json.loads((suite_dir / "suite.json").read_text())
+    stale = write_run(suite_dir, "ddpm", 7, "done", 99.0)
+    listed = sorted(path.name for path in (suite_dir / "runs").iterdir() if path != stale)
+    info["runs"] = [*listed, "blurring-never-started"]
+    (suite_dir / "suite.json").write_text(json.dumps(info))
+    write_report(suite_dir)
+    rows = read_rows(suite_dir)
+    assert stale.name not in {row["run_id"] for row in rows} and len(rows) == len(listed) + 1
+    assert [row["status"] for row in rows if row["run_id"] == "blurring-never-started"] == ["not started"]
+    markdown = (suite_dir / "fid.md").read_text()
+    assert f"- `{stale.name}`" in markdown.split("Left out:")[1]
