@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 
 from corruptions import PROCESSES, Process, SamplerSettings, make_process
@@ -34,7 +35,7 @@ from spdbench.metrics import score_images
 from spdbench.sampling import generate, network_denoiser
 from spdbench.show import process_label, tile
 from spdbench.spectra import resolve_spectrum
-from spdbench.train import Callback, TrainConfig, TrainState, train
+from spdbench.train import Callback, TrainConfig, TrainResult, TrainState, process_group, train, training_device
 
 CONFIG = "config.json"
 SUMMARY = "summary.json"
@@ -171,13 +172,20 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
     with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed
         torch.manual_seed(run.request.seed)
         net = UNet(network_config(run.budget.network, run.process.image_shape[0], run.process.image_shape[1]))
-    result = train(run.process, net, images, run.train, run_dir, evaluation(run, images, run_dir), quiet=quiet)
-    if launch_rank() != 0:  # under torchrun, the other ranks only help to train
-        return run_dir, {}
+    with process_group(training_device(None)):  # under torchrun, every rank trains and samples
+        result = train(run.process, net, images, run.train, run_dir, evaluation(run, images, run_dir), quiet=quiet)
+        started = time.perf_counter()
+        samples = sample_from(run, result.ema.averaged_model(result.net), images, run.samples, bool(result.config.bf16))
+        sampling_seconds = time.perf_counter() - started
+        if samples is None:  # a rank other than 0: rank 0 writes the run
+            return run_dir, {}
+        return run_dir, finish(run, run_dir, result, samples, sampling_seconds)
 
-    started = time.perf_counter()
-    samples = sample_from(run, result.ema.averaged_model(result.net), images, run.samples, bool(result.config.bf16))
-    sampling_seconds = time.perf_counter() - started
+
+def finish(
+    run: Run, run_dir: Path, result: TrainResult, samples: torch.Tensor, sampling_seconds: float
+) -> dict[str, Any]:
+    """Write the samples, score them and write the summary; returns the summary."""
     write_samples(run_dir, samples)
     scores = score_images(samples, run.request.dataset, seed=run.request.seed)
 
@@ -194,17 +202,30 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
         "scores": scores.to_dict(),
     }
     write_text_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
-    return run_dir, summary
+    return summary
 
 
-def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int, bf16: bool) -> torch.Tensor:
-    """``count`` uint8 images of the run's sample set from ``net`` with the run's sampler."""
+def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int, bf16: bool) -> torch.Tensor | None:
+    """``count`` uint8 images of the run's sample set from ``net`` with the run's sampler.
+
+    In a process group every rank makes its share (images ``⌊count·r/W⌋ …`` of the same sample
+    set, so the set does not depend on the number of ranks) and rank 0 gets them all; the
+    other ranks get ``None``."""
     device = next(net.parameters()).device
     denoiser = network_denoiser(net, run.process, bf16)
     nfe = run.request.nfe or run.budget.nfe
-    return generate(
-        denoiser, run.process, images, count, run.request.seed, nfe, run.sampler, run.budget.sample_batch, device
+    grouped = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
+    first, end = count * rank // world, count * (rank + 1) // world
+    share = generate(
+        denoiser, run.process, images, end - first, run.request.seed, nfe, run.sampler, run.budget.sample_batch,
+        device, first=first,
     )
+    if not grouped:
+        return share
+    shares: list[torch.Tensor] | None = [torch.empty(0)] * world if rank == 0 else None
+    dist.gather_object(share, shares, dst=0)
+    return torch.cat(shares) if shares is not None else None
 
 
 def evaluation(run: Run, images: torch.Tensor, run_dir: Path) -> Callback:
@@ -213,9 +234,11 @@ def evaluation(run: Run, images: torch.Tensor, run_dir: Path) -> Callback:
     ``eval.jsonl``. It draws from its own generators, so training is unchanged by it."""
 
     def evaluate(state: TrainState) -> None:
-        if state.rank != 0 or state.step % run.budget.eval_every or state.step == run.train.steps:
+        if state.step % run.budget.eval_every or state.step == run.train.steps:
             return
         samples = sample_from(run, state.ema.averaged_model(state.net), images, run.budget.eval_samples, False)
+        if samples is None:  # a rank other than 0, which only helped to sample
+            return
         scores = score_images(samples, run.request.dataset, seed=run.request.seed)
         with (run_dir / EVALUATIONS).open("a") as log:
             log.write(json.dumps({"step": state.step, "fid": scores.fid, "samples": scores.samples}) + "\n")

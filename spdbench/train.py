@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import json
 import math
@@ -57,6 +58,9 @@ METRICS = "metrics.jsonl"
 
 QUARTERS = 4
 """The loss is logged per this many equal parts of the network time range [0, 1]."""
+
+GROUP_TIMEOUT = datetime.timedelta(hours=1)
+"""How long a rank waits for the others (longer than scoring 50,000 images on one GPU)."""
 
 # Settings that may differ between a run and its resumption: they change neither the maths nor
 # the random streams (compile and channels_last change at most the rounding).
@@ -193,9 +197,9 @@ def train(
             or a non-finite loss (the last checkpoint is left as it was).
     """
     started = time.perf_counter()
-    device = _device(device)
+    device = training_device(device)
     config = config.resolved(device)
-    with _process_group(device) as (rank, world):
+    with process_group(device) as (rank, world):
         _check_inputs(process, images, config, world)
         run_dir = Path(run_dir)
         if rank == 0:
@@ -410,7 +414,7 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
 
 
-def _device(device: torch.device | str | None) -> torch.device:
+def training_device(device: torch.device | str | None) -> torch.device:
     """The training device: the one given, else CUDA when available, else the CPU; a CUDA device
     without an index is the ``LOCAL_RANK``-th GPU (set as the current one)."""
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
@@ -422,14 +426,15 @@ def _device(device: torch.device | str | None) -> torch.device:
 
 
 @contextlib.contextmanager
-def _process_group(device: torch.device) -> Iterator[tuple[int, int]]:
+def process_group(device: torch.device) -> Iterator[tuple[int, int]]:
     """``(rank, world size)``: of the process group already initialised; else of one initialised
     here from ``torchrun``'s environment when ``WORLD_SIZE > 1`` (and destroyed on leaving it);
-    else ``(0, 1)``."""
+    else ``(0, 1)``. Its timeout is ``GROUP_TIMEOUT``: the other ranks wait while rank 0 scores
+    and writes a run."""
     if dist.is_available() and dist.is_initialized():
         yield dist.get_rank(), dist.get_world_size()
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=GROUP_TIMEOUT)
         try:
             yield dist.get_rank(), dist.get_world_size()
             dist.barrier()  # no rank tears the group down while another still talks to it

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
+from typing import Any
 
 from collections.abc import Iterator
 
@@ -13,9 +16,12 @@ import torch
 from typer.testing import CliRunner
 
 from corruptions import PROCESSES
+from models import UNet, network_config
 from spdbench import metrics, runs
+from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
 from spdbench.cli import app
+from spdbench.data import load_images
 from spdbench.metrics import ClassifierFeatures
 
 pytestmark = pytest.mark.skipif(
@@ -26,19 +32,20 @@ pytestmark = pytest.mark.skipif(
 TINY = ["--budget", "smoke", "--steps", "3", "--batch", "8", "--samples", "6", "--nfe", "3", "--quiet"]
 
 
+def tiny_scores(images: torch.Tensor, dataset: str, seed: int, **options: str) -> metrics.Score:
+    """The real scoring with a classifier trained on 512 images (the suite's own takes minutes
+    to train) against 200 reference images; another extractor than the default goes the real way."""
+    if options.get("features", "default") != "default":
+        return metrics.score_images(images, dataset, seed=seed, **options)
+    tiny = ClassifierFeatures(ClassifierConfig(epochs=1, train_limit=512), min_accuracy=0.0)
+    return metrics.score_images(images, dataset, features=tiny, reference_count=200, seed=seed, resamples=20)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def private_cache_and_tiny_scores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A private cache, and the real scoring with a classifier trained on 512 images (the
-    suite's own takes minutes to train) against 200 reference images."""
+    """A private cache, and ``tiny_scores`` for every run."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SPDBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        tiny = ClassifierFeatures(ClassifierConfig(epochs=1, train_limit=512), min_accuracy=0.0)
-
-        def tiny_scores(images: torch.Tensor, dataset: str, seed: int, **options: str) -> metrics.Score:
-            if options.get("features", "default") != "default":  # another extractor: the real path
-                return metrics.score_images(images, dataset, seed=seed, **options)
-            return metrics.score_images(images, dataset, features=tiny, reference_count=200, seed=seed, resamples=20)
-
         patch.setattr(runs, "score_images", tiny_scores)
         yield
 
@@ -192,3 +199,51 @@ def test_missing_dataset_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
         data._load.cache_clear()
     assert code == 2 and output.startswith("error: ") and output.count("\n") == 1
     assert "apt-get install dataset-fashion-mnist" in output
+
+
+#: A run long enough for one periodic evaluation (the smoke budget evaluates every 20 steps).
+EVALUATED = runs.RunRequest("spd", budget="smoke", steps=21, batch=8, samples=6, nfe=3)
+
+
+def _execute_worker(rank: int, world: int, port: int, out: Path, cache: str) -> None:
+    """One rank of ``runs.execute`` started the way torchrun starts one."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
+    os.environ["SPDBENCH_CACHE"] = cache
+    torch.set_num_threads(1)
+    runs.score_images = tiny_scores
+    generate = runs.generate
+
+    def logged_generate(*args: Any, **options: Any) -> torch.Tensor:
+        """``generate``, noting which images this rank made."""
+        images = generate(*args, **options)
+        with (out / f"rank-{rank}.jsonl").open("a") as log:
+            log.write(json.dumps([options["first"], len(images)]) + "\n")
+        return images
+
+    runs.generate = logged_generate
+    runs.execute(runs.resolve_run(EVALUATED), out, quiet=True)
+
+
+def test_two_processes_sample_the_same_set_as_one(tmp_path: Path) -> None:
+    """Under torchrun every rank samples a share of the set (final samples and periodic
+    evaluations) and rank 0 writes the run: exactly the images one process draws from the same
+    averaged weights."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = (2, port, tmp_path, os.environ["SPDBENCH_CACHE"])
+    torch.multiprocessing.spawn(_execute_worker, args=args, nprocs=2)
+    run = runs.resolve_run(EVALUATED)
+    run_dir = tmp_path / run.run_id
+    assert json.loads((run_dir / "summary.json").read_text())["samples"] == 6
+    evaluations = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["samples"]) for e in evaluations] == [(20, 32)]
+    logs = [(tmp_path / f"rank-{rank}.jsonl").read_text().splitlines() for rank in (0, 1)]
+    shares = [[json.loads(line) for line in log] for log in logs]
+    assert shares == [[[0, 16], [0, 3]], [[16, 16], [3, 3]]]  # the evaluation's 32 images, then the final 6
+    net = UNet(network_config("smoke", 1, 28))
+    net.load_state_dict(load_checkpoint(run_dir).ema)
+    alone = runs.sample_from(run, net.eval(), load_images("fmnist", "train"), 6, False)
+    assert alone is not None and np.array_equal(np.load(run_dir / "samples.npz")["images"], alone.numpy())
