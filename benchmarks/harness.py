@@ -6,11 +6,16 @@ Finished runs are skipped, interrupted ones resume from their last checkpoint, a
 that fails leaves ``failed.json`` (its error) so the table shows it instead of losing it.
 Before starting, the harness times a few training steps and sampler calls of the suite's
 networks on this machine and prints the estimated time of what is left to do.
+
+Under ``torchrun`` (``make bench-cifar GPUS=N``) one process group serves the whole suite:
+every rank trains each run (DistributedDataParallel) and samples its share of the images,
+and rank 0 scores them and writes the records and the report.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 import traceback
@@ -30,7 +35,14 @@ from spdbench.metrics import floor_score
 from spdbench.report import SUITE_FILE, write_report
 from spdbench.runs import FAILED, SUMMARY, Run, execute, launch_rank, resolve_run
 from spdbench.show import show_processes
+from spdbench.train import process_group, training_device
 
+
+
+def say(line: str) -> None:
+    """Print ``line`` once: on rank 0 under torchrun."""
+    if launch_rank() == 0:
+        print(line)
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,16 @@ def estimate_seconds(runs: list[Run], done: set[str]) -> float:
     return total
 
 
+def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> str:
+    """The estimate printed before a suite starts: ``seconds`` (one device's cost, from
+    ``estimate_seconds``) split over ``world`` devices, communication not counted, in minutes
+    up to two hours and in hours beyond; then the device-hours."""
+    wall = seconds / world
+    span = f"{wall / 60:.0f} minutes" if wall < 7200 else f"{wall / 3600:.1f} hours"
+    devices = f"{world} {device}" + ("s" if world > 1 else "")
+    return f"estimated time for the {runs_left} runs left: {span} on {devices} ({seconds / 3600:.2f} {device}-hours)"
+
+
 def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: bool = False) -> Path:
     """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report."""
     suite_dir = results / suite.name
@@ -95,35 +117,44 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     leader = launch_rank() == 0  # under torchrun, only rank 0 writes records and reports
     runs = [resolve_run(request) for request in suite.runs]
     done = {run.run_id for run in runs if (runs_dir / run.run_id / SUMMARY).exists()}
-    print(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
-    estimate = estimate_seconds(runs, done)
-    print(f"estimated time for the {len(runs) - len(done)} runs left: {estimate / 60:.0f} minutes")
+    say(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = "GPU" if torch.cuda.is_available() else "CPU"
+    say(estimate_line(estimate_seconds(runs, done), len(runs) - len(done), world, device))
     if suite.dataset == "fmnist" and not all(path.exists() for path in cache_paths(ClassifierConfig())):
-        print("  plus training the Fashion-MNIST feature classifier once (minutes on a CPU; then cached)")
+        say("  plus training the Fashion-MNIST feature classifier once (minutes on a CPU; then cached)")
     if estimate_only:
         return suite_dir
     if leader:
         write_suite_record(suite, runs, suite_dir)
-    for index, run in enumerate(runs, 1):
-        run_dir = runs_dir / run.run_id
-        if run.run_id in done:
-            print(f"[{index}/{len(runs)}] {run.run_id}: done, skipped")
-            continue
-        print(f"[{index}/{len(runs)}] {run.run_id}")
-        try:
-            (run_dir / FAILED).unlink(missing_ok=True)
-            execute(run, runs_dir, quiet=quiet)
-        except Exception as error:  # noqa: BLE001 - a failed run is recorded, the suite goes on
-            if not leader:
-                raise
-            message = " ".join(str(error).split()) or type(error).__name__
-            record = {"run_id": run.run_id, "error": message, "traceback": traceback.format_exc()}
-            write_text_atomically(run_dir / FAILED, json.dumps(record, indent=2) + "\n")
-            print(f"    failed: {message}")
+    with process_group(training_device(None)):  # under torchrun, one group serves every run
+        for index, run in enumerate(runs, 1):
+            if run.run_id in done:
+                say(f"[{index}/{len(runs)}] {run.run_id}: done, skipped")
+                continue
+            say(f"[{index}/{len(runs)}] {run.run_id}")
+            run_one(run, runs_dir, leader, quiet)
     if leader:
         for path in [*write_report(suite_dir), *write_corruption_grids(suite, suite_dir / "show")]:
-            print(f"wrote {path}")
+            say(f"wrote {path}")
     return suite_dir
+
+
+def run_one(run: Run, runs_dir: Path, leader: bool, quiet: bool) -> None:
+    """Execute ``run``; if it fails, the leader writes ``failed.json`` and every rank goes on
+    to the next run (an error every rank sees, such as a non-finite loss, keeps them in step;
+    one that a single rank sees leaves the others waiting until the group's timeout)."""
+    run_dir = runs_dir / run.run_id
+    try:
+        if leader:
+            (run_dir / FAILED).unlink(missing_ok=True)
+        execute(run, runs_dir, quiet=quiet)
+    except Exception as error:  # noqa: BLE001 - a failed run is recorded, the suite goes on
+        message = " ".join(str(error).split()) or type(error).__name__
+        if leader:
+            record = {"run_id": run.run_id, "error": message, "traceback": traceback.format_exc()}
+            write_text_atomically(run_dir / FAILED, json.dumps(record, indent=2) + "\n")
+            say(f"    failed: {message}")
 
 
 def write_corruption_grids(suite: Suite, out: Path) -> list[Path]:

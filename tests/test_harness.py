@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from benchmarks import harness
 from benchmarks.suites import SUITES, Suite
 from spdbench import metrics, runs
 from spdbench.budgets import resolve_budget
+from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
 from spdbench.metrics import ClassifierFeatures
 from spdbench.runs import RunRequest
@@ -34,22 +39,31 @@ SUITE = Suite(
 )
 
 
+TINY_FEATURES = ClassifierConfig(epochs=1, train_limit=512)
+"""Real scoring, with a classifier trained on 512 images against 200 reference images."""
+
+
+def tiny_score(images: torch.Tensor, dataset: str, seed: int) -> metrics.Score:
+    tiny = ClassifierFeatures(TINY_FEATURES, min_accuracy=0.0)
+    return metrics.score_images(images, dataset, features=tiny, reference_count=200, seed=seed, resamples=20)
+
+
+def tiny_floor(dataset: str, count: int) -> metrics.Score:
+    tiny = ClassifierFeatures(TINY_FEATURES, min_accuracy=0.0)
+    return metrics.floor_score(dataset, count, features=tiny, reference_count=200, resamples=20)
+
+
+def no_estimate(runs: list[runs.Run], done: set[str]) -> float:
+    return 0.0
+
+
 @pytest.fixture(scope="module", autouse=True)
 def tiny_scores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Real scoring, with a classifier trained on 512 images against 200 reference images."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SPDBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        tiny = ClassifierFeatures(ClassifierConfig(epochs=1, train_limit=512), min_accuracy=0.0)
-
-        def score(images: torch.Tensor, dataset: str, seed: int) -> metrics.Score:
-            return metrics.score_images(images, dataset, features=tiny, reference_count=200, seed=seed, resamples=20)
-
-        def floor(dataset: str, count: int) -> metrics.Score:
-            return metrics.floor_score(dataset, count, features=tiny, reference_count=200, resamples=20)
-
-        patch.setattr(runs, "score_images", score)
-        patch.setattr(harness, "floor_score", floor)
-        patch.setattr(harness, "estimate_seconds", lambda runs, done: 0.0)
+        patch.setattr(runs, "score_images", tiny_score)
+        patch.setattr(harness, "floor_score", tiny_floor)
+        patch.setattr(harness, "estimate_seconds", no_estimate)
         yield
 
 
@@ -110,3 +124,38 @@ def test_the_suites_share_one_protocol() -> None:
         }
         assert len(protocols) == len({r.budget for r in suite.runs if r.budget != "paper"}), suite.name
         assert all(r.steps is r.batch is r.nfe is r.samples is None for r in suite.runs), suite.name
+
+
+def test_the_estimate_is_split_over_the_devices_and_given_in_device_hours() -> None:
+    assert harness.estimate_line(1800.0, 16, 1, "CPU") == (
+        "estimated time for the 16 runs left: 30 minutes on 1 CPU (0.50 CPU-hours)"
+    )
+    assert harness.estimate_line(36000.0, 3, 4, "GPU") == (
+        "estimated time for the 3 runs left: 2.5 hours on 4 GPUs (10.00 GPU-hours)"
+    )
+
+
+FOUR = dataclasses.replace(
+    SUITE, runs=tuple(RunRequest(p, **TINY) for p in ("ddpm", "heat", "blurring", "spd"))  # type: ignore[arg-type]
+)
+
+
+def test_a_suite_runs_under_torchrun(tmp_path: Path) -> None:
+    """Under torchrun one process group serves every run of the suite (re-creating it for each
+    run fails on torchrun's own store): each run trains with both ranks, and rank 0 writes the
+    records and the report. The ranks run this file's ``__main__`` part: the tiny scores."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "tests.test_harness", str(tmp_path), os.environ["SPDBENCH_CACHE"]]
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    suite_dir = tmp_path / FOUR.name
+    assert [row["status"] for row in table(suite_dir)] == ["done"] * 4
+    for run_dir in (suite_dir / "runs").iterdir():
+        assert load_checkpoint(run_dir).meta["world_size"] == 2
+
+
+if __name__ == "__main__":  # one rank of the torchrun test above
+    runs.score_images, harness.floor_score, harness.estimate_seconds = tiny_score, tiny_floor, no_estimate
+    os.environ["SPDBENCH_CACHE"] = sys.argv[2]
+    harness.run_suite(FOUR, Path(sys.argv[1]), quiet=True)
