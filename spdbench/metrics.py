@@ -36,8 +36,14 @@ Scores, with features X (n generated) and Y (m reference), all in float64:
   noise, not as an exact 95 % guarantee, and not as an interval for a bias-free FID: compare FIDs
   only at equal sample counts, next to the floor.
 
+The reference: ``REFERENCE_COUNTS`` training images: all 50,000 for CIFAR-10, the papers' FID
+protocol; 10,000 for Fashion-MNIST, where the CPU budget scores a few hundred samples.
+
 The floor (:func:`floor_score`): held-out real images (the test split) scored against the same
-reference at the same sample count; what a perfect generator would get.
+reference at the same sample count; what a perfect generator would get. When the samples
+outnumber the test split (50,000 CIFAR-10 samples, 10,000 test images) it uses the whole split
+and says so in its sample count: FID shrinks as the count grows, so that floor is an upper
+bound of the floor at the samples' count.
 
 Reference features (``count`` images of a split, chosen by a fixed seeded permutation, so smaller
 counts are subsets of larger ones) are cached per extractor, dataset, split and count in
@@ -81,7 +87,7 @@ from spdbench.spectra import cache_dir
 
 FEATURES: tuple[str, ...] = ("classifier", "inception")
 DEFAULT_FEATURES: dict[str, str] = {"fmnist": "classifier", "cifar10": "inception"}
-DEFAULT_REFERENCE_COUNT = 10_000
+REFERENCE_COUNTS: dict[str, int] = {"fmnist": 10_000, "cifar10": 50_000}
 REFERENCE_SPLIT = "train"
 HELD_OUT_SPLIT = "test"
 SUBSET_SEED = 0
@@ -370,13 +376,14 @@ def score_images(
     generated: Tensor,
     dataset: str,
     features: str | FeatureExtractor = "default",
-    reference_count: int = DEFAULT_REFERENCE_COUNT,
+    reference_count: int | None = None,
     seed: int = 0,
     resamples: int = 200,
     device: str = "cpu",
 ) -> Score:
-    """Score uint8 images N×C×H×W of ``dataset`` against ``reference_count`` training images, in
-    the feature space of ``features`` (a name for :func:`feature_extractor`, or an extractor)."""
+    """Score uint8 images N×C×H×W of ``dataset`` against ``reference_count`` training images
+    (default ``REFERENCE_COUNTS[dataset]``), in the feature space of ``features`` (a name for
+    :func:`feature_extractor`, or an extractor)."""
     _check_images(generated, image_shape(dataset))
     extractor = feature_extractor(features, dataset, device) if isinstance(features, str) else features
     generated_features = extractor.features(generated)
@@ -387,14 +394,16 @@ def floor_score(
     dataset: str,
     count: int,
     features: str | FeatureExtractor = "default",
-    reference_count: int = DEFAULT_REFERENCE_COUNT,
+    reference_count: int | None = None,
     seed: int = 0,
     resamples: int = 200,
     device: str = "cpu",
 ) -> Score:
-    """The score of ``count`` held-out real images (the test split) against the same reference
-    as :func:`score_images`: the floor a perfect generator would reach with ``count`` samples."""
+    """The score of ``count`` held-out real images (the test split; all of it when it has fewer)
+    against the same reference as :func:`score_images`: the floor a perfect generator would
+    reach with ``count`` samples."""
     extractor = feature_extractor(features, dataset, device) if isinstance(features, str) else features
+    count = min(count, len(load_uint8(dataset, HELD_OUT_SPLIT)))
     held_out = split_features(extractor, dataset, HELD_OUT_SPLIT, count)
     return _score_against_reference(held_out, extractor, dataset, reference_count, seed, resamples, device)
 
@@ -403,12 +412,13 @@ def _score_against_reference(
     generated: Tensor,
     extractor: FeatureExtractor,
     dataset: str,
-    reference_count: int,
+    reference_count: int | None,
     seed: int,
     resamples: int,
     device: str,
 ) -> Score:
     """``score_features`` of ``generated`` features against the reference of ``dataset``."""
+    reference_count = REFERENCE_COUNTS[dataset] if reference_count is None else reference_count
     reference = split_features(extractor, dataset, REFERENCE_SPLIT, reference_count)
     name = subset_name(dataset, REFERENCE_SPLIT, reference_count)
     return score_features(generated, reference, extractor.name, name, seed, resamples, device)

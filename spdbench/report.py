@@ -442,7 +442,7 @@ def markdown_text(suite: Suite, rows: list[dict[str, Any]], paths: dict[str, Pat
     floor_text = (
         "No floor score recorded."
         if floor is None
-        else f"Floor (held-out real images scored the same way): FID {floor['fid']:.2f} "
+        else f"Floor ({floor['samples']:,} held-out real images scored the same way): FID {floor['fid']:.2f} "
         f"[{floor['fid_low']:.2f}, {floor['fid_high']:.2f}], KID {floor['kid']:.4g}."
     )
     lines += [

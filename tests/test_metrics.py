@@ -233,6 +233,20 @@ def test_classifier_features_and_the_floor(monkeypatch: pytest.MonkeyPatch) -> N
     assert inverted.fid > 5 * floor.fid_high and inverted.kid > floor.kid + 5 * floor.kid_std
 
 
+@needs_fmnist
+def test_the_floor_uses_the_whole_test_split_when_the_samples_outnumber_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As 50,000 CIFAR-10 samples outnumber its 10,000 test images: here a 40-image test split."""
+    real = data.load_uint8
+
+    def small_test_split(dataset: str, split: str) -> torch.Tensor:
+        return real(dataset, split)[:40] if split == "test" else real(dataset, split)
+
+    monkeypatch.setattr(metrics, "load_uint8", small_test_split)
+    extractor = metrics.ClassifierFeatures(TINY, min_accuracy=0.0)
+    floor = metrics.floor_score("fmnist", 500, extractor, reference_count=600, resamples=20)
+    assert (floor.samples, floor.reference) == (40, "fmnist-train-600")
+
+
 def test_the_full_classifier_reaches_90_percent(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real classifier, when it has been trained (about 2 minutes on 2 cores, so not here)."""
     monkeypatch.setenv("SPDBENCH_CACHE", str(USER_CACHE))
