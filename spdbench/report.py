@@ -47,6 +47,7 @@ from PIL import Image
 
 from corruptions import PERTURB_KINDS, PROCESSES, ConfigurationError, make_process, process_options
 from corruptions.spectrum import Spectrum
+from spdbench.budgets import BUDGETS
 from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
 from spdbench.pathreport import PathRow, measure_path, save_figure
@@ -65,6 +66,7 @@ COLUMNS: tuple[str, ...] = (
     "process",
     "perturb_kind",
     "perturb",
+    "budget",
     "seed",
     "status",
     "fid",
@@ -85,6 +87,7 @@ COLUMNS: tuple[str, ...] = (
 )
 MARKDOWN_COLUMNS: tuple[str, ...] = (
     "process",
+    "budget",
     "seed",
     "status",
     "FID [95 % interval]",
@@ -97,7 +100,7 @@ MARKDOWN_COLUMNS: tuple[str, ...] = (
     "path efficiency",
     "run",
 )
-LEFT_ALIGNED = ("process", "status", "FID [95 % interval]", "run")
+LEFT_ALIGNED = ("process", "budget", "status", "FID [95 % interval]", "run")
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,10 @@ class RunRecord:
         return self.config.get("seed")
 
     @property
+    def budget(self) -> str:
+        return str(self.config.get("budget", ""))
+
+    @property
     def scores(self) -> dict[str, Any] | None:
         """The run's score dict, or ``None`` when it has none (not finished, or not scored)."""
         return None if self.summary is None else self.summary.get("scores")
@@ -181,6 +188,16 @@ class Suite:
         """The finished runs that have scores: what the plots show."""
         return [run for run in self.runs if run.scores is not None]
 
+    @property
+    def mixes_budgets(self) -> bool:
+        """Whether the runs have several budgets (``cifar``: paper recipes and a matched budget)."""
+        return len({run.budget for run in self.runs}) > 1
+
+    def run_label(self, run: RunRecord) -> str:
+        """``spd desync +0.1``, with ``, matched`` when the suite mixes budgets: a run's
+        configuration as the plots and the seed table name it."""
+        return f"{run.label}, {run.budget}" if self.mixes_budgets else run.label
+
 
 def read_json(path: Path) -> Any:
     """The JSON in ``path``; a one-line error when it is not JSON."""
@@ -208,14 +225,15 @@ def read_run(directory: Path) -> RunRecord:
     )
 
 
-def table_order(run: RunRecord) -> tuple[int, int, float, int, str]:
-    """Sort key: the processes in registry order (ddpm, heat, blurring, spd), then SPD's
-    perturbations by kind (``PERTURB_KINDS`` order) and strength, then seed; unknown ones last."""
-    names = list(PROCESSES)
-    kinds = ["", *PERTURB_KINDS]
+def table_order(run: RunRecord) -> tuple[int, int, int, float, int, str]:
+    """Sort key: the budgets in ``BUDGETS`` order, then the processes in registry order (ddpm,
+    heat, blurring, spd), then SPD's perturbations by kind (``PERTURB_KINDS`` order) and
+    strength, then seed; unknown ones last."""
+    names, kinds = list(PROCESSES), ["", *PERTURB_KINDS]
+    budget = BUDGETS.index(run.budget) if run.budget in BUDGETS else len(BUDGETS)
     process = names.index(run.process) if run.process in names else len(names)
     kind = kinds.index(run.perturb_kind) if run.perturb_kind in kinds else len(kinds)
-    return process, kind, run.perturb, -1 if run.seed is None else run.seed, run.run_id
+    return budget, process, kind, run.perturb, -1 if run.seed is None else run.seed, run.run_id
 
 
 def read_suite(directory: Path) -> Suite:
@@ -329,6 +347,7 @@ def record(run: RunRecord, path: PathRow | str, floor: dict[str, Any] | None) ->
         "process": run.process,
         "perturb_kind": run.perturb_kind,
         "perturb": run.perturb,
+        "budget": run.budget,
         "seed": run.seed,
         "status": run.status,
         "fid": scores.get("fid"),
@@ -383,6 +402,7 @@ def markdown_cells(row: dict[str, Any], run: RunRecord) -> list[str]:
     seconds = row["train_seconds"]
     return [
         run.label or "?",
+        run.budget,
         number(row["seed"], "d"),
         run.status,
         fid_cell(run),
@@ -425,7 +445,7 @@ def seed_lines(suite: Suite) -> list[str]:
         seeds = ", ".join(number(run.seed, "d") for run in runs)
         fid = mean_and_spread([s["fid"] for s in scored], ".2f") if scored else ""
         kid = mean_and_spread([s["kid"] for s in scored], ".4g") if scored else ""
-        rows.append([runs[0].label or "?", seeds, f"{len(scored)} of {len(runs)}", fid, kid])
+        rows.append([suite.run_label(runs[0]) or "?", seeds, f"{len(scored)} of {len(runs)}", fid, kid])
     if not rows:
         return []
     header = ("process", "seeds", "scored", "FID mean ± std", "KID mean ± std")
@@ -521,14 +541,14 @@ def fid_figure(suite: Suite) -> Figure:
     """FID of each unperturbed process, one point per run (seeds side by side), with the floor."""
     figure = titled_figure(suite, "FID of each process (95 % bootstrap intervals)", (8, 5.5))
     axes = figure.subplots()
-    runs = [run for run in suite.scored() if not run.perturb]
-    names = [name for name in PROCESSES if any(run.process == name for run in runs)]
+    runs = [run for run in suite.scored() if not run.perturb]  # in table order
+    names = list(dict.fromkeys(suite.run_label(run) for run in runs))
     if not names:
         say_empty(axes, "no finished unperturbed run: nothing to plot")
         return figure
     label: str | None = "a run (seeds side by side) with its 95 % interval"
     for i, name in enumerate(names):
-        group = [run for run in runs if run.process == name]
+        group = [run for run in runs if suite.run_label(run) == name]
         offsets = np.linspace(-0.15, 0.15, len(group)) if len(group) > 1 else np.zeros(1)
         for offset, run in zip(offsets, group, strict=True):
             scores = run.scores or {}
@@ -536,7 +556,7 @@ def fid_figure(suite: Suite) -> Figure:
             axes.annotate(f"  {scores['fid']:.1f}", (i + offset, scores["fid"]), fontsize=8, va="center")
             label = None
     draw_floor(axes, suite.floor)
-    axes.set_xticks(range(len(names)), names)
+    axes.set_xticks(range(len(names)), [name.replace(", ", "\n") for name in names])
     axes.set_xlim(-0.6, len(names) - 0.4)
     axes.set_ylim(bottom=0)
     axes.set_xlabel("process")
@@ -544,6 +564,13 @@ def fid_figure(suite: Suite) -> Figure:
     axes.grid(alpha=0.3, axis="y")
     axes.legend(fontsize=8)
     return figure
+
+
+def perturbation_series(spd: list[RunRecord], kind: str) -> list[RunRecord]:
+    """The SPD runs perturbed by ``kind`` and, at p = 0, the unperturbed SPD runs of the same
+    budgets (not, say, SPD's paper recipe beside perturbations run at the matched budget)."""
+    budgets = {run.budget for run in spd if run.perturb_kind == kind}
+    return [run for run in spd if run.perturb_kind in ("", kind) and run.budget in budgets]
 
 
 def perturb_figure(suite: Suite, paths: dict[str, PathRow | str]) -> Figure:
@@ -558,7 +585,7 @@ def perturb_figure(suite: Suite, paths: dict[str, PathRow | str]) -> Figure:
         return figure
     detour = axes.twinx()
     for i, kind in enumerate(kinds):
-        runs = [run for run in spd if run.perturb_kind in ("", kind)]
+        runs = perturbation_series(spd, kind)
         strengths = sorted({run.perturb for run in runs})
         colour, shift = f"C{i}", 0.004 * (i - (len(kinds) - 1) / 2)  # kinds side by side at equal p
         for run in runs:
@@ -605,7 +632,8 @@ def step_figure(suite: Suite) -> Figure:
         return figure
     for i, run in enumerate(runs):
         steps = [line["step"] for line in run.evaluations]
-        axes.plot(steps, [line["fid"] for line in run.evaluations], marker=".", label=run_name(run), **run_style(i))
+        fids = [line["fid"] for line in run.evaluations]
+        axes.plot(steps, fids, marker=".", label=run_name(suite, run), **run_style(i))
     counts = sorted({line["samples"] for run in runs for line in run.evaluations})
     axes.set_xlabel("training step")
     axes.set_ylabel(f"FID on {', '.join(map(str, counts))} samples (features {suite.info['features']})")
@@ -615,9 +643,9 @@ def step_figure(suite: Suite) -> Figure:
     return figure
 
 
-def run_name(run: RunRecord) -> str:
+def run_name(suite: Suite, run: RunRecord) -> str:
     """``spd desync +0.1, seed 0``: a run as the plots name it."""
-    return f"{run.label}, seed {run.seed}"
+    return f"{suite.run_label(run)}, seed {run.seed}"
 
 
 def sample_image(run: RunRecord) -> np.ndarray | None:
@@ -656,7 +684,7 @@ def samples_figure(suite: Suite) -> Figure:
         else:
             axes.imshow(image, interpolation="nearest")
             axes.set_axis_off()
-        axes.set_title(f"{run_name(run)}\nFID {(run.scores or {})['fid']:.2f}", fontsize=9)
+        axes.set_title(f"{run_name(suite, run)}\nFID {(run.scores or {})['fid']:.2f}", fontsize=9)
     for axes in panels[len(runs) :] if runs else []:
         axes.set_axis_off()
     return figure

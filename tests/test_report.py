@@ -23,7 +23,7 @@ from corruptions.spectrum import PAPER_SPECTRUM
 from spdbench import spectra
 from spdbench.cli import app
 from spdbench.errors import UserError
-from spdbench.report import COLUMNS, write_report
+from spdbench.report import COLUMNS, perturbation_series, read_suite, write_report
 from spdbench.show import tile
 
 runner = CliRunner()
@@ -54,20 +54,21 @@ def write_run(
     status: str,
     fid: float = 0.0,
     spectrum: str = "paper",
+    budget: str = "quick",
     **options: Any,
 ) -> Path:
     """A synthetic run directory: ``config.json`` and, for ``done``, a summary with made-up
     scores, an ``eval.jsonl`` and a sample file; for ``failed``, ``failed.json``."""
     built = make_process(process, SHAPE, spectrum=PAPER_SPECTRUM, **options)
     process_config = built.config() | ({"spectrum": spectrum} if "spectrum" in built.config() else {})
-    run_id = f"{process}-{options.get('perturb_kind', '')}{options.get('perturb', '')}-s{seed}"
+    run_id = f"{process}-{options.get('perturb_kind', '')}{options.get('perturb', '')}-{budget}-s{seed}"
     run_dir = suite_dir / "runs" / run_id
     run_dir.mkdir(parents=True)
     config = {
         "process": process_config,
         "dataset": "fmnist",
         "image_shape": list(SHAPE),
-        "budget": "quick",
+        "budget": budget,
         "network": {"size": "quick"},
         "train": {"steps": 100, "batch": 8, "seed": seed},
         "sampler": {"nfe": 10, "eta": 1.0, "variance": "small", "clip_x0": True},
@@ -179,7 +180,7 @@ def test_runs_scored_otherwise_are_flagged(tmp_path: Path) -> None:
     summary_path.write_text(json.dumps(summary))
     write_report(suite_dir)
     markdown = (suite_dir / "fid.md").read_text()
-    assert "Warning: these runs were scored otherwise" in markdown and "ddpm--s0: features" in markdown
+    assert "Warning: these runs were scored otherwise" in markdown and "ddpm--quick-s0: features" in markdown
 
 
 def test_smoke_suite_says_so(tmp_path: Path) -> None:
@@ -247,3 +248,21 @@ def test_report_shows_the_runs_the_suite_lists(tmp_path: Path) -> None:
     assert [row["status"] for row in rows if row["run_id"] == "blurring-never-started"] == ["not started"]
     markdown = (suite_dir / "fid.md").read_text()
     assert f"- `{stale.name}`" in markdown.split("Left out:")[1]
+
+
+def test_a_suite_of_two_budgets_keeps_them_apart(tmp_path: Path) -> None:
+    """The cifar suite runs each paper's recipe and a matched budget: the table says which is
+    which (grouped by budget, in ``BUDGETS`` order), and SPD's perturbations are drawn against
+    SPD of their own budget."""
+    suite_dir = tmp_path / "two"
+    write_suite(tmp_path, "two")
+    write_run(suite_dir, "spd", 0, "done", 12.0, budget="paper")
+    write_run(suite_dir, "ddpm", 0, "done", 14.0, budget="paper")
+    write_report(suite_dir)
+    rows = read_rows(suite_dir)
+    assert [(row["budget"], row["process"]) for row in rows[-2:]] == [("paper", "ddpm"), ("paper", "spd")]
+    assert {row["budget"] for row in rows[:-2]} == {"quick"}
+    assert "| spd | paper | 0 | done | 12.00" in (suite_dir / "fid.md").read_text()
+    spd = [run for run in read_suite(suite_dir).scored() if run.process == "spd"]
+    series = perturbation_series(spd, "desync")
+    assert {run.budget for run in series} == {"quick"} and {run.perturb for run in series} == {0.0, 0.1}
