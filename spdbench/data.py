@@ -339,7 +339,8 @@ def _cached_cifar10_archive() -> Path:
     except OSError as error:
         raise UserError(
             f"CIFAR-10 is not in {path.parent} and downloading {CIFAR10_URL} failed ({_one_line(error)}); "
-            f"allow network access, or download {CIFAR10_ARCHIVE} yourself and pass its path"
+            f"allow network access, or copy the official {CIFAR10_ARCHIVE} into {path.parent} "
+            "(set SPDBENCH_DATA to move that directory)"
         ) from error
     return path
 
