@@ -15,9 +15,9 @@ The report writes:
   then SPD's perturbations by kind and strength; the Markdown adds the suite's heading and, where
   a configuration was run with several seeds, its mean and standard deviation over them;
 - ``fid.png`` (FID of each unperturbed process, with its 95 % bootstrap interval and the floor),
-  ``fid_vs_perturb.png`` (FID against SPD's perturbation strength p, with ``1 − efficiency`` of
-  the Fisher path on a second axis: 0 for the ``time`` kind, which walks SPD's curve unevenly;
-  the CSV's ``path_speed_cv`` tells that apart), ``fid_vs_step.png`` (the periodic evaluation during
+  ``fid_vs_perturb.png`` (FID against SPD's perturbation strength p, with the Fisher path's
+  length on a second axis and the geodesic marked: the ``time`` kind keeps SPD's length, since
+  it walks SPD's curve unevenly; the CSV's ``path_speed_cv`` tells that apart), ``fid_vs_step.png`` (the periodic evaluation during
   training) and ``samples.png`` (16 samples of each run). A plot with nothing to show says why.
 
 The Fisher path efficiency (``geodesic / length``, 1 for SPD; ``spdbench.pathreport``) of every
@@ -575,7 +575,8 @@ def perturbation_series(spd: list[RunRecord], kind: str) -> list[RunRecord]:
 
 def perturb_figure(suite: Suite, paths: dict[str, PathRow | str]) -> Figure:
     """FID against SPD's perturbation strength p, one line per kind through the mean over seeds
-    (p = 0 is plain SPD), and ``1 − efficiency`` of each perturbed path on a second axis."""
+    (p = 0 is plain SPD), and the Fisher length of each path on a second axis, with the
+    geodesic (the shortest path between the same endpoints) marked."""
     figure = titled_figure(suite, "FID against SPD's perturbation strength p (95 % bootstrap intervals)", (9, 5.5))
     axes = figure.subplots()
     spd = [run for run in suite.scored() if run.process == "spd"]
@@ -594,20 +595,15 @@ def perturb_figure(suite: Suite, paths: dict[str, PathRow | str]) -> Figure:
         axes.plot([p + shift for p in strengths], means, color=colour, label=f"{kind}: FID (mean over seeds)")
         measured = {run.perturb: path for run in runs if isinstance(path := paths[run.run_id], PathRow)}
         ps = sorted(measured)
-        detour.plot(
-            ps,
-            [1 - measured[p].path.efficiency for p in ps],
-            color=colour,
-            ls=":",
-            marker="x",
-            label=f"{kind}: 1 − path efficiency",
-        )
+        lengths = [measured[p].path.length for p in ps]
+        detour.plot(ps, lengths, color=colour, ls=":", marker="x", label=f"{kind}: path length")
+        if 0.0 in measured:
+            detour.axhline(measured[0.0].path.geodesic, color="black", ls=":", lw=0.8)
     draw_floor(axes, suite.floor)
     axes.set_ylim(bottom=0)
     axes.set_xlabel("perturbation strength p (0 = SPD)")
     axes.set_ylabel(fid_axis_label(suite))
-    detour.set_ylim(bottom=0)
-    detour.set_ylabel(f"1 − Fisher path efficiency (dotted; {path_spectrum_name(suite)} spectrum)")
+    detour.set_ylabel(f"Fisher path length (dotted; black: geodesic; {path_spectrum_name(suite)} spectrum)")
     axes.grid(alpha=0.3)
     handles, labels = axes.get_legend_handles_labels()
     more_handles, more_labels = detour.get_legend_handles_labels()
