@@ -38,7 +38,6 @@ from spdbench.show import show_processes
 from spdbench.train import process_group, training_device
 
 
-
 def say(line: str) -> None:
     """Print ``line`` once: on rank 0 under torchrun."""
     if launch_rank() == 0:
