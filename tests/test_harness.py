@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import harness
+from benchmarks import harness, sampler_budget
 from benchmarks.suites import SUITES, Suite
 from spdbench import metrics, runs
 from spdbench.budgets import resolve_budget
 from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
 from spdbench.metrics import ClassifierFeatures
-from spdbench.runs import RunRequest
+from spdbench.runs import RunRequest, resolve_run
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
@@ -112,6 +112,20 @@ def test_a_failed_run_is_a_row_with_its_error(tmp_path: Path, monkeypatch: pytes
     harness.run_suite(SUITE, tmp_path, quiet=True)
     assert {row["status"] for row in table(suite_dir)} == {"done"}
     assert not list((suite_dir / "runs").glob("*/failed.json"))
+
+
+def test_sampling_again_at_the_suite_settings_reproduces_the_recorded_score(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``benchmarks.sampler_budget`` draws a run's sample set again from its checkpoint: at the
+    run's own settings it gets the recorded FID, with other settings other images."""
+    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    monkeypatch.setattr(sampler_budget, "score_images", tiny_score)
+    run = resolve_run(SUITE.runs[2])
+    run_dir = suite_dir / "runs" / run.run_id
+    recorded = json.loads((run_dir / "summary.json").read_text())["scores"]["fid"]
+    assert sampler_budget.rescore(run, run_dir, run.nfe, clip_x0=True).fid == recorded
+    assert sampler_budget.rescore(run, run_dir, 2, clip_x0=False).fid != recorded
 
 
 def test_the_suites_share_one_protocol() -> None:
