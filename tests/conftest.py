@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 import torch
 
@@ -44,3 +47,18 @@ def image_like(n: int, shape: tuple[int, int, int], seed: int = 0, dtype: torch.
     spectrum = IMAGE_SPECTRUM.values(process.basis, shape)
     noise = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return gaussian_images(spectrum, process, noise).to(dtype)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def become_rank(rank: int, world: int, port: int) -> None:
+    """Make this spawned process one rank of ``world``, as torchrun does: through the environment."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
+    torch.set_num_threads(1)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from spdbench.classifier import ClassifierConfig
 from spdbench.cli import app
 from spdbench.data import load_images
 from spdbench.metrics import ClassifierFeatures
+from tests.conftest import become_rank, free_port
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
@@ -207,11 +206,8 @@ EVALUATED = runs.RunRequest("spd", budget="smoke", steps=21, batch=8, samples=6,
 
 def _execute_worker(rank: int, world: int, port: int, out: Path, cache: str) -> None:
     """One rank of ``runs.execute`` started the way torchrun starts one."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
-    )
+    become_rank(rank, world, port)
     os.environ["SPDBENCH_CACHE"] = cache
-    torch.set_num_threads(1)
     runs.score_images = tiny_scores
     generate = runs.generate
 
@@ -230,10 +226,7 @@ def test_two_processes_sample_the_same_set_as_one(tmp_path: Path) -> None:
     """Under torchrun every rank samples a share of the set (final samples and periodic
     evaluations) and rank 0 writes the run: exactly the images one process draws from the same
     averaged weights."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    args = (2, port, tmp_path, os.environ["SPDBENCH_CACHE"])
+    args = (2, free_port(), tmp_path, os.environ["SPDBENCH_CACHE"])
     torch.multiprocessing.spawn(_execute_worker, args=args, nprocs=2)
     run = runs.resolve_run(EVALUATED)
     run_dir = tmp_path / run.run_id

@@ -4,8 +4,6 @@ non-finite losses give clear errors, and two gloo processes train like one."""
 
 import json
 import math
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from models import UNet, UNetConfig
 from spdbench.checkpoint import CHECKPOINTS, load_checkpoint, read_checkpoint
 from spdbench.errors import UserError
 from spdbench.train import METRICS, QUARTERS, TrainConfig, TrainState, train
+from tests.conftest import become_rank, free_port
 
 SHAPE = (1, 16, 16)
 
@@ -251,24 +250,14 @@ def test_images_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
         train(make_process(), tiny_net(), torch.zeros(8, 1, 8, 8), settings(), tmp_path, device="cpu", quiet=True)
 
 
-def _free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _distributed_worker(rank: int, world: int, port: int, run_dir: Path) -> None:
     """One rank of a gloo run started the way torchrun starts one: from environment variables."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
-    )
-    torch.set_num_threads(1)
+    become_rank(rank, world, port)
     run(run_dir, tiny_net(dropout=0.0), steps=3)
 
 
 def test_two_processes_train_like_one(tmp_path: Path) -> None:
-    torch.multiprocessing.spawn(_distributed_worker, args=(2, _free_port(), tmp_path / "ddp"), nprocs=2)
+    torch.multiprocessing.spawn(_distributed_worker, args=(2, free_port(), tmp_path / "ddp"), nprocs=2)
     single = run(tmp_path / "single", tiny_net(dropout=0.0), steps=3)
     distributed = load_checkpoint(tmp_path / "ddp")
     for key, weight in single.net.state_dict().items():
