@@ -14,7 +14,6 @@ and rank 0 scores them and writes the records and the report.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -30,10 +29,10 @@ from corruptions import ConfigurationError
 from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, cache_paths
 from spdbench.errors import UserError
-from spdbench.files import write_text_atomically
 from spdbench.metrics import floor_score
-from spdbench.report import SUITE_FILE, write_report
-from spdbench.runs import FAILED, SUMMARY, Run, execute, launch_rank, resolve_run
+from spdbench.records import FAILED, RUNS_DIR, SUITE_FILE, SUMMARY, write_failure, write_json
+from spdbench.report import write_report
+from spdbench.runs import Run, execute, launch_rank, resolve_run
 from spdbench.show import show_processes
 from spdbench.train import process_group, training_device
 
@@ -56,7 +55,7 @@ def measure_costs(run: Run, repeats: int = 3) -> Costs:
     """Time ``repeats`` training steps (after one warm-up) and sampler calls of ``run``'s network."""
     shape = run.process.image_shape
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = UNet(network_config(run.budget.network, shape[0], shape[1])).to(device)
+    net = UNet(network_config(run.network, shape[0], shape[1])).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     x = torch.randn(run.train.batch, *shape, device=device)
     t = torch.rand(run.train.batch, device=device)
@@ -71,7 +70,7 @@ def measure_costs(run: Run, repeats: int = 3) -> Costs:
         timings.append(time.perf_counter() - started)
     train_step = sum(timings[1:]) / repeats
     net.eval()
-    batch = torch.randn(min(run.budget.sample_batch, run.samples), *shape, device=device)
+    batch = torch.randn(min(run.sample_batch, run.samples), *shape, device=device)
     with torch.no_grad():
         started = time.perf_counter()
         for _ in range(repeats):
@@ -89,13 +88,13 @@ def estimate_seconds(runs: list[Run], done: set[str]) -> float:
     for run in runs:
         if run.run_id in done:
             continue
-        key = (run.budget.network, run.train.batch, run.budget.sample_batch)
+        key = (run.network, run.train.batch, run.sample_batch)
         if key not in costs:
             costs[key] = measure_costs(run)
-        evaluations = (run.train.steps - 1) // run.budget.eval_every
-        batches = -(-run.samples // run.budget.sample_batch)
-        batches += evaluations * -(-run.budget.eval_samples // run.budget.sample_batch)
-        total += run.train.steps * costs[key].train_step + run.nfe * batches * costs[key].sampler_call
+        evaluations = (run.train.train_steps - 1) // run.eval_every
+        batches = -(-run.samples // run.sample_batch)
+        batches += evaluations * -(-run.eval_samples // run.sample_batch)
+        total += run.train.train_steps * costs[key].train_step + run.nfe * batches * costs[key].sampler_call
     return total
 
 
@@ -112,7 +111,7 @@ def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> st
 def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: bool = False) -> Path:
     """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report."""
     suite_dir = results / suite.name
-    runs_dir = suite_dir / "runs"
+    runs_dir = suite_dir / RUNS_DIR
     leader = launch_rank() == 0  # under torchrun, only rank 0 writes records and reports
     runs = [resolve_run(request) for request in suite.runs]
     done = {run.run_id for run in runs if (runs_dir / run.run_id / SUMMARY).exists()}
@@ -151,15 +150,14 @@ def run_one(run: Run, runs_dir: Path, leader: bool, quiet: bool) -> None:
     except Exception as error:  # noqa: BLE001 - a failed run is recorded, the suite goes on
         message = " ".join(str(error).split()) or type(error).__name__
         if leader:
-            record = {"run_id": run.run_id, "error": message, "traceback": traceback.format_exc()}
-            write_text_atomically(run_dir / FAILED, json.dumps(record, indent=2) + "\n")
+            write_failure(run_dir, message, traceback.format_exc())
             say(f"    failed: {message}")
 
 
 def write_corruption_grids(suite: Suite, out: Path) -> list[Path]:
     """What each process of the suite does to real images (``spdbench show``), beside its report."""
-    spectrum = next((r.spectrum for r in suite.runs if r.process == "spd"), "empirical")
-    return show_processes("all", suite.dataset, None, spectrum, None, None, 6, 6, 0, out)
+    spectrum = suite.runs[0].spectrum if suite.runs else "empirical"
+    return show_processes("all", suite.dataset, None, spectrum, {}, 6, 6, 0, out)
 
 
 def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
@@ -170,7 +168,7 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
     record = {
         "suite": suite.name,
         "title": suite.title,
-        "budget": ", ".join(sorted({run.budget.name for run in runs})),
+        "budget": ", ".join(sorted({run.budget for run in runs})),
         "dataset": suite.dataset,
         "features": floor.features,
         "samples": samples,
@@ -182,7 +180,7 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
         "smoke": suite.smoke,
         "runs": [run.run_id for run in runs],
     }
-    write_text_atomically(suite_dir / SUITE_FILE, json.dumps(record, indent=2) + "\n")
+    write_json(suite_dir / SUITE_FILE, record)
 
 
 def main(

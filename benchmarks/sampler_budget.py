@@ -6,7 +6,7 @@ sampler settings it reproduces the run's recorded FID. Prints a table; writes no
     python -m benchmarks.sampler_budget quick --nfe 20,100 [--processes ddpm,spd] [--seeds 0]
         [--clip on,off] [--results results]
 
-Only unperturbed runs are chosen (``--processes`` names them); the suite must have been run
+Only runs of processes at their defaults are chosen (``--processes`` names them); the suite must have been run
 with its checkpoints kept (``make bench``).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from benchmarks.suites import get_suite
-from corruptions import ConfigurationError
+from corruptions import PROCESSES, ConfigurationError
 from models import UNet, network_config
 from spdbench.checkpoint import load_checkpoint
 from spdbench.data import load_images
@@ -32,23 +32,19 @@ def rescore(run: Run, run_dir: Path, nfe: int, clip_x0: bool) -> Score:
     """The score of ``run``'s sample set drawn from the EMA weights in ``run_dir`` with ``nfe``
     network calls and ``x̂_0`` clipping ``clip_x0``."""
     shape = run.process.image_shape
-    net = UNet(network_config(run.budget.network, shape[0], shape[1]))
+    net = UNet(network_config(run.network, shape[0], shape[1]))
     net.load_state_dict(load_checkpoint(run_dir).ema)
-    variant = dataclasses.replace(
-        run,
-        request=dataclasses.replace(run.request, nfe=nfe),
-        sampler=dataclasses.replace(run.sampler, clip_x0=clip_x0),
-    )
-    images = load_images(run.request.dataset, "train")
+    variant = dataclasses.replace(run, nfe=nfe, sampler=dataclasses.replace(run.sampler, clip_x0=clip_x0))
+    images = load_images(run.dataset, "train")
     samples = sample_from(variant, net.eval(), images, run.samples, bf16=False)
     assert samples is not None  # one process: it gets every image
-    return score_images(samples, run.request.dataset, seed=run.request.seed)
+    return score_images(samples, run.dataset, seed=run.seed)
 
 
 def main(
     suite: str = typer.Argument(help="a suite whose runs are finished, e.g. quick"),
     nfe: str = typer.Option("20,100", help="network calls to sample with, comma-separated"),
-    processes: str = typer.Option("ddpm,heat,blurring,spd", help="unperturbed processes, comma-separated"),
+    processes: str = typer.Option(",".join(PROCESSES), help="processes (at their defaults), comma-separated"),
     seeds: str = typer.Option("0", help="seeds, comma-separated"),
     clip: str = typer.Option("on", help="x0 clipping: on, off or on,off"),
     results: Path = typer.Option(Path("results"), help="directory of suite directories"),
@@ -65,7 +61,7 @@ def main(
         requests = [
             r
             for r in get_suite(suite).runs
-            if r.process in processes.split(",") and not r.perturb and r.seed in chosen_seeds
+            if r.process in processes.split(",") and not r.options and r.seed in chosen_seeds
         ]
         print(f"suite {suite}: FID of each run sampled again (sample count, seeds and features as the suite)")
         print("| run | NFE | clip x̂0 | FID [95 % interval] | seconds |")

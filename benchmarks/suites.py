@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corruptions import PROCESSES
 from spdbench.errors import UserError
 from spdbench.runs import RunRequest
 
-MAIN_PROCESSES = ("ddpm", "heat", "blurring", "spd")
+MAIN_PROCESSES = tuple(PROCESSES)  #: every registered process
 PERTURBATIONS = (-0.2, -0.1, 0.1, 0.2)
 
 
@@ -36,9 +37,10 @@ def comparison(
     dataset: str, budget: str, seeds: tuple[int, ...], kinds: tuple[str, ...], spectrum: str = "empirical"
 ) -> tuple[RunRequest, ...]:
     """The main processes for every seed, then SPD perturbed by each kind at every p (seed 0)."""
-    main = [RunRequest(p, dataset=dataset, spectrum=spectrum, budget=budget, seed=s) for s in seeds for p in MAIN_PROCESSES]
+    shared = {"dataset": dataset, "spectrum": spectrum, "budget": budget}
+    main = [RunRequest(p, seed=s, **shared) for s in seeds for p in MAIN_PROCESSES]  # type: ignore[arg-type]
     bent = [
-        RunRequest("spd", perturb=p, perturb_kind=kind, dataset=dataset, spectrum=spectrum, budget=budget, seed=seeds[0])
+        RunRequest("spd", {"perturb": p, "perturb_kind": kind}, seed=seeds[0], **shared)  # type: ignore[arg-type]
         for kind in kinds
         for p in PERTURBATIONS
     ]
@@ -52,7 +54,7 @@ SUITES: dict[str, Suite] = {
         dataset="fmnist",
         runs=(
             *(RunRequest(p, budget="smoke") for p in MAIN_PROCESSES),
-            RunRequest("spd", perturb=0.1, perturb_kind="desync", budget="smoke"),
+            RunRequest("spd", {"perturb": 0.1, "perturb_kind": "desync"}, budget="smoke"),
         ),
         smoke=True,
         command="make smoke",

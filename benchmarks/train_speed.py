@@ -94,7 +94,7 @@ def main() -> None:
 
     images = torch.rand(max(4 * args.batch, 256), *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     base = TrainConfig(
-        steps=args.steps, batch=args.batch, warmup=0, checkpoint_every=args.steps, log_every=1, ema_decay=0.999
+        train_steps=args.steps, batch=args.batch, warmup=0, checkpoint_every=args.steps, log_every=1, ema_decay=0.999
     )
     default_bf16 = base.resolved(device).bf16
     print("\ntraining (images/s over steps 2…N; first step alone)")

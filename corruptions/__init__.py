@@ -10,7 +10,7 @@ from corruptions.blurring import BlurringDiffusion
 from corruptions.ddpm import DDPM
 from corruptions.errors import ConfigurationError
 from corruptions.heat import HeatDissipation
-from corruptions.spd import PERTURB_KINDS, ShortestPathDiffusion
+from corruptions.spd import ShortestPathDiffusion
 from corruptions.spectrum import Spectrum
 
 PROCESSES: dict[str, type[Process]] = {
@@ -31,7 +31,8 @@ def make_process(
     name: str, image_shape: ImageShape, spectrum: Spectrum | None = None, **options: Any
 ) -> Process:
     """The process ``name`` for images of ``image_shape``; ``spectrum`` goes to the processes
-    that use one. Unknown names and options are refused with the valid ones listed."""
+    that use one. Unknown names and options are refused with the valid ones listed; an integer
+    given for an option whose default is a float is taken as that float."""
     if name not in PROCESSES:
         raise ConfigurationError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)}")
     cls = PROCESSES[name]
@@ -41,6 +42,11 @@ def make_process(
         raise ConfigurationError(
             f"process {name!r} has no option {', '.join(unknown)}; its options: {', '.join(valid) or 'none'}"
         )
+    defaults = cls.option_defaults(image_shape)
+    options = {
+        key: float(value) if isinstance(defaults.get(key), float) and type(value) is int else value
+        for key, value in options.items()
+    }
     if cls.uses_spectrum:
         if spectrum is None:
             raise ConfigurationError(f"process {name!r} needs a power spectrum")
@@ -49,7 +55,6 @@ def make_process(
 
 
 __all__ = [
-    "PERTURB_KINDS",
     "PROCESSES",
     "ConfigurationError",
     "Corruption",

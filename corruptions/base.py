@@ -12,6 +12,7 @@ is conditioned on ``network_time(t)``, the fraction of the path in ``[0, 1]``.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -68,6 +69,9 @@ class Process(ABC):
     name: ClassVar[str]
     #: True when the constructor takes the data's power spectrum (``spectrum=``).
     uses_spectrum: ClassVar[bool] = False
+    #: Named families of options worth comparing with the defaults (a process's ablations, such
+    #: as SPD's perturbations): ``spdbench paths`` measures each and draws each family together.
+    variants: ClassVar[dict[str, list[dict[str, Any]]]] = {}
 
     def __init__(self, image_shape: ImageShape, basis: Basis, options: dict[str, Any]) -> None:
         channels, height, width = image_shape
@@ -78,17 +82,41 @@ class Process(ABC):
         self.options = options
 
     def config(self) -> dict[str, Any]:
-        """The resolved options, as written into a run's configuration."""
-        return {"process": self.name, "basis": self.basis.name, **self.options}
+        """The resolved options and the label, as written into a run's configuration."""
+        return {"process": self.name, "label": self.label(), "basis": self.basis.name, **self.options}
+
+    @classmethod
+    def option_defaults(cls, image_shape: ImageShape) -> dict[str, Any]:
+        """The value each keyword option of the constructor takes when it is not given, for
+        images of ``image_shape`` (options without a default, such as a spectrum, are left out)."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+
+    def changed_options(self) -> dict[str, Any]:
+        """The options (the basis among them, where it is one) whose values differ from
+        ``option_defaults``."""
+        defaults = self.option_defaults(self.image_shape)
+        options = {"basis": self.basis.name, **self.options}
+        return {key: value for key, value in options.items() if key in defaults and defaults[key] != value}
+
+    def label_parts(self) -> list[str]:
+        """What the label adds to the name: ``key=value`` for each changed option."""
+        return [option_text(key, value) for key, value in self.changed_options().items()]
+
+    def label(self) -> str:
+        """The process's short name, from its options: ``ddpm``, ``ddpm-schedule=cosine``,
+        ``spd-desync+0.1``. Run ids, tables, plots, path reports and pictures all use it."""
+        return "-".join([self.name, *self.label_parts()])
 
     @abstractmethod
     def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Training times for a batch of ``n`` (on the generator's device)."""
 
     @abstractmethod
-    def time_grid(self, steps: int | None = None) -> Tensor:
+    def time_grid(self, nfe: int | None = None) -> Tensor:
         """Sampling times, strictly decreasing, from the prior's time down to ``0`` (the data);
-        ``steps + 1`` entries, so ``steps`` network calls. ``None`` gives the full grid."""
+        ``nfe + 1`` entries, so ``nfe`` network calls. ``None`` gives the full grid: every one
+        of the process's ``levels``."""
 
     @abstractmethod
     def network_time(self, t: Tensor) -> Tensor:
@@ -135,13 +163,18 @@ class Process(ABC):
         return (net_out.float() - corruption.target.float()).square().flatten(1).mean(1)
 
 
-def discrete_time_grid(levels: int, steps: int | None) -> Tensor:
-    """Levels ``L … 1`` evenly thinned to ``steps`` of them, then ``0``: int64, decreasing."""
-    if steps is None:
-        steps = levels
-    if not 1 <= steps <= levels:
-        raise ConfigurationError(f"steps must lie in [1, {levels}], got {steps}")
-    grid = torch.linspace(levels, 1, steps, dtype=torch.float64).round().long()
+def option_text(key: str, value: Any) -> str:
+    """``key=value``, a float in its shortest form (``sigma=0.05``)."""
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
+def discrete_time_grid(levels: int, nfe: int | None) -> Tensor:
+    """Levels ``L … 1`` evenly thinned to ``nfe`` of them, then ``0``: int64, decreasing."""
+    if nfe is None:
+        nfe = levels
+    if not 1 <= nfe <= levels:
+        raise ConfigurationError(f"nfe (sampler network calls) must lie in [1, {levels}] (the levels), got {nfe}")
+    grid = torch.linspace(levels, 1, nfe, dtype=torch.float64).round().long()
     return torch.cat([grid, torch.zeros(1, dtype=torch.long)])
 
 
@@ -155,8 +188,8 @@ class DiscreteTime:
         device = generator.device if generator is not None else torch.device("cpu")
         return torch.randint(1, self.levels + 1, (n,), generator=generator, device=device)
 
-    def time_grid(self, steps: int | None = None) -> Tensor:
-        return discrete_time_grid(self.levels, steps)
+    def time_grid(self, nfe: int | None = None) -> Tensor:
+        return discrete_time_grid(self.levels, nfe)
 
     def network_time(self, t: Tensor) -> Tensor:
         return t.float() / self.levels

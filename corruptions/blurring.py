@@ -5,7 +5,8 @@ Blur ``σ_B(t) = σ_{B,max} sin²(tπ/2)``, ``τ_t = σ_B(t)²/2``,
 ``logsnr(t) = −2 log tan(c0 + c1 t)``, ``c0 = atan(e^{−5})``, ``c1 = atan(e^5) − c0`` (so it
 spans ``[−10, 10]``), ``α_t² = sigmoid(logsnr)``, ``σ_t² = sigmoid(−logsnr)``.
 In the family: ``a_t = α_t d_t`` per frequency, ``s_t = σ_t``. ``σ_{B,max} = 0`` is plain
-cosine diffusion.
+cosine diffusion. Time is continuous; ``levels`` is the number of uniform steps of its full
+sampling grid (the paper's ``T_sample``), on which the path length is measured too.
 """
 
 from __future__ import annotations
@@ -34,31 +35,32 @@ class BlurringDiffusion(FrequencyDiagonalGaussian):
         *,
         sigma_blur_max: float = 20.0,
         min_scale: float = 0.001,
-        sampling_steps: int = 1000,
+        levels: int = 1000,
     ) -> None:
         if sigma_blur_max < 0:
             raise ConfigurationError(f"sigma_blur_max must be ≥ 0, got {sigma_blur_max}")
         if not 0 < min_scale <= 1:
             raise ConfigurationError(f"min_scale must lie in (0, 1], got {min_scale}")
-        if sampling_steps < 1:
-            raise ConfigurationError(f"sampling_steps must be ≥ 1, got {sampling_steps}")
-        options = {"sigma_blur_max": sigma_blur_max, "min_scale": min_scale, "sampling_steps": sampling_steps}
+        if levels < 1:
+            raise ConfigurationError(f"blurring needs at least 1 level, got {levels}")
+        options = {"sigma_blur_max": sigma_blur_max, "min_scale": min_scale, "levels": levels}
         super().__init__(image_shape, BASES["dct"], options)
         self.sigma_blur_max = sigma_blur_max
         self.min_scale = min_scale
-        self.sampling_steps = sampling_steps
+        self.levels = levels
         self.constants = DeviceCopies(heat_eigenvalues(image_shape[1], image_shape[2]))
 
     def sample_time(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         device = generator.device if generator is not None else torch.device("cpu")
         return torch.rand(n, generator=generator, device=device, dtype=torch.float64)
 
-    def time_grid(self, steps: int | None = None) -> Tensor:
-        """``t = 1, 1 − 1/S, …, 0``: the paper's ``s = t − 1/T_sample``."""
-        steps = self.sampling_steps if steps is None else steps
-        if steps < 1:
-            raise ConfigurationError(f"steps must be ≥ 1, got {steps}")
-        return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    def time_grid(self, nfe: int | None = None) -> Tensor:
+        """``t = 1, 1 − 1/S, …, 0`` with ``S = nfe``: the paper's ``s = t − 1/T_sample``; the full
+        grid has ``S = levels`` (the paper's ``T_sample``)."""
+        nfe = self.levels if nfe is None else nfe
+        if nfe < 1:
+            raise ConfigurationError(f"nfe (sampler network calls) must be at least 1, got {nfe}")
+        return torch.linspace(1.0, 0.0, nfe + 1, dtype=torch.float64)
 
     def network_time(self, t: Tensor) -> Tensor:
         return t.float()

@@ -20,15 +20,15 @@ from corruptions.transforms import BASES
 SCHEDULES = ("linear", "cosine")
 
 
-def linear_betas(steps: int) -> Tensor:
+def linear_betas(levels: int) -> Tensor:
     """``β`` from ``1e-4`` to ``0.02`` for ``T = 1000``, both ends scaled by ``1000/T``."""
-    scale = 1000.0 / steps
-    return torch.linspace(1e-4 * scale, 0.02 * scale, steps, dtype=torch.float64)
+    scale = 1000.0 / levels
+    return torch.linspace(1e-4 * scale, 0.02 * scale, levels, dtype=torch.float64)
 
 
-def cosine_betas(steps: int, offset: float = 0.008) -> Tensor:
+def cosine_betas(levels: int, offset: float = 0.008) -> Tensor:
     """``ᾱ(t) = cos²(((t/T + s)/(1 + s)) π/2)``, ``β_i = min(1 − ᾱ((i+1)/T)/ᾱ(i/T), 0.999)``."""
-    t = torch.arange(steps + 1, dtype=torch.float64) / steps
+    t = torch.arange(levels + 1, dtype=torch.float64) / levels
     alpha_bar = torch.cos((t + offset) / (1 + offset) * math.pi / 2).square()
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
 
@@ -43,17 +43,17 @@ class DDPM(DiscreteTime, FrequencyDiagonalGaussian):
         image_shape: ImageShape,
         *,
         schedule: Literal["linear", "cosine"] = "linear",
-        steps: int = 1000,
+        levels: int = 1000,
     ) -> None:
         if schedule not in SCHEDULES:
             raise ConfigurationError(f"unknown DDPM schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if steps < 2:
-            raise ConfigurationError(f"DDPM needs at least 2 steps, got {steps}")
+        if levels < 2:
+            raise ConfigurationError(f"DDPM needs at least 2 levels, got {levels}")
         # The coefficients are the same at every frequency, so the basis never runs;
         # the DCT is where the path analysis measures the spectrum.
-        super().__init__(image_shape, BASES["dct"], {"schedule": schedule, "steps": steps})
-        betas = linear_betas(steps) if schedule == "linear" else cosine_betas(steps)
-        self.levels = steps
+        super().__init__(image_shape, BASES["dct"], {"schedule": schedule, "levels": levels})
+        betas = linear_betas(levels) if schedule == "linear" else cosine_betas(levels)
+        self.levels = levels
         self.alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
         self.constants = DeviceCopies(self.alpha_bar)
 

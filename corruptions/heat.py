@@ -15,6 +15,7 @@ Levels ``{1 … K}`` are all trained (the official code never trains level ``K``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,6 +46,12 @@ class HeatDissipation(DiscreteTime, Process):
     """Blur with the heat equation, a little noise; the network sharpens one level at a time."""
 
     name = "heat"
+
+    @classmethod
+    def option_defaults(cls, image_shape: ImageShape) -> dict[str, Any]:
+        """The published schedule for the image size fills the defaults given as ``None``."""
+        levels, sigma_blur_max = published_schedule(image_shape[1])
+        return {**super().option_defaults(image_shape), "levels": levels, "sigma_blur_max": sigma_blur_max}
 
     def __init__(
         self,

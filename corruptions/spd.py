@@ -24,18 +24,19 @@ discrete grid (``τ = 1`` and the official last level ``τ_T = 1/T``) where they
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view
+from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view, option_text
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.spectrum import Spectrum
 from corruptions.transforms import get_basis
 
 PERTURB_KINDS = ("desync", "spectrum", "time")
+PERTURBATIONS = (-0.2, -0.1, 0.1, 0.2)  #: the strengths ``spdbench paths`` measures for each kind
 
 
 class ShortestPathDiffusion(DiscreteTime, FrequencyDiagonalGaussian):
@@ -43,31 +44,32 @@ class ShortestPathDiffusion(DiscreteTime, FrequencyDiagonalGaussian):
 
     name = "spd"
     uses_spectrum = True
+    variants = {kind: [{"perturb": p, "perturb_kind": kind} for p in PERTURBATIONS] for kind in PERTURB_KINDS}
 
     def __init__(
         self,
         image_shape: ImageShape,
         *,
         spectrum: Spectrum,
-        steps: int = 4000,
+        levels: int = 4000,
         basis: Literal["fft", "dct"] = "fft",
         perturb: float = 0.0,
         perturb_kind: Literal["desync", "spectrum", "time"] = "desync",
     ) -> None:
-        if steps < 2:
-            raise ConfigurationError(f"SPD needs at least 2 steps, got {steps}")
+        if levels < 2:
+            raise ConfigurationError(f"SPD needs at least 2 levels, got {levels}")
         if perturb_kind not in PERTURB_KINDS:
             raise ConfigurationError(f"unknown perturb kind {perturb_kind!r}; valid: {', '.join(PERTURB_KINDS)}")
         if not abs(perturb) < 1:
             raise ConfigurationError(f"perturb must satisfy |p| < 1, got {perturb}")
         options = {
             "spectrum": spectrum.name,
-            "steps": steps,
+            "levels": levels,
             "perturb": perturb,
             "perturb_kind": perturb_kind,
         }
         super().__init__(image_shape, get_basis(basis), options)
-        self.levels = steps
+        self.levels = levels
         self.spectrum = spectrum.values(self.basis, image_shape)
         radius = self.basis.radius(image_shape[1], image_shape[2])
         log_radius = torch.log1p(radius)
@@ -79,11 +81,20 @@ class ShortestPathDiffusion(DiscreteTime, FrequencyDiagonalGaussian):
         log_spectrum = spectral_factor * self.spectrum.log()
         self.flat = log_spectrum.abs() < 1e-12
         self.log_spectrum = torch.where(self.flat, torch.ones_like(log_spectrum), log_spectrum)
-        official = torch.linspace(1, steps - 1, steps, dtype=torch.float64)
-        self.tau = torch.cat([torch.ones(1, dtype=torch.float64), (steps - official) / steps])
+        official = torch.linspace(1, levels - 1, levels, dtype=torch.float64)
+        self.tau = torch.cat([torch.ones(1, dtype=torch.float64), (levels - official) / levels])
         self.constants = DeviceCopies(
             self.tau, self.exponent, self.log_spectrum, self.flat, torch.expm1(self.log_spectrum)
         )
+
+    def label_parts(self) -> list[str]:
+        """``desync+0.1`` for a perturbation (``p = 0`` is SPD, whatever the kind), then the other
+        changed options."""
+        changed: dict[str, Any] = self.changed_options()
+        perturb = float(changed.pop("perturb", 0.0))
+        changed.pop("perturb_kind", None)
+        bend = [f"{self.options['perturb_kind']}{perturb:+g}"] if perturb else []
+        return bend + [option_text(key, value) for key, value in changed.items()]
 
     def marginal_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``ᾱ = expm1(τ' L) / expm1(L)`` per frequency (``τ'`` where ``L = 0``)."""

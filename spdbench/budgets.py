@@ -25,33 +25,92 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
 from spdbench.errors import UserError
 
 BUDGETS = ("smoke", "quick", "paper", "matched")
 
 
 @dataclass(frozen=True)
-class Budget:
-    """What one run spends: network size, optimiser settings, sampler steps and samples.
+class TrainConfig:
+    """Every setting of a training run; ``dataclasses.asdict`` gives its JSON form.
 
-    ``nfe``: network calls of the sampler (``None``: the process's full grid).
+    Attributes:
+        train_steps: optimizer steps to train for (in total, counting those of a resumed run).
+        batch: the global batch size, split evenly across the processes of a distributed run.
+        lr: the AdamW learning rate after warm-up.
+        warmup: steps of linear learning-rate warm-up (step ``k`` uses ``lr * min(1, k / warmup)``).
+        grad_clip: the gradient-norm clipping threshold; ``None`` for no clipping.
+        ema_decay: decay of the exponential moving average of the weights.
+        ema_warmup: use :class:`models.EMA`'s warm-up of the decay.
+        weight_decay: AdamW's decoupled weight decay.
+        seed: seeds the data order, the times and noise, and dropout.
+        flips: flip each training image left-right with probability ½ (DDPM's and SPD's recipes).
+        checkpoint_every: write a checkpoint every this many steps (and always at the end).
+        log_every: write a log entry every this many steps (and always at the end).
+        bf16: run the network under bf16 autocast; ``None``: on CUDA only (on this project's CPU,
+            without bf16 instructions, it is slower; see ``benchmarks/train_speed.py``).
+        compile: ``torch.compile`` the network.
+        channels_last: keep the network's weights and inputs in channels-last memory format.
+    """
+
+    train_steps: int
+    batch: int = 128
+    lr: float = 2e-4
+    warmup: int = 5000
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.9999
+    ema_warmup: bool = False
+    weight_decay: float = 0.0
+    seed: int = 0
+    flips: bool = False
+    checkpoint_every: int = 5000
+    log_every: int = 10
+    bf16: bool | None = None
+    compile: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        """Reject out-of-range settings with a message that names them."""
+        problems = [
+            f"{name} must be at least {low}, got {value}"
+            for name, low in (
+                ("train_steps", 1), ("batch", 1), ("warmup", 0), ("checkpoint_every", 1), ("log_every", 1)
+            )
+            if (value := getattr(self, name)) < low
+        ]
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            problems.append(f"ema_decay must lie in [0, 1], got {self.ema_decay}")
+        if not self.weight_decay >= 0:
+            problems.append(f"weight_decay must not be negative, got {self.weight_decay}")
+        if problems:
+            raise UserError("invalid training settings: " + "; ".join(problems))
+
+    def resolved(self, device: torch.device) -> TrainConfig:
+        """This configuration with the automatic choices made for ``device``."""
+        return dataclasses.replace(self, bf16=device.type == "cuda" if self.bf16 is None else self.bf16)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one run spends: network size, training settings, sampler calls and samples.
+
+    ``train``: the training settings (its seed is the run's, set when a run is resolved).
+    ``nfe``: network calls of the sampler (``None``: the process's full grid, all its levels).
     ``eval_every``, ``eval_samples``: a small FID evaluation of the EMA network every so many
     training steps, for FID against training step."""
 
     name: str
     network: str
-    steps: int
-    batch: int
-    lr: float
-    warmup: int
-    grad_clip: float | None
-    ema_decay: float
-    ema_warmup: bool
-    flips: bool
+    train: TrainConfig
     nfe: int | None
     samples: int
     sample_batch: int
-    checkpoint_every: int
     eval_every: int
     eval_samples: int
 
@@ -59,18 +118,12 @@ class Budget:
 SMOKE = Budget(
     name="smoke",
     network="smoke",
-    steps=40,
-    batch=32,
-    lr=1e-3,
-    warmup=5,
-    grad_clip=1.0,
-    ema_decay=0.99,
-    ema_warmup=True,
-    flips=False,
+    train=TrainConfig(
+        train_steps=40, batch=32, lr=1e-3, warmup=5, grad_clip=1.0, ema_decay=0.99, ema_warmup=True, checkpoint_every=20
+    ),
     nfe=10,
     samples=64,
     sample_batch=64,
-    checkpoint_every=20,
     eval_every=20,
     eval_samples=32,
 )
@@ -78,18 +131,13 @@ SMOKE = Budget(
 QUICK = Budget(
     name="quick",
     network="quick",
-    steps=450,
-    batch=64,
-    lr=1e-3,
-    warmup=50,
-    grad_clip=1.0,
-    ema_decay=0.995,
-    ema_warmup=True,
-    flips=False,
+    train=TrainConfig(
+        train_steps=450, batch=64, lr=1e-3, warmup=50, grad_clip=1.0, ema_decay=0.995, ema_warmup=True,
+        checkpoint_every=150,
+    ),
     nfe=20,
     samples=500,
     sample_batch=250,
-    checkpoint_every=150,
     eval_every=150,
     eval_samples=200,
 )
@@ -97,27 +145,30 @@ QUICK = Budget(
 DDPM_RECIPE = Budget(
     name="paper",
     network="ddpm-cifar",
-    steps=800_000,
-    batch=128,
-    lr=2e-4,
-    warmup=5000,
-    grad_clip=1.0,
-    ema_decay=0.9999,
-    ema_warmup=False,
-    flips=True,
+    train=TrainConfig(
+        train_steps=800_000, batch=128, lr=2e-4, warmup=5000, grad_clip=1.0, ema_decay=0.9999, ema_warmup=False,
+        flips=True, checkpoint_every=10_000,
+    ),
     nfe=None,
     samples=50_000,
     sample_batch=1000,
-    checkpoint_every=10_000,
     eval_every=50_000,
     eval_samples=5000,
 )
 
 SPD_RECIPE = dataclasses.replace(
-    DDPM_RECIPE, network="spd-cifar", batch=256, lr=1e-4, warmup=0, grad_clip=None
+    DDPM_RECIPE,
+    network="spd-cifar",
+    train=dataclasses.replace(DDPM_RECIPE.train, batch=256, lr=1e-4, warmup=0, grad_clip=None),
 )
 
-MATCHED = dataclasses.replace(DDPM_RECIPE, name="matched", steps=200_000, nfe=100, eval_every=20_000)
+MATCHED = dataclasses.replace(
+    DDPM_RECIPE,
+    name="matched",
+    train=dataclasses.replace(DDPM_RECIPE.train, train_steps=200_000),
+    nfe=100,
+    eval_every=20_000,
+)
 
 
 def resolve_budget(name: str, process: str) -> Budget:

@@ -40,8 +40,7 @@ from torch import Tensor, nn
 
 from spdbench.data import image_shape, iterate_batches, load_labels, load_uint8
 from spdbench.errors import UserError
-from spdbench.files import write_atomically, write_text_atomically
-from spdbench.spectra import cache_dir
+from spdbench.files import cache_dir, write_atomically, write_text_atomically
 
 DATASET = "fmnist"
 NUM_CLASSES = 10

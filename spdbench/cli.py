@@ -1,8 +1,14 @@
 """The ``spdbench`` command line: parsing and printing only; every command calls the library.
 
-Every command is registered with ``@command``, which turns the errors meant for a person
+Commands import what only they need (training, scoring) when they run, so that reading results
+(``spdbench report``) never loads the machinery that made them. Every command is registered
+with ``@command``, which turns the errors meant for a person
 (``UserError``, ``ConfigurationError``) into one line ``error: <message>`` on stderr and exit
 code 2, with no traceback.
+
+A process's options are generic: ``--option NAME=VALUE`` (repeatable) passes any option to the
+process, which validates it; ``--perturb P`` and ``--perturb-kind K`` are the shorthand for
+SPD's ``perturb`` and ``perturb_kind``.
 """
 
 from __future__ import annotations
@@ -11,20 +17,20 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from corruptions import PERTURB_KINDS, PROCESSES, ConfigurationError
+from corruptions import PROCESSES, ConfigurationError
 from spdbench.budgets import BUDGETS
 from spdbench.data import DATASETS
 from spdbench.errors import UserError
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
-from spdbench.report import MARKDOWN_FILE, suite_dirs, write_report
-from spdbench.runs import RunRequest, execute, resolve_run, score_run
+from spdbench.records import suite_dirs
+from spdbench.report import MARKDOWN_FILE, write_report
 from spdbench.show import show_processes
 
 app = typer.Typer(
@@ -62,11 +68,49 @@ SpectrumOption = Annotated[
     ),
 ]
 DatasetOption = Annotated[str, typer.Option(help=f"dataset: {', '.join(DATASETS)}")]
-PerturbOption = Annotated[float | None, typer.Option(help="SPD perturbation strength p, |p| < 1 (spd only)")]
+OptionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        help="a process option NAME=VALUE (repeatable; numbers are read as numbers), "
+        "e.g. schedule=cosine or levels=500",
+    ),
+]
+PerturbOption = Annotated[
+    float | None, typer.Option(help="SPD's perturbation strength p, |p| < 1: shorthand for --option perturb=P")
+]
 PerturbKindOption = Annotated[
-    str | None, typer.Option(help=f"SPD perturbation family: {', '.join(PERTURB_KINDS)} (spd only; default desync)")
+    str | None,
+    typer.Option(help="SPD's perturbation family (desync, spectrum or time): shorthand for --option perturb_kind=K"),
 ]
 SizeOption = Annotated[int | None, typer.Option(help="image size N (N×N pixels); default: the dataset's")]
+
+
+def option_value(text: str) -> Any:
+    """``text`` as an int, else a float, else ``true``/``false`` as a bool, else the string itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def requested_options(pairs: list[str] | None, perturb: float | None, perturb_kind: str | None) -> dict[str, Any]:
+    """The process options of ``--option NAME=VALUE`` and of the SPD shorthand; a one-line error
+    for a pair without ``=`` or an option given twice."""
+    given = [*(pairs or [])]
+    given += [f"perturb={perturb}"] if perturb is not None else []
+    given += [f"perturb_kind={perturb_kind}"] if perturb_kind is not None else []
+    options: dict[str, Any] = {}
+    for pair in given:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise UserError(f"--option takes NAME=VALUE, got {pair!r}")
+        if name.strip() in options:
+            raise UserError(f"the process option {name.strip()!r} is given twice")
+        options[name.strip()] = option_value(value.strip())
+    return options
 
 
 @command
@@ -101,6 +145,7 @@ def paths(
 @command
 def show(
     process: Annotated[str, typer.Option(help=f"process to show: {', '.join(PROCESSES)}, or all")],
+    option: OptionOption = None,
     perturb: PerturbOption = None,
     perturb_kind: PerturbKindOption = None,
     dataset: DatasetOption = "fmnist",
@@ -112,7 +157,8 @@ def show(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("results/show"),
 ) -> None:
     """PNG grids of training images corrupted by a process at several times, and of the noise part."""
-    files = show_processes(process, dataset, size, spectrum, perturb, perturb_kind, images, times, seed, out)
+    options = requested_options(option, perturb, perturb_kind)
+    files = show_processes(process, dataset, size, spectrum, options, images, times, seed, out)
     for path in files:
         typer.echo(f"wrote {path}")
 
@@ -120,12 +166,13 @@ def show(
 @command
 def run(
     process: Annotated[str, typer.Option(help=f"process to train: {', '.join(PROCESSES)}")],
+    option: OptionOption = None,
     perturb: PerturbOption = None,
     perturb_kind: PerturbKindOption = None,
     dataset: DatasetOption = "fmnist",
     spectrum: SpectrumOption = "empirical",
     budget: Annotated[str, typer.Option(help=f"named budget: {', '.join(BUDGETS)}")] = "quick",
-    steps: Annotated[int | None, typer.Option(help="training steps (default: the budget's)")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer (training) steps (default: the budget's)")] = None,
     batch: Annotated[int | None, typer.Option(help="global batch size (default: the budget's)")] = None,
     nfe: Annotated[int | None, typer.Option(help="sampler network calls (default: the budget's)")] = None,
     samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
@@ -136,7 +183,10 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
     """Train one process, sample from it and write one run directory (resumes if interrupted)."""
-    request = RunRequest(process, perturb, perturb_kind, dataset, spectrum, budget, steps, batch, nfe, samples, seed)
+    from spdbench.runs import RunRequest, execute, resolve_run
+
+    options = requested_options(option, perturb, perturb_kind)
+    request = RunRequest(process, options, dataset, spectrum, budget, steps, batch, nfe, samples, seed)
     resolved = resolve_run(request)
     if dry_run:
         typer.echo(json.dumps({"run_id": resolved.run_id, **resolved.config()}, indent=2))
@@ -169,4 +219,6 @@ def score(
 ) -> None:
     """Score a run's samples again, e.g. with Inception features on a machine that has the weights
     (SPDBENCH_INCEPTION_WEIGHTS)."""
+    from spdbench.runs import score_run
+
     typer.echo(json.dumps(score_run(run, features, device), indent=2))

@@ -1,4 +1,5 @@
-"""Writing result and cache files so that a crash never leaves a half-written one."""
+"""Where spdbench keeps its cache, and writing result and cache files so that a crash never
+leaves a half-written one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$SPDBENCH_CACHE``, default ``~/.cache/spdbench``."""
+    base = os.environ.get("SPDBENCH_CACHE")
+    return Path(base) if base else Path.home() / ".cache" / "spdbench"
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:

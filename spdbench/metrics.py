@@ -82,8 +82,7 @@ from torch import Tensor
 from spdbench.classifier import MIN_TEST_ACCURACY, ClassifierConfig, load_classifier
 from spdbench.data import DATASETS, _one_line, image_shape, iterate_batches, load_uint8
 from spdbench.errors import UserError
-from spdbench.files import write_atomically
-from spdbench.spectra import cache_dir
+from spdbench.files import cache_dir, write_atomically
 
 FEATURES: tuple[str, ...] = ("classifier", "inception")
 DEFAULT_FEATURES: dict[str, str] = {"fmnist": "classifier", "cifar10": "inception"}

@@ -7,14 +7,12 @@ Fisher-Rao length ``L = ∫ sqrt(½ Σ_k (d log v_k/dt)²) dt`` whose endpoints 
 ``geodesic = sqrt(½ Σ_k (log v_k(end) − log v_k(0))²)`` apart (``corruptions.paths``).
 ``efficiency = geodesic / L`` (1 for SPD); ``speed_cv`` is the spread of the speed ``ds/dt``
 over the path, ``sqrt(∫ (ds/dt − L)² dt) / L`` with ``t`` the fraction of the path (0 when it
-is walked evenly, which the length alone cannot tell: SPD's ``time`` perturbation has the same
+is walked evenly, which the length alone cannot tell: SPD's ``time`` variants have the same
 curve, and so the same efficiency, as SPD).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,28 +21,18 @@ import matplotlib
 import torch
 from matplotlib.figure import Figure
 
-from corruptions import PERTURB_KINDS, PROCESSES, Process, make_process
+from corruptions import PROCESSES, Process, make_process
 from corruptions.base import ImageShape
 from corruptions.paths import PathLength, fisher_path_length
 from corruptions.spectrum import Spectrum
 from spdbench import data
 from spdbench.files import write_atomically, write_text_atomically
 from spdbench.spectra import process_spectrum, resolve_size, resolve_spectrum
+from spdbench.tables import csv_text, frame, markdown_text
 
-PERTURBATIONS: tuple[float, ...] = (-0.2, -0.1, 0.1, 0.2)
-COLUMNS: tuple[str, ...] = (
-    "process",
-    "perturb_kind",
-    "perturb",
-    "basis",
-    "steps",
-    "length",
-    "geodesic",
-    "efficiency",
-    "speed_cv",
-)
-#: The Markdown and terminal tables: the process label carries its perturbation.
-DISPLAY_COLUMNS: tuple[str, ...] = ("process", "basis", "steps", "length", "geodesic", "efficiency", "speed_cv")
+COLUMNS: tuple[str, ...] = ("process", "label", "basis", "levels", "length", "geodesic", "efficiency", "speed_cv")
+#: The Markdown and terminal tables: the process as its label names it (with its options).
+DISPLAY_COLUMNS: tuple[str, ...] = ("process", "basis", "levels", "length", "geodesic", "efficiency", "speed_cv")
 TEXT_COLUMNS: tuple[str, ...] = ("process", "basis")  #: left-aligned; the numbers are right-aligned
 
 
@@ -54,22 +42,10 @@ class PathRow:
 
     process: Process
     path: PathLength
+    family: str = ""  #: the family of ``Process.variants`` the row belongs to; ``""`` for the defaults
 
     @property
-    def perturb(self) -> float:
-        return float(self.process.options.get("perturb", 0.0))
-
-    @property
-    def perturb_kind(self) -> str:
-        """SPD's perturbation family, or ``""`` for an unperturbed process."""
-        return str(self.process.options["perturb_kind"]) if self.perturb else ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.process.name} {self.perturb_kind} {self.perturb:+g}" if self.perturb else self.process.name
-
-    @property
-    def steps(self) -> int:
+    def levels(self) -> int:
         return len(self.process.time_grid()) - 1
 
     @property
@@ -82,10 +58,9 @@ class PathRow:
         """The row as ``COLUMNS`` to values."""
         return {
             "process": self.process.name,
-            "perturb_kind": self.perturb_kind,
-            "perturb": self.perturb,
+            "label": self.process.label(),
             "basis": self.process.basis.name,
-            "steps": self.steps,
+            "levels": self.levels,
             "length": self.path.length,
             "geodesic": self.path.geodesic,
             "efficiency": self.path.efficiency,
@@ -129,31 +104,31 @@ def paths_report(
     return PathReport(rows, description, write_path_report(rows, spectrum, out, description, command))
 
 
-def measure_path(process: Process, spectrum: Spectrum) -> PathRow:
+def measure_path(process: Process, spectrum: Spectrum, family: str = "") -> PathRow:
     """The Fisher path length of ``process`` under data with ``spectrum``."""
-    return PathRow(process, fisher_path_length(process, process_spectrum(spectrum, process)))
+    return PathRow(process, fisher_path_length(process, process_spectrum(spectrum, process)), family)
 
 
 def path_rows(spectrum: Spectrum, image_shape: ImageShape) -> list[PathRow]:
-    """Every registered process with its defaults, then SPD perturbed by each kind in
-    ``PERTURB_KINDS`` at each ``p`` in ``PERTURBATIONS``."""
-    processes = [make_process(name, image_shape, spectrum=spectrum) for name in PROCESSES]
-    processes += [
-        make_process("spd", image_shape, spectrum=spectrum, perturb=p, perturb_kind=kind)
-        for kind in PERTURB_KINDS
-        for p in PERTURBATIONS
-    ]
-    return [measure_path(process, spectrum) for process in processes]
+    """Every registered process with its defaults, then each process's ``variants``, family by
+    family."""
+    rows = [measure_path(make_process(name, image_shape, spectrum=spectrum), spectrum) for name in PROCESSES]
+    for name, cls in PROCESSES.items():
+        for family, variants in cls.variants.items():
+            for options in variants:
+                process = make_process(name, image_shape, spectrum=spectrum, **options)
+                rows.append(measure_path(process, spectrum, family))
+    return rows
 
 
 def display_cells(row: PathRow) -> list[str]:
     """``row`` as the Markdown and terminal tables show it, in ``DISPLAY_COLUMNS`` order (the
-    process with its perturbation, rounded numbers)."""
+    process as its label names it, rounded numbers)."""
     path = row.path
     return [
-        row.label,
+        row.process.label(),
         row.process.basis.name,
-        str(row.steps),
+        str(row.levels),
         f"{path.length:.3f}",
         f"{path.geodesic:.3f}",
         f"{path.efficiency:.4f}",
@@ -161,44 +136,40 @@ def display_cells(row: PathRow) -> list[str]:
     ]
 
 
-def csv_text(rows: list[PathRow]) -> str:
-    """The rows as CSV with a header of ``COLUMNS``, numbers at full precision."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(row.record() for row in rows)
-    return buffer.getvalue()
-
-
-def markdown_text(rows: list[PathRow], header: str) -> str:
+def paths_markdown(rows: list[PathRow], header: str) -> str:
     """A title, ``header`` and the rows as a Markdown table."""
-    lines = ["# Fisher path length of every process", "", header, ""]
-    lines.append("| " + " | ".join(DISPLAY_COLUMNS) + " |")
-    lines.append("|" + "|".join("---" if column in TEXT_COLUMNS else "--:" for column in DISPLAY_COLUMNS) + "|")
-    lines += ["| " + " | ".join(display_cells(row)) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    table = markdown_text(frame([display_cells(row) for row in rows], DISPLAY_COLUMNS), left=TEXT_COLUMNS)
+    return "\n".join(["# Fisher path length of every process", "", header, "", table]) + "\n"
+
+
+def panel_grid(figure: Figure, count: int, **options: object) -> list:
+    """``count`` axes on a grid two wide; the spare one, if any, switched off."""
+    panels = list(figure.subplots(math.ceil(count / 2), 2, squeeze=False, **options).flatten())
+    for spare in panels[count:]:
+        spare.set_axis_off()
+    return panels[:count]
 
 
 def speed_figure(rows: list[PathRow], title: str) -> Figure:
-    """``ds/dt`` against the fraction of the path: the unperturbed processes on a log scale, then
-    one panel per perturbation kind with SPD (solid) and its perturbations (dashed, blue for
-    ``p < 0``, red for ``p > 0``, lighter for the smaller ``|p|``)."""
-    figure = Figure(figsize=(12, 8.5), layout="constrained")
-    panels = figure.subplots(2, 2).flatten()
-    base = [row for row in rows if not row.perturb]
-    spd = next(row for row in base if row.process.name == "spd")
+    """``ds/dt`` against the fraction of the path: every process at its defaults on a log scale,
+    then one panel per family of variants with its process at the defaults (solid, black) and
+    the variants (dashed, coloured in the family's order)."""
+    base = [row for row in rows if not row.family]
+    families = list(dict.fromkeys((row.process.name, row.family) for row in rows if row.family))
+    figure = Figure(figsize=(12, 4.25 * math.ceil((1 + len(families)) / 2)), layout="constrained")
+    panels = panel_grid(figure, 1 + len(families))
     for i, row in enumerate(base):
-        panels[0].plot(row.path.time, row.path.speed, label=row.label, color=f"C{i}", lw=1.8)
+        panels[0].plot(row.path.time, row.path.speed, label=row.process.label(), color=f"C{i}", lw=1.8)
     panels[0].set_yscale("log")
-    panels[0].set_title("every process (log scale)")
-    for axes, kind in zip(panels[1:], PERTURB_KINDS, strict=True):
-        axes.plot(spd.path.time, spd.path.speed, label="spd", color="black", lw=1.8)
-        for row in rows:
-            if row.perturb_kind == kind:
-                shade = 0.45 + 0.5 * abs(row.perturb) / max(PERTURBATIONS)
-                colour = matplotlib.colormaps["Reds" if row.perturb > 0 else "Blues"](shade)
-                axes.plot(row.path.time, row.path.speed, label=row.label, color=colour, ls="--", lw=1.4)
-        axes.set_title(f"SPD perturbed: {kind}")
+    panels[0].set_title("every process at its defaults (log scale)")
+    for axes, (name, family) in zip(panels[1:], families, strict=True):
+        default = next(row for row in base if row.process.name == name)
+        axes.plot(default.path.time, default.path.speed, label=default.process.label(), color="black", lw=1.8)
+        members = [row for row in rows if row.family == family and row.process.name == name]
+        for j, row in enumerate(members):
+            colour = matplotlib.colormaps["coolwarm"](j / max(1, len(members) - 1))
+            axes.plot(row.path.time, row.path.speed, label=row.process.label(), color=colour, ls="--", lw=1.4)
+        axes.set_title(f"{name}: variants {family}")
     for axes in panels:
         axes.set_xlabel("fraction of the path t/T (0 = data)")
         axes.set_ylabel("Fisher speed ds/dt")
@@ -216,11 +187,11 @@ def snr_radii(width: int) -> tuple[int, ...]:
 
 def snr_figure(rows: list[PathRow], spectrum: Spectrum, title: str) -> Figure:
     """``SNR_k(t) = a_k(t)² D_k / s_k(t)²`` against the fraction of the path for the coefficients
-    of the first channel and first row nearest to ``snr_radii``, one panel per unperturbed
-    process."""
-    base = [row for row in rows if not row.perturb]
-    figure = Figure(figsize=(11, 8.5), layout="constrained")
-    panels = figure.subplots(2, math.ceil(len(base) / 2), sharey=True, squeeze=False).flatten()
+    of the first channel and first row nearest to ``snr_radii``, one panel per process at its
+    defaults."""
+    base = [row for row in rows if not row.family]
+    figure = Figure(figsize=(11, 4.25 * math.ceil(len(base) / 2)), layout="constrained")
+    panels = panel_grid(figure, len(base), sharey=True)
     floor, ceiling = 1e-8, 1e8
     for axes, row in zip(panels, base, strict=True):
         process = row.process
@@ -253,8 +224,8 @@ def write_path_report(rows: list[PathRow], spectrum: Spectrum, out: Path, descri
     """Write ``paths.csv``, ``paths.md`` (headed by ``description``, the spectrum and data, and
     the ``command`` that made it), ``speed.png`` and ``snr.png`` into ``out``; returns their paths."""
     paths = [out / "paths.csv", out / "paths.md", out / "speed.png", out / "snr.png"]
-    write_text_atomically(paths[0], csv_text(rows))
-    write_text_atomically(paths[1], markdown_text(rows, f"{description}. Made by `{command}`."))
+    write_text_atomically(paths[0], csv_text(frame([row.record() for row in rows], COLUMNS)))
+    write_text_atomically(paths[1], paths_markdown(rows, f"{description}. Made by `{command}`."))
     save_figure(speed_figure(rows, f"Fisher speed along the path; {description}"), paths[2])
     save_figure(snr_figure(rows, spectrum, f"Per-frequency signal-to-noise ratio; {description}"), paths[3])
     return paths

@@ -1,23 +1,21 @@
 """Tables and plots of a suite's runs: what ``spdbench report`` writes into ``results/<suite>/``.
 
-A suite directory holds ``suite.json`` (what the suite is: its name, title, budget, dataset, how
-its FID is computed, the command and machine that made it, the floor score, whether it is a
-smoke test, and the ids of its runs) and ``runs/<run id>/``, each with ``config.json`` and either ``summary.json`` (with
-``scores``, ``samples.png`` or ``samples.npz`` and, optionally, ``eval.jsonl`` from periodic
-evaluation during training) or ``failed.json`` (``{"run_id", "error"}``); a run with neither is
-unfinished. Every run the suite lists appears in the tables, whatever its status (``not started``
+It reads the suite and run records (``spdbench.records``) and nothing of the machinery that made
+them. Every run the suite lists appears in the tables, whatever its status (``not started``
 when it has no directory); run directories it does not list are named below the table and left
 out. The plots show finished runs.
 
 The report writes:
 
-- ``fid.csv`` and ``fid.md``: one row per run (``COLUMNS``), sorted ddpm, heat, blurring, spd,
-  then SPD's perturbations by kind and strength; the Markdown adds the suite's heading and, where
-  a configuration was run with several seeds, its mean and standard deviation over them;
-- ``fid.png`` (FID of each unperturbed process, with its 95 % bootstrap interval and the floor),
-  ``fid_vs_perturb.png`` (FID against SPD's perturbation strength p, with the Fisher path's
-  length on a second axis and the geodesic marked: the ``time`` kind keeps SPD's length, since
-  it walks SPD's curve unevenly; the CSV's ``path_speed_cv`` tells that apart), ``fid_vs_step.png`` (the periodic evaluation during
+- ``fid.csv`` and ``fid.md``: one row per run (``COLUMNS``), sorted by budget, by process in
+  registry order, each process at its defaults first, then its other options; the Markdown adds
+  the suite's heading and, where a configuration was run with several seeds, its mean and
+  standard deviation over them;
+- ``fid.png`` (FID of each process at its defaults, with its 95 % bootstrap interval and the
+  floor), ``fid_vs_option.png`` (for each sweep, runs of one process that differ in one numeric
+  option: FID against that option, with the Fisher path's length on a second axis and the
+  geodesic marked; SPD's ablations are such sweeps, and the CSV's ``path_speed_cv`` tells
+  apart a path walked unevenly), ``fid_vs_step.png`` (the periodic evaluation during
   training) and ``samples.png`` (16 samples of each run). A plot with nothing to show says why.
 
 The Fisher path efficiency (``geodesic / length``, 1 for SPD; ``spdbench.pathreport``) of every
@@ -27,9 +25,8 @@ spectral runs were built with when they agree, else the dataset's empirical spec
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import functools
-import io
 import json
 import statistics
 import textwrap
@@ -45,27 +42,33 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from corruptions import PERTURB_KINDS, PROCESSES, ConfigurationError, make_process, process_options
+from corruptions import PROCESSES, ConfigurationError, make_process, process_options
 from corruptions.spectrum import Spectrum
 from spdbench.budgets import BUDGETS
 from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
 from spdbench.pathreport import PathRow, measure_path, save_figure
-from spdbench.runs import CONFIG, EVALUATIONS, FAILED, SAMPLE_GRID, SAMPLES, SUMMARY
+from spdbench.records import (
+    EVALUATIONS,
+    RUNS_DIR,
+    SAMPLE_GRID,
+    SAMPLES,
+    SUITE_FILE,
+    RunRecord,
+    SuiteRecord,
+    read_suite,
+)
 from spdbench.show import PADDING, tile
 from spdbench.spectra import resolve_spectrum
-
-SUITE_FILE = "suite.json"
-RUNS_DIR = "runs"
+from spdbench.tables import csv_text, frame, markdown_text
 
 CSV_FILE = "fid.csv"
 MARKDOWN_FILE = "fid.md"
-SUITE_KEYS = ("suite", "title", "budget", "dataset", "features", "samples", "reference", "command", "machine")
 SAMPLES_SHOWN = 16  #: images of each run in ``samples.png``, as a 4 × 4 grid
 COLUMNS: tuple[str, ...] = (
     "process",
-    "perturb_kind",
-    "perturb",
+    "label",
+    "options",
     "budget",
     "seed",
     "status",
@@ -103,180 +106,55 @@ MARKDOWN_COLUMNS: tuple[str, ...] = (
 LEFT_ALIGNED = ("process", "budget", "status", "FID [95 % interval]", "run")
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One run directory as the report reads it."""
-
-    run_id: str
-    directory: Path
-    config: dict[str, Any]  #: ``config.json``; empty when the run never wrote one
-    summary: dict[str, Any] | None
-    error: str | None
-    evaluations: list[dict[str, Any]]  #: the lines of ``eval.jsonl``
-
-    @property
-    def status(self) -> str:
-        """``done`` (a summary), ``failed`` (an error), ``not started`` (no directory) or
-        ``unfinished`` (none of these)."""
-        if self.summary is not None:
-            return "done"
-        if self.error is not None:
-            return "failed"
-        return "unfinished" if self.directory.is_dir() else "not started"
-
-    @property
-    def process_config(self) -> dict[str, Any]:
-        return dict(self.config.get("process", {}))
-
-    @property
-    def process(self) -> str:
-        return str(self.process_config.get("process", ""))
-
-    @property
-    def perturb(self) -> float:
-        return float(self.process_config.get("perturb", 0.0))
-
-    @property
-    def perturb_kind(self) -> str:
-        """SPD's perturbation family, or ``""`` for an unperturbed process."""
-        return str(self.process_config["perturb_kind"]) if self.perturb else ""
-
-    @property
-    def label(self) -> str:
-        """``spd``, or ``spd desync +0.1`` for a perturbed SPD (as ``spdbench paths`` names it)."""
-        return f"{self.process} {self.perturb_kind} {self.perturb:+g}" if self.perturb else self.process
-
-    @property
-    def seed(self) -> int | None:
-        return self.config.get("seed")
-
-    @property
-    def budget(self) -> str:
-        return str(self.config.get("budget", ""))
-
-    @property
-    def scores(self) -> dict[str, Any] | None:
-        """The run's score dict, or ``None`` when it has none (not finished, or not scored)."""
-        return None if self.summary is None else self.summary.get("scores")
-
-    @property
-    def configuration(self) -> str:
-        """The configuration without its seeds, as a string: runs that differ only by seed share it."""
-        unseeded = {key: value for key, value in self.config.items() if key != "seed"}
-        unseeded["train"] = {key: value for key, value in self.config.get("train", {}).items() if key != "seed"}
-        return json.dumps(unseeded, sort_keys=True)
+def is_default(run: RunRecord) -> bool:
+    """Whether ``run``'s process has all its options at their defaults (its label is its name)."""
+    return run.label == run.process
 
 
-@dataclass(frozen=True)
-class Suite:
-    """A suite directory: ``suite.json`` and its runs, in table order."""
-
-    directory: Path
-    info: dict[str, Any]
-    runs: list[RunRecord]  #: the runs ``suite.json`` lists (every run directory when it lists none)
-    left_out: list[str]  #: run directories that ``suite.json`` does not list (another protocol)
-
-    @property
-    def smoke(self) -> bool:
-        return bool(self.info.get("smoke"))
-
-    @property
-    def floor(self) -> dict[str, Any] | None:
-        return self.info.get("floor")
-
-    def scored(self) -> list[RunRecord]:
-        """The finished runs that have scores: what the plots show."""
-        return [run for run in self.runs if run.scores is not None]
-
-    @property
-    def mixes_budgets(self) -> bool:
-        """Whether the runs have several budgets (``cifar``: paper recipes and a matched budget)."""
-        return len({run.budget for run in self.runs}) > 1
-
-    def run_label(self, run: RunRecord) -> str:
-        """``spd desync +0.1``, with ``, matched`` when the suite mixes budgets: a run's
-        configuration as the plots and the seed table name it."""
-        return f"{run.label}, {run.budget}" if self.mixes_budgets else run.label
+def mixes_budgets(suite: SuiteRecord) -> bool:
+    """Whether the runs have several budgets (``cifar``: paper recipes and a matched budget)."""
+    return len({run.budget for run in suite.runs}) > 1
 
 
-def read_json(path: Path) -> Any:
-    """The JSON in ``path``; a one-line error when it is not JSON."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from None
+def run_label(suite: SuiteRecord, run: RunRecord) -> str:
+    """``spd-desync+0.1``, with ``, matched`` when the suite mixes budgets: a run's configuration
+    as the tables and plots name it."""
+    return f"{run.label}, {run.budget}" if mixes_budgets(suite) else run.label
 
 
-def read_run(directory: Path) -> RunRecord:
-    """The record of the run in ``directory``."""
-    config = directory / CONFIG
-    summary = directory / SUMMARY
-    failed = directory / FAILED
-    evaluations = directory / EVALUATIONS
-    return RunRecord(
-        run_id=directory.name,
-        directory=directory,
-        config=read_json(config) if config.is_file() else {},
-        summary=read_json(summary) if summary.is_file() else None,
-        error=str(read_json(failed)["error"]) if failed.is_file() else None,
-        evaluations=[json.loads(line) for line in evaluations.read_text().splitlines() if line.strip()]
-        if evaluations.is_file()
-        else [],
-    )
-
-
-def table_order(run: RunRecord) -> tuple[int, int, int, float, int, str]:
-    """Sort key: the budgets in ``BUDGETS`` order, then the processes in registry order (ddpm,
-    heat, blurring, spd), then SPD's perturbations by kind (``PERTURB_KINDS`` order) and
-    strength, then seed; unknown ones last."""
-    names, kinds = list(PROCESSES), ["", *PERTURB_KINDS]
+def table_order(run: RunRecord) -> tuple[int, int, bool, tuple[str, ...], tuple[float, ...], int, str]:
+    """Sort key: the budgets in ``BUDGETS`` order, then the processes in registry order, each at
+    its defaults first, then by its text options and its numeric options (in name order), then
+    seed; unknown ones last."""
+    names = list(PROCESSES)
     budget = BUDGETS.index(run.budget) if run.budget in BUDGETS else len(BUDGETS)
     process = names.index(run.process) if run.process in names else len(names)
-    kind = kinds.index(run.perturb_kind) if run.perturb_kind in kinds else len(kinds)
-    return budget, process, kind, run.perturb, -1 if run.seed is None else run.seed, run.run_id
+    options = sorted(run.options.items())
+    texts = tuple(str(value) for _, value in options if not is_number(value))
+    numbers = tuple(float(value) for _, value in options if is_number(value))
+    return budget, process, not is_default(run), texts, numbers, -1 if run.seed is None else run.seed, run.run_id
 
 
-def read_suite(directory: Path) -> Suite:
-    """The suite in ``directory``; one-line errors when ``suite.json`` is missing or lacks a key."""
-    path = directory / SUITE_FILE
-    if not path.is_file():
-        raise UserError(f"{directory} is not a suite: it has no {SUITE_FILE}")
-    info = read_json(path)
-    missing = [key for key in SUITE_KEYS if key not in info]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}")
-    runs_dir = directory / RUNS_DIR
-    found = sorted(run.name for run in runs_dir.iterdir() if run.is_dir()) if runs_dir.is_dir() else []
-    listed = [str(run_id) for run_id in info.get("runs", found)]
-    left_out = [run_id for run_id in found if run_id not in listed]
-    runs = [read_run(runs_dir / run_id) for run_id in listed]
-    return Suite(directory, info, sorted(runs, key=table_order), left_out)
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def suite_dirs(results: Path, name: str | None) -> list[Path]:
-    """The suite ``name`` under ``results``, or every directory there with a ``suite.json``."""
-    suites = sorted(path.parent for path in results.glob(f"*/{SUITE_FILE}"))
-    if name is None:
-        if not suites:
-            raise UserError(f"no suites in {results} (directories with a {SUITE_FILE})")
-        return suites
-    if not (results / name / SUITE_FILE).is_file():
-        known = ", ".join(path.name for path in suites) or "none"
-        raise UserError(f"unknown suite {name!r} in {results}; suites there: {known}")
-    return [results / name]
+def ordered(suite: SuiteRecord) -> SuiteRecord:
+    """``suite`` with its runs in table order (``table_order``)."""
+    return dataclasses.replace(suite, runs=sorted(suite.runs, key=table_order))
 
 
 # --- Fisher path efficiency ------------------------------------------------------------------
 
 
-def path_spectrum_name(suite: Suite) -> str:
+def path_spectrum_name(suite: SuiteRecord) -> str:
     """The data spectrum every path is measured under: the one the suite's spectral runs name,
     when they agree, else ``empirical``."""
     names = {run.process_config["spectrum"] for run in suite.runs if "spectrum" in run.process_config}
     return names.pop() if len(names) == 1 else "empirical"
 
 
-def measure_paths(suite: Suite) -> dict[str, PathRow | str]:
+def measure_paths(suite: SuiteRecord) -> dict[str, PathRow | str]:
     """Each run's path (by run id) under ``path_spectrum_name(suite)``, or why it has none (no
     configuration, the dataset's spectrum unavailable, the process not rebuilt as recorded).
     Processes are rebuilt from ``config.json`` with the spectrum they were built with, once per
@@ -317,7 +195,7 @@ def measure_run_path(run: RunRecord, spectrum: Callable[[str], Spectrum], data_s
 # --- tables ----------------------------------------------------------------------------------
 
 
-def suite_heading(suite: Suite) -> str:
+def suite_heading(suite: SuiteRecord) -> str:
     """What the numbers are: suite, budget, dataset, how FID was computed; smoke tests say so first."""
     info = suite.info
     smoke = "SMOKE TEST, NOT A RESULT: " if suite.smoke else ""
@@ -327,7 +205,7 @@ def suite_heading(suite: Suite) -> str:
     )
 
 
-def scoring_differences(suite: Suite) -> list[str]:
+def scoring_differences(suite: SuiteRecord) -> list[str]:
     """The scored runs whose FID was not computed as ``suite.json`` says (other features, sample
     count or reference), each as ``run id: key value``."""
     keys = ("features", "samples", "reference")
@@ -345,8 +223,8 @@ def record(run: RunRecord, path: PathRow | str, floor: dict[str, Any] | None) ->
     measured = path if isinstance(path, PathRow) else None
     return {
         "process": run.process,
-        "perturb_kind": run.perturb_kind,
-        "perturb": run.perturb,
+        "label": run.label,
+        "options": json.dumps(run.options, sort_keys=True) if run.options else None,
         "budget": run.budget,
         "seed": run.seed,
         "status": run.status,
@@ -417,13 +295,6 @@ def markdown_cells(row: dict[str, Any], run: RunRecord) -> list[str]:
     ]
 
 
-def markdown_table(header: tuple[str, ...], rows: list[list[str]], left: tuple[str, ...]) -> list[str]:
-    """The lines of a Markdown table; the columns in ``left`` left-aligned, the rest right-aligned."""
-    lines = ["| " + " | ".join(header) + " |"]
-    lines.append("|" + "|".join("---" if column in left else "--:" for column in header) + "|")
-    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
-
-
 def mean_and_spread(values: list[float], spec: str) -> str:
     """``mean ± sample standard deviation`` of ``values`` (just the value for one)."""
     if len(values) == 1:
@@ -431,7 +302,7 @@ def mean_and_spread(values: list[float], spec: str) -> str:
     return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
 
 
-def seed_lines(suite: Suite) -> list[str]:
+def seed_lines(suite: SuiteRecord) -> list[str]:
     """A table of each configuration run with several seeds: FID and KID averaged over the seeds
     that finished; no lines when every configuration has one run."""
     groups: dict[str, list[RunRecord]] = {}
@@ -445,15 +316,16 @@ def seed_lines(suite: Suite) -> list[str]:
         seeds = ", ".join(number(run.seed, "d") for run in runs)
         fid = mean_and_spread([s["fid"] for s in scored], ".2f") if scored else ""
         kid = mean_and_spread([s["kid"] for s in scored], ".4g") if scored else ""
-        rows.append([suite.run_label(runs[0]) or "?", seeds, f"{len(scored)} of {len(runs)}", fid, kid])
+        rows.append([run_label(suite, runs[0]) or "?", seeds, f"{len(scored)} of {len(runs)}", fid, kid])
     if not rows:
         return []
     header = ("process", "seeds", "scored", "FID mean ± std", "KID mean ± std")
     intro = "Configurations run with several seeds: mean ± sample standard deviation over the scored seeds."
-    return ["", "## Over seeds", "", intro, "", *markdown_table(header, rows, ("process", "seeds", "scored"))]
+    table = markdown_text(frame(rows, header), left=("process", "seeds", "scored"))
+    return ["", "## Over seeds", "", intro, "", table]
 
 
-def markdown_text(suite: Suite, rows: list[dict[str, Any]], paths: dict[str, PathRow | str]) -> str:
+def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[str, PathRow | str]) -> str:
     """``fid.md``: the heading, where the numbers come from, the table of runs and the seed table."""
     info, floor = suite.info, suite.floor
     lines = [f"# {suite_heading(suite)}", ""]
@@ -480,7 +352,7 @@ def markdown_text(suite: Suite, rows: list[dict[str, Any]], paths: dict[str, Pat
         lines += ["**Warning: these runs were scored otherwise than the heading says:**", ""]
         lines += [f"- {markdown_cell(difference)}" for difference in differences] + [""]
     cells = [markdown_cells(row, run) for row, run in zip(rows, suite.runs, strict=True)]
-    lines += markdown_table(MARKDOWN_COLUMNS, cells, LEFT_ALIGNED)
+    lines.append(markdown_text(frame(cells, MARKDOWN_COLUMNS), left=LEFT_ALIGNED))
     unmeasured = {run.label or run.run_id: why for run in suite.runs if isinstance(why := paths[run.run_id], str)}
     if unmeasured:
         lines += ["", "No path efficiency for:", ""]
@@ -493,19 +365,10 @@ def markdown_text(suite: Suite, rows: list[dict[str, Any]], paths: dict[str, Pat
     return "\n".join(lines) + "\n"
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    """The rows as CSV with a header of ``COLUMNS``, numbers at full precision."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 # --- plots -----------------------------------------------------------------------------------
 
 
-def titled_figure(suite: Suite, what: str, size: tuple[float, float]) -> Figure:
+def titled_figure(suite: SuiteRecord, what: str, size: tuple[float, float]) -> Figure:
     """A figure titled ``what`` over the suite's heading (which says so first for a smoke test)."""
     figure = Figure(figsize=size, layout="constrained")
     heading = textwrap.fill(suite_heading(suite), width=int(size[0] * 11), break_on_hyphens=False)
@@ -520,7 +383,7 @@ def say_empty(axes: Axes, why: str) -> None:
     axes.set_yticks([])
 
 
-def fid_axis_label(suite: Suite) -> str:
+def fid_axis_label(suite: SuiteRecord) -> str:
     return f"FID (features {suite.info['features']}; lower is better)"
 
 
@@ -537,18 +400,18 @@ def draw_floor(axes: Axes, floor: dict[str, Any] | None) -> None:
         axes.axhline(floor["fid"], color="grey", ls="--", label=f"floor: held-out real images ({floor['fid']:.2f})")
 
 
-def fid_figure(suite: Suite) -> Figure:
-    """FID of each unperturbed process, one point per run (seeds side by side), with the floor."""
+def fid_figure(suite: SuiteRecord) -> Figure:
+    """FID of each process at its defaults, one point per run (seeds side by side), with the floor."""
     figure = titled_figure(suite, "FID of each process (95 % bootstrap intervals)", (8, 5.5))
     axes = figure.subplots()
-    runs = [run for run in suite.scored() if not run.perturb]  # in table order
-    names = list(dict.fromkeys(suite.run_label(run) for run in runs))
+    runs = [run for run in suite.scored() if is_default(run)]  # in table order
+    names = list(dict.fromkeys(run_label(suite, run) for run in runs))
     if not names:
-        say_empty(axes, "no finished unperturbed run: nothing to plot")
+        say_empty(axes, "no finished run of a process at its defaults: nothing to plot")
         return figure
     label: str | None = "a run (seeds side by side) with its 95 % interval"
     for i, name in enumerate(names):
-        group = [run for run in runs if suite.run_label(run) == name]
+        group = [run for run in runs if run_label(suite, run) == name]
         offsets = np.linspace(-0.15, 0.15, len(group)) if len(group) > 1 else np.zeros(1)
         for offset, run in zip(offsets, group, strict=True):
             scores = run.scores or {}
@@ -566,42 +429,95 @@ def fid_figure(suite: Suite) -> Figure:
     return figure
 
 
-def perturbation_series(spd: list[RunRecord], kind: str) -> list[RunRecord]:
-    """The SPD runs perturbed by ``kind`` and, at p = 0, the unperturbed SPD runs of the same
-    budgets (not, say, SPD's paper recipe beside perturbations run at the matched budget)."""
-    budgets = {run.budget for run in spd if run.perturb_kind == kind}
-    return [run for run in spd if run.perturb_kind in ("", kind) and run.budget in budgets]
+@dataclass(frozen=True)
+class Sweep:
+    """Finished runs of one process at one budget that differ in one numeric option: one or more
+    series (runs that agree on every other option), each with the process's default runs."""
+
+    process: str
+    option: str
+    budget: str
+    series: dict[str, list[RunRecord]]  #: by the other options that tell the series apart
 
 
-def perturb_figure(suite: Suite, paths: dict[str, PathRow | str]) -> Figure:
-    """FID against SPD's perturbation strength p, one line per kind through the mean over seeds
-    (p = 0 is plain SPD), and the Fisher length of each path on a second axis, with the
-    geodesic (the shortest path between the same endpoints) marked."""
-    figure = titled_figure(suite, "FID against SPD's perturbation strength p (95 % bootstrap intervals)", (9, 5.5))
-    axes = figure.subplots()
-    spd = [run for run in suite.scored() if run.process == "spd"]
-    kinds = [kind for kind in PERTURB_KINDS if any(run.perturb_kind == kind for run in spd)]
-    if not kinds:
-        say_empty(axes, "no finished perturbed SPD run: nothing to plot")
-        return figure
+def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
+    """Every sweep among ``runs``: for each process, budget and numeric option, the runs grouped by
+    their other options; a group is a series when it holds a run away from the defaults and two
+    or more values of the option. The process's runs at its defaults join every series (the
+    origin of each sweep, as SPD itself is of each family of its variants)."""
+    groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
+    for run in runs:
+        for option, value in run.options.items():
+            if is_number(value):
+                others = json.dumps({k: v for k, v in run.options.items() if k != option}, sort_keys=True)
+                groups.setdefault((run.process, run.budget, option), {}).setdefault(others, []).append(run)
+    sweeps = []
+    for (process, budget, option), by_others in groups.items():
+        defaults = [run for run in runs if run.process == process and run.budget == budget and is_default(run)]
+        series = {
+            others: [*defaults, *(run for run in members if not is_default(run))]
+            for others, members in by_others.items()
+            if not all(map(is_default, members)) and len({run.options[option] for run in [*defaults, *members]}) > 1
+        }
+        if series:
+            sweeps.append(Sweep(process, option, budget, series_names(series, process)))
+    return sweeps
+
+
+def series_names(series: dict[str, list[RunRecord]], process: str) -> dict[str, list[RunRecord]]:
+    """The series keyed by what tells them apart (``schedule=cosine``, say): the other options
+    (JSON) that differ between them; the process's name for a single series."""
+    decoded = {others: json.loads(others) for others in series}
+    keys = sorted({key for options in decoded.values() for key in options})
+    varying = [key for key in keys if len({json.dumps(options.get(key)) for options in decoded.values()}) > 1]
+    if not varying:
+        return {process: members for members in series.values()}
+    return {
+        ", ".join(f"{key}={decoded[others].get(key)}" for key in varying): members
+        for others, members in series.items()
+    }
+
+
+def option_figure(suite: SuiteRecord, paths: dict[str, PathRow | str]) -> Figure:
+    """For each sweep (``option_sweeps``), FID against the option, one line per series through
+    the mean over seeds, and the Fisher length of each path on a second axis, with the geodesic
+    (the shortest path between the same endpoints) marked."""
+    sweeps = option_sweeps(suite.scored())
+    title = "FID against a process option (95 % bootstrap intervals)"
+    figure = titled_figure(suite, title, (9, 1 + 5 * max(1, len(sweeps))))
+    panels = figure.subplots(max(1, len(sweeps)), 1, squeeze=False).flatten()
+    if not sweeps:
+        say_empty(panels[0], "no finished runs of one process that differ in one numeric option: nothing to plot")
+    for axes, sweep in zip(panels, sweeps, strict=False):
+        draw_sweep(suite, axes, sweep, paths)
+    return figure
+
+
+def draw_sweep(suite: SuiteRecord, axes: Axes, sweep: Sweep, paths: dict[str, PathRow | str]) -> None:
+    """One sweep's panel of ``option_figure``."""
     detour = axes.twinx()
-    for i, kind in enumerate(kinds):
-        runs = perturbation_series(spd, kind)
-        strengths = sorted({run.perturb for run in runs})
-        colour, shift = f"C{i}", 0.004 * (i - (len(kinds) - 1) / 2)  # kinds side by side at equal p
+    values = sorted({float(run.options[sweep.option]) for runs in sweep.series.values() for run in runs})
+    spacing = min(np.diff(values)) if len(values) > 1 else 1.0
+    for i, (name, runs) in enumerate(sweep.series.items()):
+        colour, shift = f"C{i}", 0.04 * spacing * (i - (len(sweep.series) - 1) / 2)  # series side by side
+        at = {run.run_id: float(run.options[sweep.option]) for run in runs}
         for run in runs:
-            error_bar(axes, run.perturb + shift, run.scores or {}, fmt="o", color=colour, alpha=0.8)
-        means = [statistics.mean((run.scores or {})["fid"] for run in runs if run.perturb == p) for p in strengths]
-        axes.plot([p + shift for p in strengths], means, color=colour, label=f"{kind}: FID (mean over seeds)")
-        measured = {run.perturb: path for run in runs if isinstance(path := paths[run.run_id], PathRow)}
-        ps = sorted(measured)
-        lengths = [measured[p].path.length for p in ps]
-        detour.plot(ps, lengths, color=colour, ls=":", marker="x", label=f"{kind}: path length")
-        if 0.0 in measured:
-            detour.axhline(measured[0.0].path.geodesic, color="black", ls=":", lw=0.8)
+            error_bar(axes, at[run.run_id] + shift, run.scores or {}, fmt="o", color=colour, alpha=0.8)
+        xs = sorted(set(at.values()))
+        means = [statistics.mean((run.scores or {})["fid"] for run in runs if at[run.run_id] == x) for x in xs]
+        axes.plot([x + shift for x in xs], means, color=colour, label=f"{name}: FID (mean over seeds)")
+        measured = {at[run.run_id]: path for run in runs if isinstance(path := paths[run.run_id], PathRow)}
+        lengths = [measured[x].path.length for x in sorted(measured)]
+        detour.plot(sorted(measured), lengths, color=colour, ls=":", marker="x", label=f"{name}: path length")
+    origin = next((paths[run.run_id] for run in suite.scored() if is_default(run) and run.process == sweep.process
+                   and run.budget == sweep.budget and isinstance(paths[run.run_id], PathRow)), None)
+    if isinstance(origin, PathRow):
+        detour.axhline(origin.path.geodesic, color="black", ls=":", lw=0.8)
     draw_floor(axes, suite.floor)
     axes.set_ylim(bottom=0)
-    axes.set_xlabel("perturbation strength p (0 = SPD)")
+    budget = f", budget {sweep.budget}" if mixes_budgets(suite) else ""
+    axes.set_title(f"{sweep.process}: FID against its option {sweep.option}{budget}", fontsize=10)
+    axes.set_xlabel(f"{sweep.option} (the defaults' value is where {sweep.process} itself lies)")
     axes.set_ylabel(fid_axis_label(suite))
     detour.set_ylabel(f"Fisher path length (dotted; black: geodesic; {path_spectrum_name(suite)} spectrum)")
     axes.grid(alpha=0.3)
@@ -609,7 +525,6 @@ def perturb_figure(suite: Suite, paths: dict[str, PathRow | str]) -> Figure:
     more_handles, more_labels = detour.get_legend_handles_labels()
     below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.12), "ncol": 2}
     axes.legend(handles + more_handles, labels + more_labels, fontsize=8, **below)
-    return figure
 
 
 def run_style(i: int) -> dict[str, Any]:
@@ -617,7 +532,7 @@ def run_style(i: int) -> dict[str, Any]:
     return {"color": matplotlib.colormaps["tab20"](i % 20), "ls": ("-", "--", ":")[i // 20 % 3]}
 
 
-def step_figure(suite: Suite) -> Figure:
+def step_figure(suite: SuiteRecord) -> Figure:
     """The periodic evaluation's FID against the training step, one line per run."""
     what = "FID during training (periodic evaluation, on fewer samples than the final FID)"
     figure = titled_figure(suite, what, (10, 5.5))
@@ -639,9 +554,9 @@ def step_figure(suite: Suite) -> Figure:
     return figure
 
 
-def run_name(suite: Suite, run: RunRecord) -> str:
+def run_name(suite: SuiteRecord, run: RunRecord) -> str:
     """``spd desync +0.1, seed 0``: a run as the plots name it."""
-    return f"{suite.run_label(run)}, seed {run.seed}"
+    return f"{run_label(suite, run)}, seed {run.seed}"
 
 
 def sample_image(run: RunRecord) -> np.ndarray | None:
@@ -664,7 +579,7 @@ def sample_image(run: RunRecord) -> np.ndarray | None:
     return None
 
 
-def samples_figure(suite: Suite) -> Figure:
+def samples_figure(suite: SuiteRecord) -> Figure:
     """Each finished run's samples, one panel per run, named by run, seed and FID."""
     runs = suite.scored()
     columns = max(1, min(4, len(runs)))
@@ -692,15 +607,15 @@ def samples_figure(suite: Suite) -> Figure:
 def write_report(suite_dir: Path) -> list[Path]:
     """Write ``fid.csv``, ``fid.md`` and the plots of the suite in ``suite_dir`` into it; returns
     the files written."""
-    suite = read_suite(suite_dir)
+    suite = ordered(read_suite(suite_dir))
     paths = measure_paths(suite)
     rows = [record(run, paths[run.run_id], suite.floor) for run in suite.runs]
     written = [suite_dir / CSV_FILE, suite_dir / MARKDOWN_FILE]
-    write_text_atomically(written[0], csv_text(rows))
-    write_text_atomically(written[1], markdown_text(suite, rows, paths))
+    write_text_atomically(written[0], csv_text(frame(rows, COLUMNS)))
+    write_text_atomically(written[1], report_markdown(suite, rows, paths))
     figures = {
         "fid.png": fid_figure(suite),
-        "fid_vs_perturb.png": perturb_figure(suite, paths),
+        "fid_vs_option.png": option_figure(suite, paths),
         "fid_vs_step.png": step_figure(suite),
         "samples.png": samples_figure(suite),
     }

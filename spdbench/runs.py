@@ -1,9 +1,6 @@
 """One experiment end to end: resolve its configuration, train, sample, score, summarise.
 
-A run directory holds ``config.json`` (the resolved configuration, as ``--dry-run`` prints
-it), ``metrics.jsonl`` (the training log), ``checkpoints/``, ``samples.npz`` (uint8
-images), ``samples.png``, ``eval.jsonl`` (FID during training) and ``summary.json`` (costs and
-the FID/KID scores). Its name comes from its configuration, so
+What a run directory holds is ``spdbench.records``. Its name comes from its configuration, so
 rerunning a finished run does nothing and rerunning an interrupted one resumes it.
 """
 
@@ -16,7 +13,8 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +23,31 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from corruptions import PROCESSES, Process, SamplerSettings, make_process
+from corruptions import Process, SamplerSettings, make_process
 from models import UNet, network_config
-from spdbench.budgets import Budget, resolve_budget
+from spdbench.budgets import TrainConfig, resolve_budget
 from spdbench.data import image_shape, load_images
 from spdbench.errors import UserError
-from spdbench.files import write_atomically, write_text_atomically
+from spdbench.files import write_atomically
 from spdbench.metrics import score_images
+from spdbench.records import CONFIG, SAMPLE_GRID, SAMPLES, SUMMARY, append_evaluation, read_json, write_json
 from spdbench.sampling import generate, network_denoiser
-from spdbench.show import process_label, tile
+from spdbench.show import tile
 from spdbench.spectra import resolve_spectrum
-from spdbench.train import Callback, TrainConfig, TrainResult, TrainState, process_group, train, training_device
-
-CONFIG = "config.json"
-SUMMARY = "summary.json"
-SAMPLES = "samples.npz"
-SAMPLE_GRID = "samples.png"
-EVALUATIONS = "eval.jsonl"
-FAILED = "failed.json"  #: written by the suite harness when a run fails
+from spdbench.train import Callback, TrainResult, TrainState, process_group, train, training_device
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What the user asked for; ``None`` means the budget's value."""
+    """What the user asked for: a process with its options, and what to change in the budget
+    (``None`` means the budget's value)."""
 
     process: str
-    perturb: float | None = None
-    perturb_kind: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
     dataset: str = "fmnist"
     spectrum: str = "empirical"
     budget: str = "quick"
-    steps: int | None = None
+    train_steps: int | None = None
     batch: int | None = None
     nfe: int | None = None
     samples: int | None = None
@@ -64,78 +56,75 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class Run:
-    """A resolved run: its process, settings and the JSON that names it."""
+    """A resolved run: everything it uses, decided once from the budget and the request."""
 
     process: Process
-    budget: Budget
+    dataset: str
+    budget: str
+    network: str
     train: TrainConfig
     sampler: SamplerSettings
-    request: RunRequest
+    nfe: int
+    samples: int
+    sample_batch: int
+    eval_every: int
+    eval_samples: int
+    seed: int
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as written to ``config.json``."""
-        net = network_config(self.budget.network, self.process.image_shape[0], self.process.image_shape[1])
+        net = network_config(self.network, self.process.image_shape[0], self.process.image_shape[1])
         return {
             "process": self.process.config(),
-            "dataset": self.request.dataset,
+            "dataset": self.dataset,
             "image_shape": list(self.process.image_shape),
-            "budget": self.budget.name,
-            "network": {"size": self.budget.network, **dataclasses.asdict(net)},
+            "budget": self.budget,
+            "network": {"size": self.network, **dataclasses.asdict(net)},
             "train": dataclasses.asdict(self.train),
             "sampler": {"nfe": self.nfe, **dataclasses.asdict(self.sampler)},
             "samples": self.samples,
-            "sample_batch": self.budget.sample_batch,
-            "evaluation": {"every": self.budget.eval_every, "samples": self.budget.eval_samples},
-            "seed": self.request.seed,
+            "sample_batch": self.sample_batch,
+            "evaluation": {"every": self.eval_every, "samples": self.eval_samples},
+            "seed": self.seed,
         }
-
-    @property
-    def nfe(self) -> int:
-        return len(self.process.time_grid(self.request.nfe or self.budget.nfe)) - 1
-
-    @property
-    def samples(self) -> int:
-        return self.request.samples or self.budget.samples
 
     @property
     def run_id(self) -> str:
         """``<process label>-<dataset>-<budget>-s<seed>-<hash of the configuration>``."""
         digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:8]
-        label = process_label(self.process)
-        return f"{label}-{self.request.dataset}-{self.budget.name}-s{self.request.seed}-{digest}"
+        return f"{self.process.label()}-{self.dataset}-{self.budget}-s{self.seed}-{digest}"
 
 
 def resolve_run(request: RunRequest) -> Run:
     """Check the request and resolve it against its budget; bad values raise one-line errors."""
-    if request.process not in PROCESSES:
-        raise UserError(f"unknown process {request.process!r}; valid: {', '.join(PROCESSES)}")
     budget = resolve_budget(request.budget, request.process)
-    options: dict[str, Any] = {}
-    if request.perturb is not None or request.perturb_kind is not None:
-        if request.process != "spd":
-            raise UserError(f"--perturb and --perturb-kind apply to spd only, not {request.process!r}")
-        options = {"perturb": request.perturb or 0.0, "perturb_kind": request.perturb_kind or "desync"}
-    for name in ("steps", "batch", "nfe", "samples"):
+    for name, flag in (("train_steps", "--steps"), ("batch", "--batch"), ("nfe", "--nfe"), ("samples", "--samples")):
         value = getattr(request, name)
         if value is not None and value < 1:
-            raise UserError(f"--{name} must be at least 1, got {value}")
+            raise UserError(f"{flag} ({name}) must be at least 1, got {value}")
     shape = image_shape(request.dataset)
     spectrum = resolve_spectrum(request.spectrum, request.dataset)
-    process = make_process(request.process, shape, spectrum=spectrum, **options)
-    process.time_grid(request.nfe or budget.nfe)  # refuses an NFE the process cannot do
-    train_config = TrainConfig(
-        steps=request.steps or budget.steps,
-        batch=request.batch or budget.batch,
-        lr=budget.lr,
-        warmup=budget.warmup,
-        grad_clip=budget.grad_clip,
-        ema_decay=budget.ema_decay,
-        ema_warmup=budget.ema_warmup,
+    process = make_process(request.process, shape, spectrum=spectrum, **request.options)
+    train_config = dataclasses.replace(
+        budget.train,
+        train_steps=request.train_steps or budget.train.train_steps,
+        batch=request.batch or budget.train.batch,
         seed=request.seed,
-        flips=budget.flips,
-        checkpoint_every=budget.checkpoint_every,
     )
-    return Run(process, budget, train_config, SamplerSettings(), request)
+    return Run(
+        process=process,
+        dataset=request.dataset,
+        budget=budget.name,
+        network=budget.network,
+        train=train_config,
+        sampler=SamplerSettings(),
+        nfe=len(process.time_grid(request.nfe or budget.nfe)) - 1,  # refuses an NFE the process cannot do
+        samples=request.samples or budget.samples,
+        sample_batch=budget.sample_batch,
+        eval_every=budget.eval_every,
+        eval_samples=budget.eval_samples,
+        seed=request.seed,
+    )
 
 
 def launch_rank() -> int:
@@ -163,15 +152,15 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     if (run_dir / SUMMARY).exists():
-        return run_dir, json.loads((run_dir / SUMMARY).read_text())
-    if (run_dir / CONFIG).exists() and json.loads((run_dir / CONFIG).read_text()) != config:
+        return run_dir, read_json(run_dir / SUMMARY)
+    if (run_dir / CONFIG).exists() and read_json(run_dir / CONFIG) != config:
         raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
-    write_text_atomically(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+    write_json(run_dir / CONFIG, config)
 
-    images = load_images(run.request.dataset, "train")
+    images = load_images(run.dataset, "train")
     with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed
-        torch.manual_seed(run.request.seed)
-        net = UNet(network_config(run.budget.network, run.process.image_shape[0], run.process.image_shape[1]))
+        torch.manual_seed(run.seed)
+        net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
     with process_group(training_device(None)):  # under torchrun, every rank trains and samples
         result = train(run.process, net, images, run.train, run_dir, evaluation(run, images, run_dir), quiet=quiet)
         started = time.perf_counter()
@@ -187,7 +176,7 @@ def finish(
 ) -> dict[str, Any]:
     """Write the samples, score them and write the summary; returns the summary."""
     write_samples(run_dir, samples)
-    scores = score_images(samples, run.request.dataset, seed=run.request.seed)
+    scores = score_images(samples, run.dataset, seed=run.seed)
 
     final = result.metrics or {}
     summary = {
@@ -201,7 +190,7 @@ def finish(
         "sampling_seconds": sampling_seconds,
         "scores": scores.to_dict(),
     }
-    write_text_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / SUMMARY, summary)
     return summary
 
 
@@ -213,12 +202,11 @@ def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int
     other ranks get ``None``."""
     device = next(net.parameters()).device
     denoiser = network_denoiser(net, run.process, bf16)
-    nfe = run.request.nfe or run.budget.nfe
     grouped = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
     first, end = count * rank // world, count * (rank + 1) // world
     share = generate(
-        denoiser, run.process, images, end - first, run.request.seed, nfe, run.sampler, run.budget.sample_batch,
+        denoiser, run.process, images, end - first, run.seed, run.nfe, run.sampler, run.sample_batch,
         device, first=first,
     )
     if not grouped:
@@ -234,14 +222,13 @@ def evaluation(run: Run, images: torch.Tensor, run_dir: Path) -> Callback:
     ``eval.jsonl``. It draws from its own generators, so training is unchanged by it."""
 
     def evaluate(state: TrainState) -> None:
-        if state.step % run.budget.eval_every or state.step == run.train.steps:
+        if state.step % run.eval_every or state.step == run.train.train_steps:
             return
-        samples = sample_from(run, state.ema.averaged_model(state.net), images, run.budget.eval_samples, False)
+        samples = sample_from(run, state.ema.averaged_model(state.net), images, run.eval_samples, False)
         if samples is None:  # a rank other than 0, which only helped to sample
             return
-        scores = score_images(samples, run.request.dataset, seed=run.request.seed)
-        with (run_dir / EVALUATIONS).open("a") as log:
-            log.write(json.dumps({"step": state.step, "fid": scores.fid, "samples": scores.samples}) + "\n")
+        scores = score_images(samples, run.dataset, seed=run.seed)
+        append_evaluation(run_dir, state.step, scores.fid, scores.samples)
 
     return evaluate
 
@@ -264,13 +251,12 @@ def score_run(run_dir: Path, features: str = "default", device: str = "cpu") -> 
     config_path, samples_path = run_dir / CONFIG, run_dir / SAMPLES
     if not config_path.exists() or not samples_path.exists():
         raise UserError(f"{run_dir} is not a finished run: it needs {CONFIG} and {SAMPLES}")
-    dataset = json.loads(config_path.read_text())["dataset"]
+    config = read_json(config_path)
     try:
         with np.load(samples_path) as archive:
             samples = torch.from_numpy(archive["images"])
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"{samples_path} is not a readable sample archive ({error})") from None
-    seed = json.loads(config_path.read_text())["seed"]
-    scores = score_images(samples, dataset, features=features, seed=seed, device=device).to_dict()
-    write_text_atomically(run_dir / f"scores-{scores['features']}.json", json.dumps(scores, indent=2) + "\n")
+    scores = score_images(samples, config["dataset"], features=features, seed=config["seed"], device=device).to_dict()
+    write_json(run_dir / f"scores-{scores['features']}.json", scores)
     return scores

@@ -1,7 +1,8 @@
 """Pictures of what a process does to real training images: what ``spdbench show`` writes.
 
-For each process, two PNG grids with one row per time (evenly spread over the process's
-sampling grid, labelled with the fraction of the path ``t/T``) and one column per image:
+For each process, named by its label, two PNG grids with one row per time (evenly spread over
+the process's sampling grid, labelled with the fraction of the path ``t/T``) and one column per
+image:
 
 - ``<label>.png``: ``x_t``, mapped from ``[-1, 1]`` to ``[0, 1]`` and clipped;
 - ``<label>-noise.png``: the noise part ``x_t − x_t|_{ε=0}`` (the same corruption with zero
@@ -11,7 +12,9 @@ sampling grid, labelled with the fraction of the path ``t/T``) and one column pe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -36,19 +39,12 @@ def process_names(process: str) -> list[str]:
     return [process]
 
 
-def process_label(process: Process) -> str:
-    """``spd``, or ``spd-desync+0.1`` for a perturbed SPD: the name of its files."""
-    perturb = float(process.options.get("perturb", 0.0))
-    return f"{process.name}-{process.options['perturb_kind']}{perturb:+g}" if perturb else process.name
-
-
 def show_processes(
     process: str,
     dataset: str,
     size: int | None,
     spectrum_kind: str,
-    perturb: float | None,
-    perturb_kind: str | None,
+    options: Mapping[str, Any],
     images: int,
     times: int,
     seed: int,
@@ -56,22 +52,15 @@ def show_processes(
 ) -> list[Path]:
     """Write the two grids of ``process`` (or of every process, for ``all``) for ``images``
     training images of ``dataset`` (resized to ``size``; drawn with ``seed``, as is the noise)
-    at ``times`` times into ``out``; returns the files written. ``perturb`` and
-    ``perturb_kind`` are SPD's options and are refused for any other process."""
+    at ``times`` times into ``out``; returns the files written. ``options`` go to every process
+    shown, which refuses those it does not have."""
     names = process_names(process)
-    perturb_options = {
-        key: value for key, value in (("perturb", perturb), ("perturb_kind", perturb_kind)) if value is not None
-    }
-    if perturb_options and names != ["spd"]:
-        raise UserError(f"--perturb and --perturb-kind apply to spd only, not to {process}")
     if images < 1 or times < 1:
         raise UserError(f"need at least one image and one time, got {images} images and {times} times")
     spectrum = resolve_spectrum(spectrum_kind, dataset, size)
     size = resolve_size(dataset, size)
     shape = (image_shape(dataset)[0], size, size)
-    processes = [
-        make_process(name, shape, spectrum=spectrum, **(perturb_options if name == "spd" else {})) for name in names
-    ]
+    processes = [make_process(name, shape, spectrum=spectrum, **options) for name in names]
     for corrupted in processes:
         levels = len(corrupted.time_grid()) - 1
         if times > levels:
@@ -106,7 +95,7 @@ def write_show_grids(
         noise_part.append(x_t - process.corrupt(x0, t_batch, torch.zeros_like(x0)).x_t)
     fractions = [f"t/T = {float(f):.3g}" for f in process.network_time(grid)]
     scales = [3 * float(row.square().mean().sqrt()) for row in noise_part]
-    label = process_label(process)
+    label = process.label()
     paths = [out / f"{label}.png", out / f"{label}-noise.png"]
     image_rows = [((row + 1) / 2).clamp(0, 1) for row in noisy]
     scaled_rows = [

@@ -14,7 +14,6 @@ dataset's channels (``1 × H × W``, which broadcasts over any number of channel
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -27,16 +26,10 @@ from corruptions.spectrum import PAPER_SPECTRUM, MeasuredSpectrum, Spectrum, est
 from corruptions.transforms import BASES, Basis
 from spdbench.data import image_shape, iterate_batches, load_images
 from spdbench.errors import UserError
-from spdbench.files import write_atomically
+from spdbench.files import cache_dir, write_atomically
 
 SPECTRUM_KINDS: tuple[str, ...] = ("empirical", "fit", "paper")
 BATCH_SIZE = 2048
-
-
-def cache_dir() -> Path:
-    """``$SPDBENCH_CACHE``, default ``~/.cache/spdbench``."""
-    base = os.environ.get("SPDBENCH_CACHE")
-    return Path(base) if base else Path.home() / ".cache" / "spdbench"
 
 
 def cache_path(dataset: str, size: int, basis: Basis) -> Path:

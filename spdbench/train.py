@@ -49,9 +49,11 @@ from torch import Tensor, nn
 
 from corruptions import Process
 from models import EMA
+from spdbench.budgets import TrainConfig
 from spdbench.checkpoint import Checkpoint, checkpoint_path, latest_checkpoint, read_checkpoint, save_checkpoint
 from spdbench.data import iterate_batches
 from spdbench.errors import UserError
+from spdbench.files import write_text_atomically
 
 METRICS = "metrics.jsonl"
 """The training log in a run directory."""
@@ -64,69 +66,7 @@ GROUP_TIMEOUT = datetime.timedelta(hours=1)
 
 # Settings that may differ between a run and its resumption: they change neither the maths nor
 # the random streams (compile and channels_last change at most the rounding).
-_RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "compile", "channels_last")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a training run; ``dataclasses.asdict`` gives its JSON form.
-
-    Attributes:
-        steps: optimizer steps to train for (in total, counting those of a resumed run).
-        batch: the global batch size, split evenly across the processes of a distributed run.
-        lr: the AdamW learning rate after warm-up.
-        warmup: steps of linear learning-rate warm-up (step ``k`` uses ``lr * min(1, k / warmup)``).
-        grad_clip: the gradient-norm clipping threshold; ``None`` for no clipping.
-        ema_decay: decay of the exponential moving average of the weights.
-        ema_warmup: use :class:`models.EMA`'s warm-up of the decay.
-        weight_decay: AdamW's decoupled weight decay.
-        seed: seeds the data order, the times and noise, and dropout.
-        flips: flip each training image left-right with probability ½ (DDPM's and SPD's recipes).
-        checkpoint_every: write a checkpoint every this many steps (and always at the end).
-        log_every: write a log entry every this many steps (and always at the end).
-        bf16: run the network under bf16 autocast; ``None``: on CUDA only (on this project's CPU,
-            without bf16 instructions, it is slower; see ``benchmarks/train_speed.py``).
-        compile: ``torch.compile`` the network.
-        channels_last: keep the network's weights and inputs in channels-last memory format.
-    """
-
-    steps: int
-    batch: int = 128
-    lr: float = 2e-4
-    warmup: int = 5000
-    grad_clip: float | None = 1.0
-    ema_decay: float = 0.9999
-    ema_warmup: bool = False
-    weight_decay: float = 0.0
-    seed: int = 0
-    flips: bool = False
-    checkpoint_every: int = 5000
-    log_every: int = 10
-    bf16: bool | None = None
-    compile: bool = False
-    channels_last: bool = False
-
-    def __post_init__(self) -> None:
-        """Reject out-of-range settings with a message that names them."""
-        problems = [
-            f"{name} must be at least {low}, got {value}"
-            for name, low in (("steps", 1), ("batch", 1), ("warmup", 0), ("checkpoint_every", 1), ("log_every", 1))
-            if (value := getattr(self, name)) < low
-        ]
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip must be positive or None, got {self.grad_clip}")
-        if not 0.0 <= self.ema_decay <= 1.0:
-            problems.append(f"ema_decay must lie in [0, 1], got {self.ema_decay}")
-        if not self.weight_decay >= 0:
-            problems.append(f"weight_decay must not be negative, got {self.weight_decay}")
-        if problems:
-            raise UserError("invalid training settings: " + "; ".join(problems))
-
-    def resolved(self, device: torch.device) -> TrainConfig:
-        """This configuration with the automatic choices made for ``device``."""
-        return dataclasses.replace(self, bf16=device.type == "cuda" if self.bf16 is None else self.bf16)
+_RESUMABLE_CHANGES = ("train_steps", "checkpoint_every", "log_every", "compile", "channels_last")
 
 
 @dataclass(frozen=True)
@@ -155,7 +95,7 @@ class TrainResult:
 
     Attributes:
         config: the configuration the run used, with its automatic choices made.
-        step: the step reached (``config.steps``).
+        step: the step reached (``config.train_steps``).
         resumed_from: the step of the checkpoint the call started from (0 for a fresh run).
         checkpoint: the directory of the final checkpoint.
         metrics: the last log entry written by this call (``None`` if it trained no step).
@@ -248,8 +188,8 @@ def train(
         )
         log_file = (run_dir / METRICS).open("a") if rank == 0 else contextlib.nullcontext()
         with log_file as log, Progress(*columns, console=Console(stderr=True), disable=quiet or rank > 0) as bar:
-            task = bar.add_task("training", total=config.steps, completed=start)
-            for step in range(start + 1, config.steps + 1):
+            task = bar.add_task("training", total=config.train_steps, completed=start)
+            for step in range(start + 1, config.train_steps + 1):
                 lr = config.lr * min(1.0, step / config.warmup) if config.warmup else config.lr
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -273,8 +213,8 @@ def train(
                 window.add(losses.detach(), network_time, grad_norm)
                 bar.advance(task)
 
-                log_due = step % config.log_every == 0 or step == config.steps
-                checkpoint_due = step % config.checkpoint_every == 0 or step == config.steps
+                log_due = step % config.log_every == 0 or step == config.train_steps
+                checkpoint_due = step % config.checkpoint_every == 0 or step == config.train_steps
                 if log_due or checkpoint_due:
                     summary = window.summary(world)
                     bad = summary.first_nonfinite()
@@ -297,9 +237,9 @@ def train(
                     callback(TrainState(step=step, net=net, ema=ema, rank=rank))
     return TrainResult(
         config=config,
-        step=config.steps,
+        step=config.train_steps,
         resumed_from=start,
-        checkpoint=checkpoint_path(run_dir, config.steps),
+        checkpoint=checkpoint_path(run_dir, config.train_steps),
         metrics=metrics,
         seconds=time.perf_counter() - started,
         net=net,
@@ -486,9 +426,9 @@ def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, process: Proce
             f"the checkpoint {where} was written on {meta['device']}, and resuming on {device.type} "
             "would change its random streams; resume on the same kind of device"
         )
-    if checkpoint.step > config.steps:
+    if checkpoint.step > config.train_steps:
         raise UserError(
-            f"the checkpoint {where} is at step {checkpoint.step}, beyond the {config.steps} steps asked for"
+            f"the checkpoint {where} is at step {checkpoint.step}, beyond the {config.train_steps} steps asked for"
         )
 
 
@@ -571,6 +511,4 @@ def _trim_log(path: Path, through: int) -> None:
                 entry = json.loads(line)
                 if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= through:
                     kept.append(line + "\n")
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(kept))
-    os.replace(temporary, path)
+    write_text_atomically(path, "".join(kept))

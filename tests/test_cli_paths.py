@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from corruptions import PERTURB_KINDS, PROCESSES
-from corruptions.spectrum import RadialPowerLaw
+from corruptions import PROCESSES, make_process
+from corruptions.spectrum import PAPER_SPECTRUM, RadialPowerLaw
 from corruptions.transforms import BASES
 from spdbench import data, spectra
 from spdbench.cli import app
-from spdbench.pathreport import COLUMNS, PERTURBATIONS
+from spdbench.pathreport import COLUMNS
 
 runner = CliRunner()
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -37,18 +37,24 @@ def test_paths_writes_the_table_and_plots(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with (out / "paths.csv").open() as file:
         rows = list(csv.DictReader(file))
-    assert set(COLUMNS) >= {"process", "perturb_kind", "perturb", "length", "geodesic", "efficiency", "basis", "steps"}
+    assert set(COLUMNS) >= {"process", "label", "length", "geodesic", "efficiency", "basis", "levels"}
     assert list(rows[0]) == list(COLUMNS)
-    assert [row["process"] for row in rows[: len(PROCESSES)]] == list(PROCESSES)
-    perturbed = {(row["perturb_kind"], float(row["perturb"])) for row in rows[len(PROCESSES) :]}
-    assert perturbed == {(kind, p) for kind in PERTURB_KINDS for p in PERTURBATIONS}
-    assert len(rows) == len(PROCESSES) + len(PERTURB_KINDS) * len(PERTURBATIONS)
-    spd = next(row for row in rows if row["process"] == "spd" and not row["perturb_kind"])
+    # Every process at its defaults, then every variant each process declares, by its label.
+    assert [(row["process"], row["label"]) for row in rows[: len(PROCESSES)]] == [(name, name) for name in PROCESSES]
+    shape = (1, 16, 16)
+    variants = [
+        (name, make_process(name, shape, spectrum=PAPER_SPECTRUM, **options).label())
+        for name, cls in PROCESSES.items()
+        for family in cls.variants.values()
+        for options in family
+    ]
+    assert [(row["process"], row["label"]) for row in rows[len(PROCESSES) :]] == variants
+    spd = next(row for row in rows if row["label"] == "spd")
     assert float(spd["efficiency"]) == pytest.approx(1.0, abs=1e-3)
     assert all(0 < float(row["efficiency"]) <= 1 + 1e-9 for row in rows)
     markdown = (out / "paths.md").read_text()
     assert "spectrum paper" in markdown and "size 16" in markdown and "`spdbench paths --spectrum paper" in markdown
-    assert markdown.count("\n| spd") == 1 + len(PERTURB_KINDS) * len(PERTURBATIONS)
+    assert all(f"| {label} " in markdown for _, label in variants)
     for name in ("speed.png", "snr.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and min(image.size) > 300
@@ -101,14 +107,18 @@ def test_show_writes_image_and_noise_grids(tmp_path: Path, process: str, files: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["show", "--process", "nope"], "unknown process 'nope'; valid: ddpm, heat, blurring, spd, all"),
+        (["show", "--process", "nope"], f"unknown process 'nope'; valid: {', '.join(PROCESSES)}, all"),
         (["show", "--process", "spd", "--spectrum", "paper", "--perturb", "1.5"], "|p| < 1"),
         (["show", "--process", "spd", "--spectrum", "paper", "--perturb-kind", "nope"], "desync, spectrum, time"),
-        (["show", "--process", "ddpm", "--perturb", "0.1"], "spd only"),
+        (["show", "--process", "ddpm", "--perturb", "0.1"], "process 'ddpm' has no option perturb"),
+        (["show", "--process", "ddpm", "--option", "schedule"], "--option takes NAME=VALUE"),
+        (["show", "--process", "ddpm", "--option", "shape=round"], "its options: schedule, levels"),
+        (["show", "--process", "spd", "--perturb", "0.1", "--option", "perturb=0.2"], "given twice"),
         (["paths", "--spectrum", "nope"], "valid: empirical, fit, paper"),
         (["paths", "--dataset", "nope"], "fmnist, cifar10"),
     ],
-    ids=["process", "perturb", "perturb-kind", "perturb-ddpm", "spectrum", "dataset"],
+    ids=["process", "perturb", "perturb-kind", "perturb-ddpm", "option-no-value", "option-unknown", "option-twice",
+         "spectrum", "dataset"],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])

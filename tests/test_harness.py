@@ -16,6 +16,7 @@ import torch
 
 from benchmarks import harness, sampler_budget
 from benchmarks.suites import SUITES, Suite
+from corruptions import PROCESSES
 from spdbench import metrics, runs
 from spdbench.budgets import resolve_budget
 from spdbench.checkpoint import load_checkpoint
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's dataset-fashion-mnist (CI installs it)",
 )
 
-TINY = {"budget": "smoke", "steps": 3, "batch": 8, "samples": 6, "nfe": 3}
+TINY = {"budget": "smoke", "train_steps": 3, "batch": 8, "samples": 6, "nfe": 3}
 SUITE = Suite(
     name="tiny",
     title="tiny: a test suite; these numbers say nothing about the processes",
@@ -133,11 +134,11 @@ def test_the_suites_share_one_protocol() -> None:
     and sample count (paper recipes differ by process, by design)."""
     for suite in SUITES.values():
         protocols = {
-            (budget.name, budget.network, budget.steps, budget.batch, budget.nfe, budget.samples)
+            (budget.name, budget.network, budget.train.train_steps, budget.train.batch, budget.nfe, budget.samples)
             for budget in (resolve_budget(r.budget, r.process) for r in suite.runs if r.budget != "paper")
         }
         assert len(protocols) == len({r.budget for r in suite.runs if r.budget != "paper"}), suite.name
-        assert all(r.steps is r.batch is r.nfe is r.samples is None for r in suite.runs), suite.name
+        assert all(r.train_steps is r.batch is r.nfe is r.samples is None for r in suite.runs), suite.name
 
 
 def test_the_estimate_is_split_over_the_devices_and_given_in_device_hours() -> None:
@@ -150,7 +151,7 @@ def test_the_estimate_is_split_over_the_devices_and_given_in_device_hours() -> N
 
 
 FOUR = dataclasses.replace(
-    SUITE, runs=tuple(RunRequest(p, **TINY) for p in ("ddpm", "heat", "blurring", "spd"))  # type: ignore[arg-type]
+    SUITE, runs=tuple(RunRequest(p, **TINY) for p in PROCESSES)  # type: ignore[arg-type]
 )
 
 

@@ -17,8 +17,8 @@ from torchmetrics.image.kid import poly_mmd
 from spdbench import classifier, data, metrics
 from spdbench.classifier import ClassifierConfig, cache_paths, load_classifier, read_cached_classifier
 from spdbench.errors import UserError
+from spdbench.files import cache_dir
 from spdbench.metrics import Gaussian, bootstrap_fids, fid, fid_interval, frechet_distance, kid, mmd2_unbiased
-from spdbench.spectra import cache_dir
 
 #: The cache the user's real classifier lives in, read before the fixture below redirects it.
 USER_CACHE = cache_dir()

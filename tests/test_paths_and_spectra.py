@@ -7,7 +7,7 @@ import pytest
 import scipy.fft
 import torch
 
-from corruptions import make_process
+from corruptions import PROCESSES, make_process
 from corruptions.oracle import gaussian_images
 from corruptions.paths import fisher_path_length
 from corruptions.spectrum import (
@@ -71,7 +71,7 @@ def test_geodesic_and_length_of_a_known_path() -> None:
 
 
 def test_every_process_has_a_path() -> None:
-    for name in ("ddpm", "heat", "blurring", "spd"):
+    for name in PROCESSES:
         result = length(name)
         assert 0 < result.geodesic <= result.length * (1 + 1e-9)
         assert torch.isfinite(result.speed).all() and len(result.speed) == len(result.time)

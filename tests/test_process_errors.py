@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corruptions import ConfigurationError, SamplerSettings, make_process
+from corruptions import PROCESSES, ConfigurationError, SamplerSettings, make_process
 from corruptions.spectrum import MeasuredSpectrum, RadialPowerLaw
 from tests.conftest import IMAGE_SPECTRUM
 
@@ -15,7 +15,7 @@ def refused(match: str):
 
 
 def test_unknown_process_lists_the_valid_names() -> None:
-    with refused(r"unknown process 'nope'; valid: ddpm, heat, blurring, spd"):
+    with refused(f"unknown process 'nope'; valid: {', '.join(PROCESSES)}$"):
         make_process("nope", (1, 8, 8))
 
 
@@ -31,7 +31,7 @@ def test_unknown_perturbation_kind() -> None:
 
 
 def test_option_of_another_process() -> None:
-    with refused(r"process 'ddpm' has no option perturb; its options: schedule, steps"):
+    with refused(r"process 'ddpm' has no option perturb; its options: schedule, levels"):
         make_process("ddpm", (1, 8, 8), perturb=0.1)
 
 
@@ -59,12 +59,12 @@ def test_spd_needs_a_spectrum() -> None:
         make_process("spd", (1, 8, 8))
 
 
-def test_sampler_settings_and_steps_are_checked() -> None:
+def test_sampler_settings_and_nfe_are_checked() -> None:
     with refused("eta"):
         SamplerSettings(eta=1.5)
     with refused("variance"):
         SamplerSettings(variance="huge")  # type: ignore[arg-type]
-    with refused(r"steps must lie in \[1, 1000\]"):
+    with refused(r"nfe \(sampler network calls\) must lie in \[1, 1000\] \(the levels\)"):
         make_process("ddpm", (1, 8, 8)).time_grid(1001)
     with refused("unknown DDPM schedule"):
         make_process("ddpm", (1, 8, 8), schedule="sigmoid")  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,13 @@ from corruptions.spectrum import PAPER_SPECTRUM
 from spdbench import spectra
 from spdbench.cli import app
 from spdbench.errors import UserError
-from spdbench.report import COLUMNS, perturbation_series, read_suite, write_report
+from spdbench.records import read_suite
+from spdbench.report import COLUMNS, option_sweeps, write_report
 from spdbench.show import tile
 
 runner = CliRunner()
 SHAPE = (1, 28, 28)
-FIGURES = ("fid.png", "fid_vs_perturb.png", "fid_vs_step.png", "samples.png")
+FIGURES = ("fid.png", "fid_vs_option.png", "fid_vs_step.png", "samples.png")
 #: Synthetic floor: not a measurement.
 FLOOR = {"fid": 1.5, "fid_low": 1.2, "fid_high": 1.9, "kid": 0.0002, "kid_std": 0.0001, "samples": 64}
 
@@ -61,7 +64,7 @@ def write_run(
     scores, an ``eval.jsonl`` and a sample file; for ``failed``, ``failed.json``."""
     built = make_process(process, SHAPE, spectrum=PAPER_SPECTRUM, **options)
     process_config = built.config() | ({"spectrum": spectrum} if "spectrum" in built.config() else {})
-    run_id = f"{process}-{options.get('perturb_kind', '')}{options.get('perturb', '')}-{budget}-s{seed}"
+    run_id = f"{built.label()}-{budget}-s{seed}"
     run_dir = suite_dir / "runs" / run_id
     run_dir.mkdir(parents=True)
     config = {
@@ -70,7 +73,7 @@ def write_run(
         "image_shape": list(SHAPE),
         "budget": budget,
         "network": {"size": "quick"},
-        "train": {"steps": 100, "batch": 8, "seed": seed},
+        "train": {"train_steps": 100, "batch": 8, "seed": seed},
         "sampler": {"nfe": 10, "eta": 1.0, "variance": "small", "clip_x0": True},
         "samples": 64,
         "seed": seed,
@@ -134,21 +137,27 @@ def read_rows(suite_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
+def table_cells(markdown: str) -> list[list[str]]:
+    """The cells of every Markdown table row in ``markdown``, stripped of their padding."""
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in markdown.splitlines() if line.startswith("|")]
+
+
 def test_report_tables_have_one_row_per_run_in_order(tmp_path: Path) -> None:
     suite_dir = write_suite(tmp_path)
     files = write_report(suite_dir)
     assert [path.name for path in files] == ["fid.csv", "fid.md", *FIGURES]
     rows = read_rows(suite_dir)
     assert list(rows[0]) == list(COLUMNS)
-    order = [(row["process"], row["perturb_kind"], row["seed"], row["status"]) for row in rows]
+    order = [(row["process"], row["label"], row["seed"], row["status"]) for row in rows]
     assert order == [
-        ("ddpm", "", "0", "done"),
-        ("heat", "", "0", "failed"),
-        ("blurring", "", "0", "unfinished"),
-        ("spd", "", "0", "done"),
-        ("spd", "", "1", "done"),
-        ("spd", "desync", "0", "done"),
+        ("ddpm", "ddpm", "0", "done"),
+        ("heat", "heat", "0", "failed"),
+        ("blurring", "blurring", "0", "unfinished"),
+        ("spd", "spd", "0", "done"),
+        ("spd", "spd", "1", "done"),
+        ("spd", "spd-desync+0.1", "0", "done"),
     ]
+    assert json.loads(rows[5]["options"])["perturb"] == 0.1
     assert all(float(row["floor_fid"]) == FLOOR["fid"] for row in rows)
     failed = rows[1]
     assert failed["error"] == "CUDA out of memory | boom" and failed["fid"] == ""
@@ -163,9 +172,12 @@ def test_report_tables_have_one_row_per_run_in_order(tmp_path: Path) -> None:
         assert fact in heading
     assert "features fmnist-cnn-synthetic" in heading
     assert "`pytest tests/test_report.py` on test machine" in markdown
-    assert "failed: CUDA out of memory \\| boom" in markdown and "| unfinished |" in markdown
+    cells = table_cells(markdown)
+    assert "failed: CUDA out of memory \\| boom" in markdown and ["blurring", "quick", "0", "unfinished"] in [
+        row[:4] for row in cells
+    ]
     assert "28.00 [27.00, 29.50]" in markdown and "5.5 min" in markdown
-    assert "| spd | 0, 1 | 2 of 2 | 29.00 ± 1.41 |" in markdown  # the seed table
+    assert ["spd", "0, 1", "2 of 2", "29.00 ± 1.41", "0.029 ± 0.001414"] in cells  # the seed table
     assert "Warning" not in markdown
     for name in FIGURES:
         with Image.open(suite_dir / name) as image:
@@ -180,7 +192,7 @@ def test_runs_scored_otherwise_are_flagged(tmp_path: Path) -> None:
     summary_path.write_text(json.dumps(summary))
     write_report(suite_dir)
     markdown = (suite_dir / "fid.md").read_text()
-    assert "Warning: these runs were scored otherwise" in markdown and "ddpm--quick-s0: features" in markdown
+    assert "Warning: these runs were scored otherwise" in markdown and "ddpm-quick-s0: features" in markdown
 
 
 def test_smoke_suite_says_so(tmp_path: Path) -> None:
@@ -217,7 +229,7 @@ def test_report_command_writes_and_prints(tmp_path: Path) -> None:
     write_suite(tmp_path, "two")
     result = runner.invoke(app, ["report", "two", "--results", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "| spd desync +0.1 |" in result.stdout and f"wrote {tmp_path / 'two' / 'fid.csv'}" in result.stdout
+    assert "| spd-desync+0.1 " in result.stdout and f"wrote {tmp_path / 'two' / 'fid.csv'}" in result.stdout
     assert not (tmp_path / "one" / "fid.csv").exists()
     result = runner.invoke(app, ["report", "--results", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -262,7 +274,50 @@ def test_a_suite_of_two_budgets_keeps_them_apart(tmp_path: Path) -> None:
     rows = read_rows(suite_dir)
     assert [(row["budget"], row["process"]) for row in rows[-2:]] == [("paper", "ddpm"), ("paper", "spd")]
     assert {row["budget"] for row in rows[:-2]} == {"quick"}
-    assert "| spd | paper | 0 | done | 12.00" in (suite_dir / "fid.md").read_text()
-    spd = [run for run in read_suite(suite_dir).scored() if run.process == "spd"]
-    series = perturbation_series(spd, "desync")
-    assert {run.budget for run in series} == {"quick"} and {run.perturb for run in series} == {0.0, 0.1}
+    assert ["spd", "paper", "0", "done", "12.00 [11.00, 13.50]"] in [
+        row[:5] for row in table_cells((suite_dir / "fid.md").read_text())
+    ]
+    (sweep,) = option_sweeps(read_suite(suite_dir).scored())
+    assert (sweep.process, sweep.option, sweep.budget) == ("spd", "perturb", "quick")
+    (series,) = sweep.series.values()
+    assert sorted((run.options["perturb"], run.seed) for run in series) == [(0.0, 0), (0.0, 1), (0.1, 0)]
+
+
+def test_sweeps_are_found_for_any_numeric_option(tmp_path: Path) -> None:
+    """Runs of one process that differ in one numeric option form a sweep, with the process at
+    its defaults in every series of it; series differ in the other options (SPD's kinds)."""
+    suite_dir = write_suite(tmp_path)
+    write_run(suite_dir, "spd", 0, "done", 31.0, perturb=-0.1, perturb_kind="spectrum")
+    write_run(suite_dir, "ddpm", 0, "done", 45.0, levels=500)
+    write_run(suite_dir, "ddpm", 0, "done", 42.0, schedule="cosine")  # text option: no sweep of its own
+    sweeps = {(sweep.process, sweep.option): sweep for sweep in option_sweeps(read_suite(suite_dir).scored())}
+    assert set(sweeps) == {("spd", "perturb"), ("ddpm", "levels")}
+    kinds = sweeps["spd", "perturb"].series
+    assert set(kinds) == {"perturb_kind=desync", "perturb_kind=spectrum"}
+    assert sorted(run.label for run in kinds["perturb_kind=spectrum"]) == ["spd", "spd", "spd-spectrum-0.1"]
+    (levels,) = sweeps["ddpm", "levels"].series.values()
+    assert sorted(run.label for run in levels) == ["ddpm", "ddpm-levels=500"]
+    write_report(suite_dir)
+    with Image.open(suite_dir / "fid_vs_option.png") as image:
+        assert image.height > image.width  # one panel per sweep: two, one above the other
+
+
+def imported_modules(*arguments: str) -> set[str]:
+    """The modules ``python -X importtime ARGUMENTS`` imports (read from its import-time log)."""
+    finished = subprocess.run(
+        [sys.executable, "-X", "importtime", *arguments], capture_output=True, text=True, timeout=300, check=True
+    )
+    lines = [line.split("|") for line in finished.stderr.splitlines() if line.startswith("import time:")]
+    return {parts[-1].strip() for parts in lines if len(parts) == 3}
+
+
+def test_reading_results_needs_none_of_the_machinery_that_made_them(tmp_path: Path) -> None:
+    """``spdbench report`` loads the records schema, not the trainer, checkpoints, metrics, clean-fid
+    or the sampler, and no distributed code beyond what ``import torch`` itself loads."""
+    write_suite(tmp_path, "quick")
+    report = imported_modules("-m", "spdbench", "report", "quick", "--results", str(tmp_path))
+    assert "spdbench.records" in report and (tmp_path / "quick" / "fid.csv").is_file()
+    machinery = {"spdbench.train", "spdbench.checkpoint", "spdbench.metrics", "spdbench.sampling", "spdbench.runs"}
+    assert not report & machinery and not any(name.startswith("cleanfid") for name in report)
+    torch_alone = imported_modules("-c", "import torch")
+    assert not {name for name in report - torch_alone if name.startswith("torch.distributed")}

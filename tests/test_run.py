@@ -100,8 +100,30 @@ def test_dry_run_prints_the_configuration_and_writes_nothing(tmp_path: Path) -> 
     assert code == 0, output
     config = json.loads(output)
     assert config["process"]["perturb"] == 0.1 and config["process"]["perturb_kind"] == "desync"
-    assert config["train"]["steps"] == 3 and config["run_id"].startswith("spd-desync+0.1-fmnist-smoke-s0-")
+    assert config["train"]["train_steps"] == 3 and config["sampler"]["nfe"] == 3
+    assert config["process"]["label"] == "spd-desync+0.1" and config["run_id"].startswith("spd-desync+0.1-fmnist-smoke-s0-")
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_any_process_option_is_passed_through(tmp_path: Path) -> None:
+    """``--option NAME=VALUE`` reaches the process (numbers as numbers); the SPD shorthand is the
+    same request as its options spelt out."""
+    code, output = spdbench(
+        "run", "--process", "ddpm", "--option", "schedule=cosine", "--option", "levels=500", *TINY, "--dry-run"
+    )
+    assert code == 0, output
+    config = json.loads(output)
+    assert config["process"]["schedule"] == "cosine" and config["process"]["levels"] == 500
+    assert config["run_id"].startswith("ddpm-schedule=cosine-levels=500-fmnist-smoke-s0-")
+    shorthand = spdbench("run", "--process", "spd", "--perturb", "0.1", "--perturb-kind", "time", *TINY, "--dry-run")
+    spelt_out = spdbench(
+        "run", "--process", "spd", "--option", "perturb=0.1", "--option", "perturb_kind=time", *TINY, "--dry-run"
+    )
+    assert shorthand == spelt_out and shorthand[0] == 0
+    # An integer for a float option is that float: the same configuration, the same run.
+    integer = json.loads(spdbench("run", "--process", "spd", "--option", "perturb=0", *TINY, "--dry-run")[1])
+    plain = json.loads(spdbench("run", "--process", "spd", *TINY, "--dry-run")[1])
+    assert integer["run_id"] == plain["run_id"] and integer["process"]["perturb"] == 0.0
 
 
 def test_finished_run_is_not_redone_and_interrupted_run_resumes(tmp_path: Path) -> None:
@@ -145,14 +167,16 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--process", "nope"], "unknown process 'nope'; valid: ddpm, heat, blurring, spd"),
+        (["--process", "nope"], f"unknown process 'nope'; valid: {', '.join(PROCESSES)}"),
         (["--process", "spd", "--perturb", "1.5"], "|p| < 1"),
         (["--process", "spd", "--perturb", "0.1", "--perturb-kind", "bend"], "unknown perturb kind 'bend'"),
-        (["--process", "ddpm", "--perturb", "0.1"], "apply to spd only"),
+        (["--process", "ddpm", "--perturb", "0.1"], "process 'ddpm' has no option perturb; its options: schedule, levels"),
+        (["--process", "ddpm", "--option", "levels=1"], "DDPM needs at least 2 levels"),
+        (["--process", "ddpm", "--option", "levels"], "--option takes NAME=VALUE"),
         (["--process", "ddpm", "--dataset", "mnist"], "unknown dataset"),
         (["--process", "ddpm", "--budget", "huge"], "unknown budget 'huge'"),
-        (["--process", "ddpm", "--steps", "0"], "--steps must be at least 1"),
-        (["--process", "heat", "--nfe", "500"], "steps must lie in [1, 100]"),
+        (["--process", "ddpm", "--steps", "0"], "--steps (train_steps) must be at least 1"),
+        (["--process", "heat", "--nfe", "500"], "nfe (sampler network calls) must lie in [1, 100]"),
         (["--process", "spd", "--spectrum", "flat"], "valid: empirical, fit, paper"),
     ],
 )
@@ -201,7 +225,7 @@ def test_missing_dataset_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 #: A run long enough for one periodic evaluation (the smoke budget evaluates every 20 steps).
-EVALUATED = runs.RunRequest("spd", budget="smoke", steps=21, batch=8, samples=6, nfe=3)
+EVALUATED = runs.RunRequest("spd", budget="smoke", train_steps=21, batch=8, samples=6, nfe=3)
 
 
 def _execute_worker(rank: int, world: int, port: int, out: Path, cache: str) -> None:

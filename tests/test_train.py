@@ -62,7 +62,7 @@ def images() -> Tensor:
 
 def settings(**changes: object) -> TrainConfig:
     """Six steps of batch 8 (crossing an epoch), checkpoints at steps 3 and 6, a log entry per step."""
-    values: dict = dict(steps=6, batch=8, lr=1e-3, warmup=2, ema_decay=0.9, checkpoint_every=3, log_every=1)
+    values: dict = dict(train_steps=6, batch=8, lr=1e-3, warmup=2, ema_decay=0.9, checkpoint_every=3, log_every=1)
     values.update(changes)
     return TrainConfig(**values)
 
@@ -85,7 +85,7 @@ class Killed(Exception):
 
 @pytest.mark.parametrize("name", sorted(corruptions.PROCESSES))
 def test_every_process_trains(tmp_path: Path, name: str) -> None:
-    result = run(tmp_path, name=name, steps=3)
+    result = run(tmp_path, name=name, train_steps=3)
     assert result.step == 3 and result.resumed_from == 0
     assert math.isfinite(result.metrics["loss"])
     saved = load_checkpoint(tmp_path)
@@ -97,7 +97,7 @@ def test_every_process_trains(tmp_path: Path, name: str) -> None:
 
 
 def test_bf16_and_channels_last_train(tmp_path: Path) -> None:
-    result = run(tmp_path, steps=2, bf16=True, channels_last=True)
+    result = run(tmp_path, train_steps=2, bf16=True, channels_last=True)
     assert result.config.bf16 is True
     assert math.isfinite(result.metrics["loss"])
 
@@ -108,7 +108,7 @@ def test_bf16_is_off_by_default_on_the_cpu() -> None:
 
 
 def test_metrics_log_has_quarter_losses(tmp_path: Path) -> None:
-    run(tmp_path, steps=5, log_every=2, batch=16)
+    run(tmp_path, train_steps=5, log_every=2, batch=16)
     entries = read_log(tmp_path)
     assert [e["step"] for e in entries] == [2, 4, 5]
     for entry in entries:
@@ -123,7 +123,7 @@ def test_metrics_log_has_quarter_losses(tmp_path: Path) -> None:
 
 
 def test_warmup_ramps_the_learning_rate(tmp_path: Path) -> None:
-    run(tmp_path, steps=3, warmup=4)
+    run(tmp_path, train_steps=3, warmup=4)
     assert [e["lr"] for e in read_log(tmp_path)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4])
 
 
@@ -154,32 +154,32 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) -> No
 
 
 def test_finished_run_is_not_trained_again(tmp_path: Path) -> None:
-    run(tmp_path, steps=3)
-    again = run(tmp_path, steps=3)
+    run(tmp_path, train_steps=3)
+    again = run(tmp_path, train_steps=3)
     assert again.resumed_from == 3 and again.metrics is None
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
-    run(tmp_path, steps=3)
+    run(tmp_path, train_steps=3)
     with pytest.raises(UserError, match="other settings.*lr 0.001 → 0.002"):
-        run(tmp_path, steps=6, lr=2e-3)
+        run(tmp_path, train_steps=6, lr=2e-3)
     with pytest.raises(UserError, match="process"):
-        run(tmp_path, steps=6, name="spd")
+        run(tmp_path, train_steps=6, name="spd")
 
 
 def test_truncated_checkpoint_is_a_user_error(tmp_path: Path) -> None:
-    result = run(tmp_path, steps=3)
+    result = run(tmp_path, train_steps=3)
     weights = result.checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(UserError, match="model.safetensors is truncated or corrupt") as error:
         load_checkpoint(tmp_path)
     assert "\n" not in str(error.value)
     with pytest.raises(UserError, match="truncated or corrupt"):
-        run(tmp_path, steps=6)
+        run(tmp_path, train_steps=6)
 
 
 def test_altered_checkpoint_is_a_user_error(tmp_path: Path) -> None:
-    result = run(tmp_path, steps=3)
+    result = run(tmp_path, train_steps=3)
     state = result.checkpoint / "state.safetensors"
     data = bytearray(state.read_bytes())
     data[-1] ^= 1
@@ -189,19 +189,19 @@ def test_altered_checkpoint_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_checkpoint_without_manifest_is_a_user_error(tmp_path: Path) -> None:
-    result = run(tmp_path, steps=3)
+    result = run(tmp_path, train_steps=3)
     (result.checkpoint / "manifest.json").unlink()
     with pytest.raises(UserError, match="manifest.json"):
         read_checkpoint(result.checkpoint)
 
 
 def test_save_interrupted_by_a_kill_is_ignored(tmp_path: Path) -> None:
-    run(tmp_path, steps=3)
+    run(tmp_path, train_steps=3)
     leftover = tmp_path / CHECKPOINTS / ".tmp-killed"
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"partial")
     assert load_checkpoint(tmp_path).step == 3
-    run(tmp_path, steps=6)
+    run(tmp_path, train_steps=6)
     assert sorted(p.name for p in (tmp_path / CHECKPOINTS).iterdir()) == ["step-000000006"]
 
 
@@ -242,7 +242,7 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_checkpoint(tmp_path: Path) -
 
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(UserError, match="batch must be at least 1.*lr must be positive"):
-        TrainConfig(steps=1, batch=0, lr=0.0)
+        TrainConfig(train_steps=1, batch=0, lr=0.0)
 
 
 def test_images_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
@@ -253,12 +253,12 @@ def test_images_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
 def _distributed_worker(rank: int, world: int, port: int, run_dir: Path) -> None:
     """One rank of a gloo run started the way torchrun starts one: from environment variables."""
     become_rank(rank, world, port)
-    run(run_dir, tiny_net(dropout=0.0), steps=3)
+    run(run_dir, tiny_net(dropout=0.0), train_steps=3)
 
 
 def test_two_processes_train_like_one(tmp_path: Path) -> None:
     torch.multiprocessing.spawn(_distributed_worker, args=(2, free_port(), tmp_path / "ddp"), nprocs=2)
-    single = run(tmp_path / "single", tiny_net(dropout=0.0), steps=3)
+    single = run(tmp_path / "single", tiny_net(dropout=0.0), train_steps=3)
     distributed = load_checkpoint(tmp_path / "ddp")
     for key, weight in single.net.state_dict().items():
         torch.testing.assert_close(distributed.model[key], weight, rtol=1e-5, atol=1e-6)

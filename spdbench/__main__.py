@@ -1,0 +1,5 @@
+"""``python -m spdbench``: the command line."""
+
+from spdbench.cli import app
+
+app()

@@ -1,0 +1,191 @@
+"""The run-directory and suite-directory schema: file names, and reading and writing the records.
+
+A run directory holds ``config.json`` (the resolved configuration, as ``--dry-run`` prints it),
+``metrics.jsonl`` (the training log), ``checkpoints/``, ``samples.npz`` (uint8 images),
+``samples.png``, ``eval.jsonl`` (FID during training, one ``{step, fid, samples}`` a line) and
+``summary.json`` (costs and the FID/KID scores); a run that failed inside a suite has
+``failed.json`` (``{"run_id", "error", "traceback"}``) instead of a summary.
+
+A suite directory holds ``suite.json`` (its name, title, budget, dataset, how its FID is
+computed, the command and machine that made it, the floor score, whether it is a smoke test and
+the ids of its runs) and ``runs/<run id>/``.
+
+Reading needs none of the machinery that made the records (no trainer, metrics or distributed
+code): ``spdbench report`` imports this module alone for them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spdbench.errors import UserError
+from spdbench.files import write_text_atomically
+
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+SAMPLES = "samples.npz"
+SAMPLE_GRID = "samples.png"
+EVALUATIONS = "eval.jsonl"
+FAILED = "failed.json"
+SUITE_FILE = "suite.json"
+RUNS_DIR = "runs"
+#: What ``suite.json`` must hold.
+SUITE_KEYS = ("suite", "title", "budget", "dataset", "features", "samples", "reference", "command", "machine")
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; a one-line error when it is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON: {error}") from None
+
+
+def write_json(path: Path, record: Any) -> None:
+    """``record`` as indented JSON in ``path``, written atomically."""
+    write_text_atomically(path, json.dumps(record, indent=2) + "\n")
+
+
+def append_evaluation(run_dir: Path, step: int, fid: float, samples: int) -> None:
+    """One line of ``eval.jsonl``."""
+    with (run_dir / EVALUATIONS).open("a") as log:
+        log.write(json.dumps({"step": step, "fid": fid, "samples": samples}) + "\n")
+
+
+def write_failure(run_dir: Path, error: str, traceback: str) -> None:
+    """``failed.json``: why the run in ``run_dir`` failed."""
+    write_json(run_dir / FAILED, {"run_id": run_dir.name, "error": error, "traceback": traceback})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run directory as it reads back."""
+
+    run_id: str
+    directory: Path
+    config: dict[str, Any]  #: ``config.json``; empty when the run never wrote one
+    summary: dict[str, Any] | None
+    error: str | None
+    evaluations: list[dict[str, Any]]  #: the lines of ``eval.jsonl``
+
+    @property
+    def status(self) -> str:
+        """``done`` (a summary), ``failed`` (an error), ``not started`` (no directory) or
+        ``unfinished`` (none of these)."""
+        if self.summary is not None:
+            return "done"
+        if self.error is not None:
+            return "failed"
+        return "unfinished" if self.directory.is_dir() else "not started"
+
+    @property
+    def process_config(self) -> dict[str, Any]:
+        """The process's name, label, basis and options, as ``Process.config`` wrote them."""
+        return dict(self.config.get("process", {}))
+
+    @property
+    def process(self) -> str:
+        return str(self.process_config.get("process", ""))
+
+    @property
+    def label(self) -> str:
+        """The process's label (``spd-desync+0.1``), as ``Process.label`` made it."""
+        return str(self.process_config.get("label", self.process))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The process's options (its basis among them)."""
+        return {key: value for key, value in self.process_config.items() if key not in ("process", "label")}
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.get("seed")
+
+    @property
+    def budget(self) -> str:
+        return str(self.config.get("budget", ""))
+
+    @property
+    def scores(self) -> dict[str, Any] | None:
+        """The run's score dict, or ``None`` when it has none (not finished, or not scored)."""
+        return None if self.summary is None else self.summary.get("scores")
+
+    @property
+    def configuration(self) -> str:
+        """The configuration without its seeds, as a string: runs that differ only by seed share it."""
+        unseeded = {key: value for key, value in self.config.items() if key != "seed"}
+        unseeded["train"] = {key: value for key, value in self.config.get("train", {}).items() if key != "seed"}
+        return json.dumps(unseeded, sort_keys=True)
+
+
+def read_run(directory: Path) -> RunRecord:
+    """The record of the run in ``directory``."""
+    config = directory / CONFIG
+    summary = directory / SUMMARY
+    failed = directory / FAILED
+    evaluations = directory / EVALUATIONS
+    return RunRecord(
+        run_id=directory.name,
+        directory=directory,
+        config=read_json(config) if config.is_file() else {},
+        summary=read_json(summary) if summary.is_file() else None,
+        error=str(read_json(failed)["error"]) if failed.is_file() else None,
+        evaluations=[json.loads(line) for line in evaluations.read_text().splitlines() if line.strip()]
+        if evaluations.is_file()
+        else [],
+    )
+
+
+@dataclass(frozen=True)
+class SuiteRecord:
+    """A suite directory: ``suite.json`` and the records of its runs."""
+
+    directory: Path
+    info: dict[str, Any]
+    runs: list[RunRecord]  #: the runs ``suite.json`` lists (every run directory when it lists none)
+    left_out: list[str]  #: run directories that ``suite.json`` does not list (another protocol)
+
+    @property
+    def smoke(self) -> bool:
+        return bool(self.info.get("smoke"))
+
+    @property
+    def floor(self) -> dict[str, Any] | None:
+        return self.info.get("floor")
+
+    def scored(self) -> list[RunRecord]:
+        """The finished runs that have scores."""
+        return [run for run in self.runs if run.scores is not None]
+
+
+def read_suite(directory: Path) -> SuiteRecord:
+    """The suite in ``directory``, its runs in the order ``suite.json`` lists them; one-line errors
+    when ``suite.json`` is missing or lacks a key."""
+    path = directory / SUITE_FILE
+    if not path.is_file():
+        raise UserError(f"{directory} is not a suite: it has no {SUITE_FILE}")
+    info = read_json(path)
+    missing = [key for key in SUITE_KEYS if key not in info]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}")
+    runs_dir = directory / RUNS_DIR
+    found = sorted(run.name for run in runs_dir.iterdir() if run.is_dir()) if runs_dir.is_dir() else []
+    listed = [str(run_id) for run_id in info.get("runs", found)]
+    left_out = [run_id for run_id in found if run_id not in listed]
+    return SuiteRecord(directory, info, [read_run(runs_dir / run_id) for run_id in listed], left_out)
+
+
+def suite_dirs(results: Path, name: str | None) -> list[Path]:
+    """The suite ``name`` under ``results``, or every directory there with a ``suite.json``."""
+    suites = sorted(path.parent for path in results.glob(f"*/{SUITE_FILE}"))
+    if name is None:
+        if not suites:
+            raise UserError(f"no suites in {results} (directories with a {SUITE_FILE})")
+        return suites
+    if not (results / name / SUITE_FILE).is_file():
+        known = ", ".join(path.name for path in suites) or "none"
+        raise UserError(f"unknown suite {name!r} in {results}; suites there: {known}")
+    return [results / name]
