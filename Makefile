@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data test paths show
+.PHONY: setup data test paths samplers show
 
 setup: $(VENV)/.installed data
 
@@ -25,6 +25,9 @@ test: setup
 
 paths: setup
 	$(BIN)/spdbench paths
+
+samplers: setup
+	$(BIN)/spdbench samplers
 
 show: setup
 	$(BIN)/spdbench show --process all

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from corruptions.base import Corruption, ImageShape, Process, SamplerSettings, Step
+from corruptions.base import Corruption, ImageShape, Process
 from corruptions.blurring import BlurringDiffusion
 from corruptions.ddpm import DDPM
 from corruptions.errors import ConfigurationError
@@ -59,9 +59,7 @@ __all__ = [
     "ConfigurationError",
     "Corruption",
     "Process",
-    "SamplerSettings",
     "Spectrum",
-    "Step",
     "make_process",
     "process_options",
 ]

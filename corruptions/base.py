@@ -15,7 +15,8 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -34,37 +35,10 @@ class Corruption:
     target: Tensor
 
 
-@dataclass(frozen=True)
-class Step:
-    """One reverse step: the next state and the predicted clean image used to make it."""
-
-    x_next: Tensor
-    x0_hat: Tensor
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """Options of the reverse samplers, orthogonal to the process.
-
-    ``eta`` scales the injected noise from 0 (deterministic) to 1 (ancestral).
-    ``variance``: ``small`` is the posterior variance of ``q(x_r | x_t, x̂_0)``;
-    ``large`` is the forward transition variance ``s²_{t|r}`` (DDPM's fixed-large
-    ``σ_t² = β_t``, the official SPD sampler). ``clip_x0`` clips ``x̂_0`` to ``[-1, 1]``.
-    """
-
-    eta: float = 1.0
-    variance: Literal["small", "large"] = "small"
-    clip_x0: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.eta <= 1.0:
-            raise ConfigurationError(f"eta must lie in [0, 1], got {self.eta}")
-        if self.variance not in ("small", "large"):
-            raise ConfigurationError(f"variance must be 'small' or 'large', got {self.variance!r}")
-
-
 class Process(ABC):
-    """A forward corruption process and its reverse sampler step."""
+    """A forward corruption process: its marginals, the network's target, and what a sampler
+    needs of it (time grid, prior, ``predict_x0``); the samplers themselves are
+    ``spdbench.solvers``."""
 
     name: ClassVar[str]
     #: True when the constructor takes the data's power spectrum (``spectrum=``).
@@ -141,22 +115,17 @@ class Process(ABC):
         ``predict_x0``, used to put an analytic denoiser where the network goes."""
 
     @abstractmethod
-    def reverse_step(
-        self,
-        net_out: Tensor,
-        x_t: Tensor,
-        t: Tensor,
-        t_next: Tensor,
-        noise: Tensor,
-        settings: SamplerSettings,
-    ) -> Step:
-        """From ``x_t`` at time ``t`` to ``t_next < t`` (scalar times). ``t_next = 0`` returns
-        the predicted clean image, with no noise."""
-
-    @abstractmethod
     def prior(self, noise: Tensor, reference: Tensor) -> Tensor:
         """The sampler's starting state from pixel noise and a batch of training images of the
         same shape (only data-dependent priors use them)."""
+
+    def mix(self, terms: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+        """``B⁻¹ Σ_i c_i ⊙ B x_i`` for per-frequency coefficients ``c_i`` (float64, cast to the
+        images' dtype); when every ``c_i`` is the same for all frequencies, no transform runs."""
+        dtype = terms[0][1].dtype
+        if all(c.shape[-2:] == (1, 1) for c, _ in terms):
+            return sum(c.to(dtype) * x for c, x in terms)  # type: ignore[return-value]
+        return self.basis.mix([(c.to(dtype), x) for c, x in terms])
 
     def loss(self, net_out: Tensor, corruption: Corruption) -> Tensor:
         """Per-image loss ``mean over pixels of (net_out − target)²``."""

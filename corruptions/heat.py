@@ -4,8 +4,8 @@ Forward: ``F_k x = IDCT(exp(−Λ τ_k) ⊙ DCT x)``, ``τ_k = σ_{B,k}² / 2``,
 ``σ_{B,k} = exp(linspace(log σ_min, log σ_max, K))`` for ``k = 1 … K`` and ``σ_{B,0} = 0``.
 Training: ``ũ_k = F_k x + σ ε``; the network predicts the residual ``f`` with
 ``x̂_{k−1} = ũ_k + f(ũ_k, k)``, target ``F_{k−1} x − ũ_k``.
-Sampler: ``u_K = F_K x_data + δ ε``, then ``μ = u_k + f(u_k, k)``, ``u_{k−1} = μ + δ ε``;
-the last ``μ`` is returned.
+Sampler (``spdbench.solvers.ihdm``): ``u_K = F_K x_data + δ ε``, then ``μ = u_k + f(u_k, k)``,
+``u_{k−1} = μ + δ ε``; the last ``μ`` is returned. ``delta`` is the sampler's noise ``δ``.
 
 Noise levels: the official code works on ``[0, 1]`` data with ``σ = 0.01``, ``δ = 0.0125``;
 on ``[−1, 1]`` data the same process has ``σ = 0.02``, ``δ = 0.025`` (ours, the defaults).
@@ -20,16 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from corruptions.base import (
-    Corruption,
-    DeviceCopies,
-    DiscreteTime,
-    ImageShape,
-    Process,
-    SamplerSettings,
-    Step,
-    batch_view,
-)
+from corruptions.base import Corruption, DeviceCopies, DiscreteTime, ImageShape, Process, batch_view
 from corruptions.errors import ConfigurationError
 from corruptions.transforms import BASES, heat_eigenvalues
 
@@ -122,27 +113,6 @@ class HeatDissipation(DiscreteTime, Process):
     def net_output_from_x0(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """``f = F_{k−1} x0 − u_k``."""
         return self.blur(x0, t.reshape(-1) - 1) - x_t
-
-    def reverse_step(
-        self,
-        net_out: Tensor,
-        x_t: Tensor,
-        t: Tensor,
-        t_next: Tensor,
-        noise: Tensor,
-        settings: SamplerSettings,
-    ) -> Step:
-        """``μ = u_k + (k − k') f(u_k, k)``, ``u_{k'} = μ + η δ sqrt(k − k') z``; returns ``μ`` at
-        ``k' = 0``. With ``k' = k − 1`` and ``η = 1`` this is the official sampler; a stride
-        ``k − k' > 1`` is an Euler step in the level index whose noise variance adds up over
-        the levels it skips (ours: IHDM has no few-step sampler)."""
-        if settings.variance != "small":
-            raise ConfigurationError("heat has one noise level δ; variance='large' does not apply")
-        stride = int(t) - int(t_next)
-        mean = x_t + stride * net_out.to(x_t.dtype)
-        if int(t_next) == 0:
-            return Step(x_next=mean, x0_hat=mean)
-        return Step(x_next=mean + settings.eta * self.delta * math.sqrt(stride) * noise, x0_hat=mean)
 
     def prior(self, noise: Tensor, reference: Tensor) -> Tensor:
         """``u_K = F_K x_data + δ ε``: the prior is built from training images."""

@@ -13,7 +13,11 @@
   0.9999, flips, all 4000 steps; no warm-up or clipping in guided-diffusion). Ours, stated:
   SPD's step count (not in our reference sheet; we give it DDPM's 800k), and heat and
   blurring trained with DDPM's recipe and network (IHDM's official network has 61 M
-  parameters; blurring diffusion has no official code).
+  parameters; blurring diffusion has no official code). Each samples as its paper did:
+  DDPM ancestral with the fixed-large variance, x̂_0 clipped, all 1000 levels; SPD ancestral,
+  fixed-large, unclipped, all 4000 levels; heat IHDM's δ-sampler over all K levels; blurring
+  the posterior (small-variance ancestral) sampler over its published 1000 steps (clipping
+  x̂_0 is ours).
 - ``matched`` (ours): the fair GPU comparison: every process with DDPM's network and
   optimiser, 200k steps, 100 sampler steps.
 Every budget trains every process with the same settings, except ``paper``, where each
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from spdbench.errors import UserError
+from spdbench.solvers import SamplerSettings
 
 BUDGETS = ("smoke", "quick", "paper", "matched")
 
@@ -101,19 +106,28 @@ class Budget:
     """What one run spends: network size, training settings, sampler calls and samples.
 
     ``train``: the training settings (its seed is the run's, set when a run is resolved).
+    ``samplers``: the solvers in order of preference; a run gets the first that serves its
+    process (``spdbench.solvers``). ``grid``: the time grid (``spdbench.grids``).
     ``nfe``: network calls of the sampler (``None``: the process's full grid, all its levels).
+    ``sampler_settings``: η, the variance and clipping, for the solvers that use them.
     ``eval_every``, ``eval_samples``: a small FID evaluation of the EMA network every so many
     training steps, for FID against training step."""
 
     name: str
     network: str
     train: TrainConfig
+    samplers: tuple[str, ...]
+    grid: str
     nfe: int | None
+    sampler_settings: SamplerSettings
     samples: int
     sample_batch: int
     eval_every: int
     eval_samples: int
 
+
+#: The posterior sampler for the frequency-diagonal Gaussian processes, IHDM's for heat.
+TODAYS_SAMPLERS = ("ancestral", "ihdm")
 
 SMOKE = Budget(
     name="smoke",
@@ -121,7 +135,10 @@ SMOKE = Budget(
     train=TrainConfig(
         train_steps=40, batch=32, lr=1e-3, warmup=5, grad_clip=1.0, ema_decay=0.99, ema_warmup=True, checkpoint_every=20
     ),
+    samplers=TODAYS_SAMPLERS,
+    grid="native",
     nfe=10,
+    sampler_settings=SamplerSettings(),
     samples=64,
     sample_batch=64,
     eval_every=20,
@@ -135,7 +152,10 @@ QUICK = Budget(
         train_steps=450, batch=64, lr=1e-3, warmup=50, grad_clip=1.0, ema_decay=0.995, ema_warmup=True,
         checkpoint_every=150,
     ),
+    samplers=TODAYS_SAMPLERS,
+    grid="native",
     nfe=20,
+    sampler_settings=SamplerSettings(),
     samples=500,
     sample_batch=250,
     eval_every=150,
@@ -149,7 +169,10 @@ DDPM_RECIPE = Budget(
         train_steps=800_000, batch=128, lr=2e-4, warmup=5000, grad_clip=1.0, ema_decay=0.9999, ema_warmup=False,
         flips=True, checkpoint_every=10_000,
     ),
+    samplers=("ancestral", "ihdm"),
+    grid="native",
     nfe=None,
+    sampler_settings=SamplerSettings(variance="large", clip_x0=True),
     samples=50_000,
     sample_batch=1000,
     eval_every=50_000,
@@ -160,13 +183,18 @@ SPD_RECIPE = dataclasses.replace(
     DDPM_RECIPE,
     network="spd-cifar",
     train=dataclasses.replace(DDPM_RECIPE.train, batch=256, lr=1e-4, warmup=0, grad_clip=None),
+    sampler_settings=SamplerSettings(variance="large", clip_x0=False),
 )
+
+BLURRING_RECIPE = dataclasses.replace(DDPM_RECIPE, sampler_settings=SamplerSettings(variance="small", clip_x0=True))
 
 MATCHED = dataclasses.replace(
     DDPM_RECIPE,
     name="matched",
     train=dataclasses.replace(DDPM_RECIPE.train, train_steps=200_000),
+    samplers=TODAYS_SAMPLERS,
     nfe=100,
+    sampler_settings=SamplerSettings(),
     eval_every=20_000,
 )
 
@@ -181,4 +209,4 @@ def resolve_budget(name: str, process: str) -> Budget:
         return QUICK
     if name == "matched":
         return MATCHED
-    return SPD_RECIPE if process == "spd" else DDPM_RECIPE
+    return {"spd": SPD_RECIPE, "blurring": BLURRING_RECIPE}.get(process, DDPM_RECIPE)

@@ -28,10 +28,12 @@ from corruptions import PROCESSES, ConfigurationError
 from spdbench.budgets import BUDGETS
 from spdbench.data import DATASETS
 from spdbench.errors import UserError
+from spdbench.grids import GRIDS
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
 from spdbench.records import suite_dirs
 from spdbench.report import MARKDOWN_FILE, write_report
 from spdbench.show import show_processes
+from spdbench.solvers import SOLVERS
 
 app = typer.Typer(
     help="A benchmark of image-corruption diffusion processes: DDPM, heat dissipation, blurring "
@@ -84,6 +86,15 @@ PerturbKindOption = Annotated[
     typer.Option(help="SPD's perturbation family (desync, spectrum or time): shorthand for --option perturb_kind=K"),
 ]
 SizeOption = Annotated[int | None, typer.Option(help="image size N (N×N pixels); default: the dataset's")]
+SamplerOption = Annotated[
+    str | None, typer.Option(help=f"solver: {', '.join(SOLVERS)} (default: the budget's for the process)")
+]
+GridOption = Annotated[str | None, typer.Option(help=f"time grid: {', '.join(GRIDS)} (default: the budget's)")]
+EtaOption = Annotated[float | None, typer.Option(help="noise scale η in [0, 1] (ancestral, ihdm)")]
+VarianceOption = Annotated[str | None, typer.Option(help="small or large step variance (ancestral)")]
+ClipOption = Annotated[
+    bool | None, typer.Option("--clip/--no-clip", help="clip x̂0 to [-1, 1] (ancestral, ddim, dpmpp2m)")
+]
 
 
 def option_value(text: str) -> Any:
@@ -143,6 +154,28 @@ def paths(
 
 
 @command
+def samplers(
+    spectrum: SpectrumOption = "empirical",
+    dataset: DatasetOption = "fmnist",
+    size: SizeOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output directory; default: results/samplers/<dataset>-<size>")
+    ] = None,
+) -> None:
+    """Every solver × grid × NFE measured exactly with a perfect network on Gaussian data with the
+    data's spectrum (no training): W2² to the data and error amplification."""
+    from spdbench.samplerreport import sampler_report
+
+    given = {"--spectrum": spectrum, "--dataset": dataset, "--size": size, "--out": out}
+    options = [f"{flag} {value}" for flag, value in given.items() if value is not None]
+    invocation = " ".join(["spdbench samplers", *options])
+    report = sampler_report(spectrum, dataset, size, out, invocation)
+    typer.echo(report.files[1].read_text())
+    for path in report.files:
+        typer.echo(f"wrote {path}")
+
+
+@command
 def show(
     process: Annotated[str, typer.Option(help=f"process to show: {', '.join(PROCESSES)}, or all")],
     option: OptionOption = None,
@@ -174,7 +207,12 @@ def run(
     budget: Annotated[str, typer.Option(help=f"named budget: {', '.join(BUDGETS)}")] = "quick",
     steps: Annotated[int | None, typer.Option(help="optimizer (training) steps (default: the budget's)")] = None,
     batch: Annotated[int | None, typer.Option(help="global batch size (default: the budget's)")] = None,
+    sampler: SamplerOption = None,
+    grid: GridOption = None,
     nfe: Annotated[int | None, typer.Option(help="sampler network calls (default: the budget's)")] = None,
+    eta: EtaOption = None,
+    variance: VarianceOption = None,
+    clip: ClipOption = None,
     samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
     seed: Annotated[int, typer.Option(help="seed of training and sampling")] = 0,
     out: Annotated[Path, typer.Option(help="directory of run directories")] = Path("runs"),
@@ -186,7 +224,10 @@ def run(
     from spdbench.runs import RunRequest, execute, resolve_run
 
     options = requested_options(option, perturb, perturb_kind)
-    request = RunRequest(process, options, dataset, spectrum, budget, steps, batch, nfe, samples, seed)
+    request = RunRequest(
+        process, options, dataset, spectrum, budget, train_steps=steps, batch=batch, sampler=sampler, grid=grid,
+        nfe=nfe, eta=eta, variance=variance, clip_x0=clip, samples=samples, seed=seed,
+    )
     resolved = resolve_run(request)
     if dry_run:
         typer.echo(json.dumps({"run_id": resolved.run_id, **resolved.config()}, indent=2))
@@ -194,6 +235,36 @@ def run(
     run_dir, summary = execute(resolved, out, force=force, quiet=quiet)
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"results in {run_dir}")
+
+
+@command
+def sample(
+    run: Annotated[Path, typer.Option(help="a finished run directory (config.json and checkpoints/)")],
+    nfe: Annotated[str, typer.Option(help="network calls, comma-separated (full: the process's full grid)")],
+    sampler: SamplerOption = None,
+    grid: GridOption = None,
+    eta: EtaOption = None,
+    variance: VarianceOption = None,
+    clip: ClipOption = None,
+) -> None:
+    """Sample a finished run again from its final weights with another sampler, grid or NFE, and
+    score it like the run (resampled/<sampler>.json in the run directory)."""
+    from spdbench.runs import sample_again
+
+    try:
+        counts = [None if count.strip() == "full" else int(count) for count in nfe.split(",")]
+    except ValueError:
+        raise UserError(f"--nfe takes integers (or full), comma-separated, got {nfe!r}") from None
+    records = sample_again(run, counts, sampler, grid, eta, variance, clip)
+    table = Table(title=f"{run.name} sampled again", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("sampler", "NFE", "FID [95 % interval]", "seconds"):
+        table.add_column(column, justify="left" if column == "sampler" else "right", no_wrap=True)
+    for record in records:
+        scores = record["scores"]
+        interval = f"{scores['fid']:.2f} [{scores['fid_low']:.2f}, {scores['fid_high']:.2f}]"
+        described = ", ".join(f"{key} {value}" for key, value in record["sampler"].items() if key != "nfe")
+        table.add_row(described, str(record["sampler"]["nfe"]), interval, f"{record['sampling_seconds']:.0f}")
+    Console().print(table)
 
 
 @command

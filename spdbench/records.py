@@ -4,7 +4,9 @@ A run directory holds ``config.json`` (the resolved configuration, as ``--dry-ru
 ``metrics.jsonl`` (the training log), ``checkpoints/``, ``samples.npz`` (uint8 images),
 ``samples.png``, ``eval.jsonl`` (FID during training, one ``{step, fid, samples}`` a line) and
 ``summary.json`` (costs and the FID/KID scores); a run that failed inside a suite has
-``failed.json`` (``{"run_id", "error", "traceback"}``) instead of a summary.
+``failed.json`` (``{"run_id", "error", "traceback"}``) instead of a summary. ``spdbench sample``
+adds ``resampled/<sampler>.json`` (``{"sampler", "scores", "sampling_seconds"}``): the run's
+sample set drawn again from its final weights with another sampler or NFE, scored the same way.
 
 A suite directory holds ``suite.json`` (its name, title, budget, dataset, how its FID is
 computed, the command and machine that made it, the floor score, whether it is a smoke test and
@@ -30,6 +32,7 @@ SAMPLES = "samples.npz"
 SAMPLE_GRID = "samples.png"
 EVALUATIONS = "eval.jsonl"
 FAILED = "failed.json"
+RESAMPLED = "resampled"  #: ``resampled/<sampler>.json``: the run's sample set drawn again (``spdbench sample``)
 SUITE_FILE = "suite.json"
 RUNS_DIR = "runs"
 #: What ``suite.json`` must hold.

@@ -22,18 +22,31 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
+from torch import Tensor
 
-from corruptions import Process, SamplerSettings, make_process
+from corruptions import Process, make_process, process_options
 from models import UNet, network_config
-from spdbench.budgets import TrainConfig, resolve_budget
+from spdbench.budgets import Budget, TrainConfig, resolve_budget
 from spdbench.data import image_shape, load_images
 from spdbench.errors import UserError
 from spdbench.files import write_atomically
+from spdbench.grids import make_grid
 from spdbench.metrics import score_images
-from spdbench.records import CONFIG, SAMPLE_GRID, SAMPLES, SUMMARY, append_evaluation, read_json, write_json
+from spdbench.checkpoint import latest_checkpoint, load_checkpoint
+from spdbench.records import (
+    CONFIG,
+    RESAMPLED,
+    SAMPLE_GRID,
+    SAMPLES,
+    SUMMARY,
+    append_evaluation,
+    read_json,
+    write_json,
+)
 from spdbench.sampling import generate, network_denoiser
 from spdbench.show import tile
-from spdbench.spectra import resolve_spectrum
+from spdbench.solvers import SamplerSettings, Solver, get_solver, solvers_for
+from spdbench.spectra import process_spectrum, resolve_spectrum
 from spdbench.train import Callback, TrainResult, TrainState, process_group, train, training_device
 
 
@@ -49,7 +62,12 @@ class RunRequest:
     budget: str = "quick"
     train_steps: int | None = None
     batch: int | None = None
+    sampler: str | None = None
+    grid: str | None = None
     nfe: int | None = None
+    eta: float | None = None
+    variance: str | None = None
+    clip_x0: bool | None = None
     samples: int | None = None
     seed: int = 0
 
@@ -63,8 +81,10 @@ class Run:
     budget: str
     network: str
     train: TrainConfig
+    solver: Solver
+    grid_name: str
+    grid: Tensor = field(compare=False)  #: the sampler's times, ``nfe + 1`` of them
     sampler: SamplerSettings
-    nfe: int
     samples: int
     sample_batch: int
     eval_every: int
@@ -81,12 +101,22 @@ class Run:
             "budget": self.budget,
             "network": {"size": self.network, **dataclasses.asdict(net)},
             "train": dataclasses.asdict(self.train),
-            "sampler": {"nfe": self.nfe, **dataclasses.asdict(self.sampler)},
+            "sampler": {
+                "solver": self.solver.name,
+                "grid": self.grid_name,
+                "nfe": self.nfe,
+                **self.solver.recorded(self.sampler),
+            },
             "samples": self.samples,
             "sample_batch": self.sample_batch,
             "evaluation": {"every": self.eval_every, "samples": self.eval_samples},
             "seed": self.seed,
         }
+
+    @property
+    def nfe(self) -> int:
+        """Network calls of the sampler."""
+        return len(self.grid) - 1
 
     @property
     def run_id(self) -> str:
@@ -103,6 +133,12 @@ def resolve_run(request: RunRequest) -> Run:
         if value is not None and value < 1:
             raise UserError(f"{flag} ({name}) must be at least 1, got {value}")
     shape = image_shape(request.dataset)
+    try:
+        network_config(budget.network, shape[0], shape[1])
+    except ValueError as error:
+        shown = "×".join(map(str, shape))
+        message = f"the network {budget.network} does not fit {request.dataset}'s {shown} images: {error}"
+        raise UserError(message) from None
     spectrum = resolve_spectrum(request.spectrum, request.dataset)
     process = make_process(request.process, shape, spectrum=spectrum, **request.options)
     train_config = dataclasses.replace(
@@ -111,20 +147,49 @@ def resolve_run(request: RunRequest) -> Run:
         batch=request.batch or budget.train.batch,
         seed=request.seed,
     )
+    solver = choose_solver(request.sampler, budget, process)
+    grid_name = request.grid or budget.grid
+    data_spectrum = None if grid_name == "native" else process_spectrum(spectrum, process)
     return Run(
         process=process,
         dataset=request.dataset,
         budget=budget.name,
         network=budget.network,
         train=train_config,
-        sampler=SamplerSettings(),
-        nfe=len(process.time_grid(request.nfe or budget.nfe)) - 1,  # refuses an NFE the process cannot do
+        solver=solver,
+        grid_name=grid_name,
+        grid=make_grid(grid_name, process, request.nfe or budget.nfe, data_spectrum),
+        sampler=sampler_settings(solver, request, budget),
         samples=request.samples or budget.samples,
         sample_batch=budget.sample_batch,
         eval_every=budget.eval_every,
         eval_samples=budget.eval_samples,
         seed=request.seed,
     )
+
+
+def choose_solver(name: str | None, budget: Budget, process: Process) -> Solver:
+    """The solver ``name``, refused if it does not serve ``process``; by default the first of the
+    budget's that does."""
+    if name is not None:
+        solver = get_solver(name)
+        solver.check(process)
+        return solver
+    for preferred in budget.samplers:
+        if preferred in solvers_for(process):
+            return get_solver(preferred)
+    raise UserError(f"budget {budget.name!r} names no sampler for {process.name!r}; give one with --sampler")
+
+
+def sampler_settings(solver: Solver, request: RunRequest, budget: Budget) -> SamplerSettings:
+    """The request's η, variance and clipping, refused where ``solver`` does not use them; the
+    budget's for those it uses and the request leaves out."""
+    given = {"eta": request.eta, "variance": request.variance, "clip_x0": request.clip_x0}
+    solver.settings_for(**given)  # type: ignore[arg-type]
+    chosen = {
+        name: getattr(budget.sampler_settings, name) if given[name] is None else given[name] for name in solver.settings
+    }
+    return solver.settings_for(**chosen)
 
 
 def launch_rank() -> int:
@@ -206,7 +271,7 @@ def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int
     rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
     first, end = count * rank // world, count * (rank + 1) // world
     share = generate(
-        denoiser, run.process, images, end - first, run.seed, run.nfe, run.sampler, run.sample_batch,
+        denoiser, run.process, images, end - first, run.seed, run.grid, run.solver, run.sampler, run.sample_batch,
         device, first=first,
     )
     if not grouped:
@@ -260,3 +325,79 @@ def score_run(run_dir: Path, features: str = "default", device: str = "cpu") -> 
     scores = score_images(samples, config["dataset"], features=features, seed=config["seed"], device=device).to_dict()
     write_json(run_dir / f"scores-{scores['features']}.json", scores)
     return scores
+
+
+def request_from_config(config: dict[str, Any]) -> RunRequest:
+    """The request that resolves to the run of ``config.json`` (``config``): its process and
+    options, dataset, spectrum, budget and everything it sets otherwise than the budget."""
+    try:
+        process = config["process"]["process"]
+        options = {key: value for key, value in config["process"].items() if key in process_options(process)}
+        sampler = config["sampler"]
+        return RunRequest(
+            process,
+            options,
+            dataset=config["dataset"],
+            spectrum=config["process"].get("spectrum", "empirical"),
+            budget=config["budget"],
+            train_steps=config["train"]["train_steps"],
+            batch=config["train"]["batch"],
+            sampler=sampler["solver"],
+            grid=sampler["grid"],
+            nfe=sampler["nfe"],
+            eta=sampler.get("eta"),
+            variance=sampler.get("variance"),
+            clip_x0=sampler.get("clip_x0"),
+            samples=config["samples"],
+            seed=config["seed"],
+        )
+    except (KeyError, TypeError) as error:
+        raise UserError(f"the run configuration lacks {error}: it was written by another version of spdbench") from None
+
+
+def sample_again(
+    run_dir: Path,
+    nfes: list[int | None],
+    sampler: str | None = None,
+    grid: str | None = None,
+    eta: float | None = None,
+    variance: str | None = None,
+    clip_x0: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Draw a finished run's sample set again from its final EMA weights with another sampler
+    (``None``: the run's own choice) at each of ``nfes``, score it like the run, and write each
+    record (``{"sampler", "scores", "sampling_seconds"}``) as ``resampled/<sampler>.json``;
+    returns them. At the run's own settings it reproduces the run's samples and FID exactly."""
+    config_path = run_dir / CONFIG
+    if not config_path.is_file() or latest_checkpoint(run_dir) is None:
+        raise UserError(f"{run_dir} is not a finished run with its checkpoints: it needs {CONFIG} and checkpoints/")
+    config = read_json(config_path)
+    request = request_from_config(config)
+    run = resolve_run(request)
+    if json.loads(json.dumps(run.config())) != config:
+        raise UserError(f"{run_dir} does not rebuild as recorded: it was made by another version of spdbench")
+    net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
+    net.load_state_dict(load_checkpoint(run_dir).ema)
+    images = load_images(run.dataset, "train")
+    records = []
+    for nfe in nfes:
+        given = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0}
+        changed = {key: value for key, value in given.items() if value is not None}
+        if changed.keys() & {"sampler"}:  # another solver: the run's settings may not apply to it
+            changed = {"eta": None, "variance": None, "clip_x0": None, **changed}
+        variant = resolve_run(dataclasses.replace(request, nfe=nfe, **changed))
+        started = time.perf_counter()
+        samples = sample_from(variant, net.eval(), images, run.samples, bf16=False)
+        seconds = time.perf_counter() - started
+        assert samples is not None  # one process: it gets every image
+        scores = score_images(samples, run.dataset, seed=run.seed)
+        record = {"sampler": variant.config()["sampler"], "scores": scores.to_dict(), "sampling_seconds": seconds}
+        write_json(run_dir / RESAMPLED / f"{sampler_name(record['sampler'])}.json", record)
+        records.append(record)
+    return records
+
+
+def sampler_name(sampler: dict[str, Any]) -> str:
+    """``dpmpp3m-edm-nfe20``, then the settings: a file name for a sampler's configuration."""
+    settings = [f"{key}{value}" for key, value in sampler.items() if key not in ("solver", "grid", "nfe")]
+    return "-".join([sampler["solver"], sampler["grid"], f"nfe{sampler['nfe']}", *settings])

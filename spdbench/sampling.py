@@ -1,8 +1,9 @@
-"""The one sampling loop: a plain function of a denoiser, a process and its time grid.
+"""The one sampling loop: a plain function of a denoiser, a process, a solver and a time grid.
 
-Every process supplies ``prior``, ``time_grid`` and ``reverse_step``; this loop only walks
-the grid. The state is kept in float64 (the denoiser decides its own dtype). Noise is drawn
-per image from its own seed, so any subset of a sample set can be regenerated exactly.
+The process supplies its prior and ``predict_x0``; the solver (``spdbench.solvers``) the
+coefficients of each step; this loop walks the grid and applies them. The state is kept in
+float64 (the denoiser decides its own dtype). Noise is drawn per image from its own seed, one
+draw for the prior and one per step, so any subset of a sample set can be regenerated exactly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from corruptions import Process, SamplerSettings
+from corruptions import Process
+from spdbench.solvers import SamplerSettings, Solver, schedule
+
+MAX_HISTORY = 2  #: earlier ``x̂_0`` a solver may use (DPM-Solver++(3M) uses two)
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``(x_t, t) ↦`` network output, with ``t`` the process's own (scalar) time."""
@@ -39,20 +43,29 @@ def sample(
     process: Process,
     noise: PerImageNoise,
     reference: Tensor,
-    steps: int | None = None,
+    grid: Tensor,
+    solver: Solver,
     settings: SamplerSettings = SamplerSettings(),
     callback: Callback | None = None,
 ) -> Tensor:
-    """Run the reverse process on ``process.time_grid(steps)`` from its prior (``reference``:
-    one training image per sample, for data-dependent priors); returns float64 images."""
+    """Run ``solver`` over ``grid`` (``spdbench.grids``) from the process's prior (``reference``:
+    one training image per sample, for data-dependent priors); returns float64 images. Each
+    step: ``x̂_0`` from the network (clipped to ``[-1, 1]`` when ``settings.clip_x0``), then the
+    solver's linear step in the process's basis."""
+    solver.check(process)
     x = process.prior(noise.draw(), reference.to(noise.device, torch.float64))
-    grid = process.time_grid(steps).to(noise.device)
+    times = schedule(process, grid.to(noise.device))
+    history: list[Tensor] = []  # the earlier steps' x̂_0, the most recent first
     for i in range(len(grid) - 1):
-        t, t_next = grid[i], grid[i + 1]
-        step = process.reverse_step(denoiser(x, t), x, t, t_next, noise.draw(), settings)
+        t = times.times[i]
+        x0_hat = process.predict_x0(denoiser(x, t), x, t)
+        if settings.clip_x0:
+            x0_hat = x0_hat.clamp(-1.0, 1.0)
+        step = solver.step(process, times, i, settings)
+        x = process.mix(step.terms(x, x0_hat, history, noise.draw()))
         if callback is not None:
-            callback(i, t, step.x_next, step.x0_hat)
-        x = step.x_next
+            callback(i, t, x, x0_hat)
+        history = [x0_hat, *history[: MAX_HISTORY - 1]]
     return x
 
 
@@ -78,7 +91,8 @@ def generate(
     train_images: Tensor,
     count: int,
     seed: int,
-    steps: int | None,
+    grid: Tensor,
+    solver: Solver,
     settings: SamplerSettings,
     batch: int,
     device: torch.device,
@@ -96,7 +110,7 @@ def generate(
         indices = torch.arange(start, min(start + batch, first + count))
         noise = PerImageNoise([seed * 1_000_000 + int(i) for i in indices], process.image_shape, device)
         reference = train_images[order[indices % len(train_images)]]
-        chunks.append(to_uint8(sample(denoiser, process, noise, reference, steps, settings)).cpu())
+        chunks.append(to_uint8(sample(denoiser, process, noise, reference, grid, solver, settings)).cpu())
         if callback is not None:
             callback(len(indices))
     return torch.cat(chunks)

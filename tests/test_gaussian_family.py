@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from corruptions import PROCESSES, SamplerSettings, make_process
+from corruptions import PROCESSES, make_process
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.oracle import OracleDenoiser, gaussian_images
 from corruptions.spd import PERTURB_KINDS
+from spdbench.grids import make_grid
 from spdbench.sampling import PerImageNoise, sample
+from spdbench.samplerreport import todays_solver
+from spdbench.solvers import SOLVERS, ancestral, schedule
+from tests.test_solvers import unclipped
 from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
 
 GAUSSIAN = [name for name, cls in PROCESSES.items() if issubclass(cls, FrequencyDiagonalGaussian)]
@@ -44,12 +48,14 @@ def test_ancestral_step_draws_from_the_posterior(name: str) -> None:
     x_t = process.corrupt(x0, t.expand(3), torch.randn_like(x0)).x_t
     output = process.net_output_from_x0(x0, x_t, t)
     z = torch.randn_like(x0)
-    step = process.reverse_step(output, x_t, t, r, z, SamplerSettings())
+    x0_hat = process.predict_x0(output, x_t, t)
+    step = ancestral(process, schedule(process, torch.stack([t, r])), 0, SOLVERS["ancestral"].settings_for())
+    x_next = process.mix(step.terms(x_t, x0_hat, [], z))
     c_t, c_0, var = process.posterior(t, r)
     expected = process.basis.inverse(
         c_t * process.basis.forward(x_t) + c_0 * process.basis.forward(x0) + var.sqrt() * process.basis.forward(z)
     )
-    torch.testing.assert_close(step.x_next, expected, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(x_next, expected, rtol=1e-8, atol=1e-8)
 
 
 def output_variance_ratio(case: tuple[str, dict[str, object]], nfe: int | None) -> torch.Tensor:
@@ -60,13 +66,15 @@ def output_variance_ratio(case: tuple[str, dict[str, object]], nfe: int | None) 
     n = 256
     noise = torch.randn(n, *shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     reference = gaussian_images(spectrum, process, noise)
+    solver = SOLVERS[todays_solver(process)]  # the posterior sampler, or IHDM's for heat
     images = sample(
         OracleDenoiser(process, spectrum),
         process,
         PerImageNoise(range(n), shape, torch.device("cpu")),
         reference,
-        nfe,
-        SamplerSettings(clip_x0=False),
+        make_grid("native", process, nfe),
+        solver,
+        unclipped(solver),
     )
     return process.basis.forward(images).abs().square().mean(0) / spectrum
 

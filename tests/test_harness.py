@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from benchmarks import harness, sampler_budget
+from benchmarks import harness
 from benchmarks.suites import SUITES, Suite
 from corruptions import PROCESSES
 from spdbench import metrics, runs
 from spdbench.budgets import resolve_budget
 from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
+from spdbench.cli import app
 from spdbench.metrics import ClassifierFeatures
 from spdbench.runs import RunRequest, resolve_run
 
@@ -115,18 +117,23 @@ def test_a_failed_run_is_a_row_with_its_error(tmp_path: Path, monkeypatch: pytes
     assert not list((suite_dir / "runs").glob("*/failed.json"))
 
 
-def test_sampling_again_at_the_suite_settings_reproduces_the_recorded_score(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``benchmarks.sampler_budget`` draws a run's sample set again from its checkpoint: at the
-    run's own settings it gets the recorded FID, with other settings other images."""
+def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_path: Path) -> None:
+    """``spdbench sample`` draws a run's sample set again from its checkpoint: at the run's own
+    settings it gets the recorded samples and FID, with other settings other images; each draw
+    is recorded in the run directory."""
     suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
-    monkeypatch.setattr(sampler_budget, "score_images", tiny_score)
     run = resolve_run(SUITE.runs[2])
     run_dir = suite_dir / "runs" / run.run_id
-    recorded = json.loads((run_dir / "summary.json").read_text())["scores"]["fid"]
-    assert sampler_budget.rescore(run, run_dir, run.nfe, clip_x0=True).fid == recorded
-    assert sampler_budget.rescore(run, run_dir, 2, clip_x0=False).fid != recorded
+    recorded = json.loads((run_dir / "summary.json").read_text())["scores"]
+    again, other = runs.sample_again(run_dir, [run.nfe])[0], runs.sample_again(run_dir, [2], sampler="dpmpp3m")[0]
+    assert again["scores"] == recorded and again["sampler"] == run.config()["sampler"]
+    assert other["scores"]["fid"] != recorded["fid"] and other["sampler"]["solver"] == "dpmpp3m"
+    assert {path.name for path in (run_dir / "resampled").iterdir()} == {
+        "ancestral-native-nfe3-eta1.0-variancesmall-clip_x0True.json",
+        "dpmpp3m-native-nfe2-clip_x0True.json",
+    }
+    result = CliRunner().invoke(app, ["sample", "--run", str(run_dir), "--nfe", "2", "--sampler", "ihdm"])
+    assert result.exit_code == 2 and "sampler 'ihdm' serves the HeatDissipation processes" in result.output
 
 
 def test_the_suites_share_one_protocol() -> None:

@@ -1,5 +1,6 @@
 """A sixth process is one class and one registry line: a toy variance-exploding process, defined
-here and registered for these tests only, goes through the contract suite, the oracle check,
+here and registered for these tests only, goes through the contract suites (processes and
+every solver that serves it), the oracle check,
 ``spdbench paths``, ``spdbench show``, a suite of one smoke run and ``spdbench report`` with no
 other change to the project."""
 
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 import tests.test_gaussian_family as gaussian_tests
 import tests.test_process_contract as contract_tests
+import tests.test_solvers as solver_tests
 from benchmarks import harness
 from benchmarks.suites import Suite
 from corruptions import PROCESSES
@@ -76,7 +78,7 @@ def contract(module: object) -> list[Callable[[tuple[str, dict[str, object]]], N
 
 
 def test_the_contract_suite_and_the_oracle_hold() -> None:
-    checks = contract(contract_tests) + contract(gaussian_tests)
+    checks = contract(contract_tests) + contract(gaussian_tests) + contract(solver_tests)
     assert len(checks) >= 10
     for check in checks:
         check(CASE)
@@ -87,7 +89,9 @@ def test_the_contract_suite_and_the_oracle_hold() -> None:
 
 def test_paths_measures_it(tmp_path: Path) -> None:
     out = tmp_path / "paths"
-    result = CliRunner().invoke(app, ["paths", "--spectrum", "paper", "--size", "16", "--channels", "1", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["paths", "--spectrum", "paper", "--size", "16", "--channels", "1", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     with (out / "paths.csv").open() as file:
         (row,) = [row for row in csv.DictReader(file) if row["process"] == "ve"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corruptions import PROCESSES, ConfigurationError, SamplerSettings, make_process
+from corruptions import PROCESSES, ConfigurationError, make_process
 from corruptions.spectrum import MeasuredSpectrum, RadialPowerLaw
 from tests.conftest import IMAGE_SPECTRUM
 
@@ -59,11 +59,7 @@ def test_spd_needs_a_spectrum() -> None:
         make_process("spd", (1, 8, 8))
 
 
-def test_sampler_settings_and_nfe_are_checked() -> None:
-    with refused("eta"):
-        SamplerSettings(eta=1.5)
-    with refused("variance"):
-        SamplerSettings(variance="huge")  # type: ignore[arg-type]
+def test_options_are_checked() -> None:
     with refused(r"nfe \(sampler network calls\) must lie in \[1, 1000\] \(the levels\)"):
         make_process("ddpm", (1, 8, 8)).time_grid(1001)
     with refused("unknown DDPM schedule"):

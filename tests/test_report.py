@@ -139,7 +139,8 @@ def read_rows(suite_dir: Path) -> list[dict[str, str]]:
 
 def table_cells(markdown: str) -> list[list[str]]:
     """The cells of every Markdown table row in ``markdown``, stripped of their padding."""
-    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in markdown.splitlines() if line.startswith("|")]
+    rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in rows]
 
 
 def test_report_tables_have_one_row_per_run_in_order(tmp_path: Path) -> None:

@@ -105,6 +105,28 @@ def test_dry_run_prints_the_configuration_and_writes_nothing(tmp_path: Path) -> 
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
+def test_a_run_chooses_its_sampler(tmp_path: Path) -> None:
+    """``--sampler``, ``--grid``, ``--nfe`` and the settings the solver uses reach config.json; the
+    paper budget samples as each paper did."""
+    code, output = spdbench("run", "--process", "spd", *TINY, "--sampler", "dpmpp3m", "--grid", "edm", "--nfe", "10",
+                            "--dry-run")
+    assert code == 0, output
+    assert json.loads(output)["sampler"] == {"solver": "dpmpp3m", "grid": "edm", "nfe": 10, "clip_x0": True}
+    papers = {}
+    for process in PROCESSES:
+        code, output = spdbench(
+            "run", "--process", process, "--budget", "paper", "--dataset", "cifar10", "--spectrum", "paper", "--dry-run"
+        )
+        assert code == 0, output
+        papers[process] = json.loads(output)["sampler"]
+    assert papers["ddpm"] == {"solver": "ancestral", "grid": "native", "nfe": 1000, "eta": 1.0, "variance": "large",
+                              "clip_x0": True}
+    assert papers["spd"] == {"solver": "ancestral", "grid": "native", "nfe": 4000, "eta": 1.0, "variance": "large",
+                             "clip_x0": False}
+    assert papers["heat"] == {"solver": "ihdm", "grid": "native", "nfe": 200, "eta": 1.0}
+    assert papers["blurring"]["variance"] == "small" and papers["blurring"]["nfe"] == 1000
+
+
 def test_any_process_option_is_passed_through(tmp_path: Path) -> None:
     """``--option NAME=VALUE`` reaches the process (numbers as numbers); the SPD shorthand is the
     same request as its options spelt out."""
@@ -178,6 +200,15 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "ddpm", "--steps", "0"], "--steps (train_steps) must be at least 1"),
         (["--process", "heat", "--nfe", "500"], "nfe (sampler network calls) must lie in [1, 100]"),
         (["--process", "spd", "--spectrum", "flat"], "valid: empirical, fit, paper"),
+        (["--process", "ddpm", "--budget", "paper"], "the network ddpm-cifar does not fit fmnist's 1×28×28 images"),
+        (["--process", "ddpm", "--sampler", "euler"], "unknown sampler 'euler'; valid: ancestral, ddim, dpmpp2m"),
+        (["--process", "heat", "--sampler", "dpmpp2m"], "sampler 'dpmpp2m' serves the FrequencyDiagonalGaussian"),
+        (["--process", "ddpm", "--sampler", "ddim", "--eta", "0.5"], "sampler 'ddim' has no setting eta"),
+        (["--process", "heat", "--no-clip"], "sampler 'ihdm' has no setting clip_x0"),
+        (["--process", "ddpm", "--eta", "2"], "eta must lie in [0, 1]"),
+        (["--process", "ddpm", "--variance", "huge"], "variance must be 'small' or 'large'"),
+        (["--process", "ddpm", "--grid", "cosine"], "unknown grid 'cosine'"),
+        (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "nfe (sampler network calls) must lie in [1, 4000]"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path) -> None:

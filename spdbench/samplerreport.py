@@ -1,0 +1,503 @@
+"""The solvers measured exactly with a perfect network: what ``spdbench samplers`` writes.
+
+If the data are ``N(0, diag D)`` in a process's basis, the best network is the oracle denoiser
+(``corruptions.oracle``), and with it every solver of ``spdbench.solvers`` is linear per
+frequency: ``x̂_0 = g_t u_t`` (no clipping), and each step maps
+``u_r = c_x u_t + c_0 x̂_0 + c_p x̂_0' + c_z z``. So the samples are Gaussian per frequency, and
+their variance follows exactly (no Monte-Carlo noise) by propagating, per frequency, the
+variance of ``u``, of the previous ``x̂_0`` and their covariance through the steps, from the
+prior's variance. The distance of that law to the data's is, in an orthonormal basis,
+
+    W2² = Σ_k (√v_k − √D_k)²,   reported relative to Σ_k D_k.
+
+Error amplification: a white error of variance ``σ²`` added to the network output at every step
+(in the process's own target units: ε for the Gaussian processes, the residual for heat, so that
+equal training loss means equal error) adds ``q_t² σ²`` to the variance of ``x̂_0``, where ``q_t``
+is ``predict_x0``'s gain on the network output. ``amplification`` is the output variance this
+adds per unit ``σ²``, relative to the data's variance: over all frequencies, and over the upper
+half of the frequencies by radius (``amplification_high``), where the data have least variance.
+The gains ``g_t``, ``q_t`` and the prior's variance are measured by running the process's own
+``predict_x0``, oracle and prior on an image whose coefficients are all one, so the same code
+serves every process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from corruptions import PROCESSES, Process, make_process
+from corruptions.base import ImageShape
+from corruptions.oracle import OracleDenoiser
+from corruptions.spectrum import PAPER_SPECTRUM, Spectrum
+from spdbench import data
+from spdbench.budgets import TODAYS_SAMPLERS
+from spdbench.files import write_text_atomically
+from spdbench.grids import GRIDS, Grids
+from spdbench.pathreport import panel_grid, save_figure
+from spdbench.sampling import MAX_HISTORY
+from spdbench.solvers import SOLVERS, Solver, schedule, solvers_for
+from spdbench.spectra import process_spectrum, resolve_size, resolve_spectrum
+from spdbench.tables import csv_text, frame, markdown_text
+
+NFES: tuple[int | None, ...] = (5, 10, 20, 50, 100, None)  #: ``None``: the full grid
+#: The network error (std, in the process's target units, at every step) of ``w2_at_error``:
+#: about what the quick budget's networks leave (their final loss is 0.1 to 0.2 per pixel).
+ERROR_STD = 0.1
+
+
+def basis_ones(process: Process, count: int = 1) -> Tensor:
+    """``count`` images whose coefficients in the process's basis are all one: ``B⁻¹ 1``."""
+    channels, height, width = process.image_shape
+    return process.basis.inverse(torch.ones(count, channels, height, width, dtype=torch.float64)).real
+
+
+def frequency_gain(process: Process, image: Tensor) -> Tensor:
+    """The per-frequency gain of a linear, frequency-diagonal map whose output on ``basis_ones``
+    is ``image``: its coefficients (real)."""
+    return process.basis.forward(image).real
+
+
+@dataclass(frozen=True)
+class Gains:
+    """Per-frequency gains at each time of a grid (``len(grid) × C × H × W``)."""
+
+    x0: Tensor  #: ``g_t``: the oracle's ``x̂_0`` per unit ``u_t``
+    net: Tensor  #: ``q_t``: ``x̂_0`` per unit network output
+
+
+def gains(process: Process, oracle: OracleDenoiser, times: Tensor) -> Gains:
+    """``g_t`` and ``q_t`` at every one of ``times`` (one batched call each)."""
+    ones = basis_ones(process, len(times))
+    x0 = process.predict_x0(oracle(ones, times), ones, times)
+    net = process.predict_x0(ones, torch.zeros_like(ones), times)
+    return Gains(frequency_gain(process, x0), frequency_gain(process, net))
+
+
+def prior_variance(process: Process, spectrum: Tensor) -> Tensor:
+    """The prior's variance per frequency: from its noise and from its reference image."""
+    ones, zeros = basis_ones(process), torch.zeros_like(basis_ones(process))
+    from_noise = frequency_gain(process, process.prior(ones, zeros))
+    from_reference = frequency_gain(process, process.prior(zeros, ones))
+    return (from_noise.square() + from_reference.square() * spectrum)[0]
+
+
+def output_variance(
+    process: Process, solver: Solver, grid: Tensor, spectrum: Tensor, errors: tuple[float, ...] = (0.0,)
+) -> Tensor:
+    """The exact per-frequency variance of the samples of ``solver`` on ``grid`` with the oracle
+    denoiser, for each variance ``σ²`` in ``errors`` of a white error in the network output
+    (``len(errors) × C × H × W``).
+
+    Per frequency the state is ``u`` and the two earlier steps' ``x̂_0`` (``p``, ``p'``: a solver
+    uses at most ``MAX_HISTORY = 2``). With ``x̂_0 = g u + q e`` a step is
+    ``u' = m u + h₁ p + h₂ p' + c q e + c_z z`` (``m = c_x + c_0 g``), ``p ← g u + q e``, ``p' ← p``,
+    and the six entries of the state's covariance follow from it."""
+    assert MAX_HISTORY == 2
+    settings = solver.settings_for()
+    gain = gains(process, OracleDenoiser(process, spectrum), grid[:-1])
+    times = schedule(process, grid)
+    sigma2 = torch.tensor(errors, dtype=torch.float64).reshape(-1, 1, 1, 1)
+    zero = torch.zeros(len(errors), *process.image_shape, dtype=torch.float64)
+    uu, u1, u2, p11, p12, p22 = prior_variance(process, spectrum) + zero, zero, zero, zero, zero, zero
+    for i in range(len(grid) - 1):
+        g, q = gain.x0[i], gain.net[i]
+        step = solver.step(process, times, i, settings)
+        a, c, s = (0.0 if k is None else k[0] for k in (step.x, step.x0, step.noise))
+        h1, h2 = (*(k[0] for k in step.history), 0.0, 0.0)[:2]
+        m = a + c * g
+        error = q.square() * sigma2
+        uu, u1, u2, p11, p12, p22 = (
+            m * m * uu + h1 * h1 * p11 + h2 * h2 * p22 + 2 * m * h1 * u1 + 2 * m * h2 * u2 + 2 * h1 * h2 * p12
+            + c * c * error + s * s,
+            g * (m * uu + h1 * u1 + h2 * u2) + c * error,
+            m * u1 + h1 * p11 + h2 * p12,
+            g * g * uu + error,
+            g * u1,
+            p11,
+        )
+    return uu
+
+
+def floor_variance(process: Process, spectrum: Tensor) -> Tensor:
+    """The variance of the oracle's ``x̂_0`` at the process's smallest level when ``u`` there has
+    its exact marginal ``a² D + s²``: what any sampler ending there returns at best, the floor
+    its last level leaves (the posterior mean has less variance than the data)."""
+    last = process.time_grid()[-2:-1]
+    a, s = process.marginal_coefficients(last)
+    g = gains(process, OracleDenoiser(process, spectrum), last).x0[0]
+    return g.square() * (a.square() * spectrum + s.square())[0]
+
+
+def relative_w2(variance: Tensor, spectrum: Tensor) -> float:
+    """``Σ_k (√v_k − √D_k)² / Σ_k D_k`` over every coefficient."""
+    data = spectrum.expand_as(variance)
+    return float((variance.sqrt() - data.sqrt()).square().sum() / data.sum())
+
+
+def high_frequencies(process: Process) -> Tensor:
+    """The upper half of the coefficients by radius (``C × H × W`` mask)."""
+    channels, height, width = process.image_shape
+    radius = process.basis.radius(height, width).expand(channels, height, width)
+    return radius > radius.flatten().median()
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One process × solver × grid × NFE, measured exactly."""
+
+    process: Process
+    solver: str
+    grid: str
+    nfe: int
+    full: bool  #: the process's full grid
+    w2: float  #: relative W2² to the data
+    w2_at_error: float  #: the same with a white error of std ``ERROR_STD`` in the network output
+    high_variance: float  #: the samples' variance over the data's, upper half of the frequencies
+    amplification: float  #: output variance added per unit error variance, over the data's
+    amplification_high: float  #: the same over the upper half of the frequencies
+
+    def record(self) -> dict[str, object]:
+        return {
+            "process": self.process.name,
+            "label": self.process.label(),
+            "solver": self.solver,
+            "grid": self.grid,
+            "nfe": self.nfe,
+            "full_grid": self.full,
+            "w2": self.w2,
+            "w2_at_error": self.w2_at_error,
+            "high_variance": self.high_variance,
+            "amplification": self.amplification,
+            "amplification_high": self.amplification_high,
+        }
+
+
+def measure(grids: Grids, solver: str, grid_name: str, nfe: int | None) -> Measure:
+    """The exact measures of one configuration (``nfe`` ``None``: the full grid) of the process
+    of ``grids`` under its spectrum."""
+    process, spectrum = grids.process, grids.spectrum
+    assert spectrum is not None
+    grid = grids.make(grid_name, nfe)
+    clean, noisy = output_variance(process, SOLVERS[solver], grid, spectrum, errors=(0.0, 1.0))
+    data = spectrum.expand_as(clean)
+    high = high_frequencies(process)
+    return Measure(
+        process=process,
+        solver=solver,
+        grid=grid_name,
+        nfe=len(grid) - 1,
+        full=nfe is None,
+        w2=relative_w2(clean, spectrum),
+        w2_at_error=relative_w2(clean + ERROR_STD**2 * (noisy - clean), spectrum),
+        high_variance=float(clean[high].sum() / data[high].sum()),
+        amplification=float((noisy - clean).sum() / data.sum()),
+        amplification_high=float((noisy - clean)[high].sum() / data[high].sum()),
+    )
+
+
+def configurations(process: Process, full: bool) -> Iterator[tuple[str, str, int | None]]:
+    """Every solver that serves ``process`` × every grid × ``NFES`` below its levels, and, when
+    ``full``, the full grid once per solver (every grid gives the same full grid)."""
+    levels = len(process.time_grid()) - 1
+    for solver in solvers_for(process):
+        if full:
+            yield solver, "native", None
+        for grid in GRIDS:
+            for nfe in NFES:
+                if nfe is not None and nfe < levels:
+                    yield solver, grid, nfe
+
+
+def process_cases(image_shape: ImageShape, spectrum: Spectrum) -> list[tuple[Process, bool]]:
+    """Every registered process at its defaults, then each one's ``variants``; with whether the
+    full grid is measured (at the defaults only: every solver reaches the data there)."""
+    cases = [(make_process(name, image_shape, spectrum=spectrum), True) for name in PROCESSES]
+    cases += [
+        (make_process(name, image_shape, spectrum=spectrum, **options), False)
+        for name, cls in PROCESSES.items()
+        for family in cls.variants.values()
+        for options in family
+    ]
+    return cases
+
+
+COLUMNS = (
+    "process",
+    "label",
+    "solver",
+    "grid",
+    "nfe",
+    "full_grid",
+    "w2",
+    "w2_at_error",
+    "high_variance",
+    "amplification",
+    "amplification_high",
+)
+SUMMARY_NFES = (10, 20, 50)
+
+
+def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
+    """Every process case × its configurations, measured exactly."""
+    rows = []
+    for process, full in process_cases(image_shape, spectrum):
+        grids = Grids(process, process_spectrum(spectrum, process))
+        rows += [measure(grids, *configuration) for configuration in configurations(process, full)]
+    return rows
+
+
+def todays_solver(process: Process) -> str:
+    """The solver every run used before solvers were a choice (on the native grid)."""
+    return next(name for name in TODAYS_SAMPLERS if name in solvers_for(process))
+
+
+def find(
+    rows: list[Measure],
+    label: str,
+    nfe: int | None,
+    solver: str | None = None,
+    grid: str | None = None,
+    with_error: bool = False,
+) -> Measure | None:
+    """The lowest-W2² row of ``label`` at ``nfe`` (``None``: its full grid), of ``solver`` and
+    ``grid`` where given; by ``w2_at_error`` when ``with_error``."""
+    chosen = [
+        row
+        for row in rows
+        if row.process.label() == label
+        and (row.full if nfe is None else row.nfe == nfe and not row.full)
+        and solver in (None, row.solver)
+        and grid in (None, row.grid)
+    ]
+    return min(chosen, key=lambda row: row.w2_at_error if with_error else row.w2, default=None)
+
+
+def summary_rows(rows: list[Measure]) -> list[list[str]]:
+    """Per process case: today's sampler at 10, 20, 50, 100 NFE and on its full grid, and the
+    best solver and grid at 10, 20 and 50 NFE (relative W2²)."""
+    table = []
+    for label in dict.fromkeys(row.process.label() for row in rows):
+        process = next(row.process for row in rows if row.process.label() == label)
+        solver = todays_solver(process)
+        todays = [find(rows, label, nfe, solver, "native") for nfe in (*SUMMARY_NFES, 100, None)]
+        bests = [find(rows, label, nfe) for nfe in SUMMARY_NFES]
+        table.append(
+            [
+                label,
+                *(w2_cell(row) for row in todays),
+                *(f"{w2_cell(row)} ({row.solver}, {row.grid})" if row else "" for row in bests),
+            ]
+        )
+    return table
+
+
+def w2_cell(row: Measure | None, with_error: bool = False) -> str:
+    return "" if row is None else f"{row.w2_at_error if with_error else row.w2:.2g}"
+
+
+def robust_rows(rows: list[Measure]) -> list[list[str]]:
+    """Per process at its defaults, W2² with the network error ``ERROR_STD``: today's sampler
+    at 20 and 100 NFE and on its full grid, and the best solver and grid by that measure at 10,
+    20 and 50 NFE."""
+    table = []
+    for label in dict.fromkeys(row.process.label() for row in rows if row.full):
+        process = next(row.process for row in rows if row.process.label() == label)
+        solver = todays_solver(process)
+        todays = [find(rows, label, nfe, solver, "native") for nfe in (20, 100, None)]
+        bests = [find(rows, label, nfe, with_error=True) for nfe in SUMMARY_NFES]
+        table.append(
+            [
+                label,
+                *(w2_cell(row, with_error=True) for row in todays),
+                *(f"{w2_cell(row, with_error=True)} ({row.solver}, {row.grid})" if row else "" for row in bests),
+            ]
+        )
+    return table
+
+
+ROBUST_COLUMNS = (
+    "process",
+    "today 20",
+    "today 100",
+    "today, full grid",
+    *(f"best at {nfe}" for nfe in SUMMARY_NFES),
+)
+
+
+SUMMARY_COLUMNS = (
+    "process",
+    *(f"today {nfe}" for nfe in (*SUMMARY_NFES, 100)),
+    "today, full grid",
+    *(f"best at {nfe}" for nfe in SUMMARY_NFES),
+)
+
+
+def amplification_rows(rows: list[Measure], nfe: int) -> list[list[str]]:
+    """Per process at its defaults and solver, at ``nfe`` on the grid best for that solver:
+    the error amplification, all frequencies and the upper half."""
+    table = []
+    for row in rows:
+        if row.nfe != nfe or row.full or row.process.changed_options():
+            continue
+        if row is not find(rows, row.process.label(), nfe, row.solver):
+            continue
+        table.append(
+            [
+                row.process.label(),
+                row.solver,
+                row.grid,
+                f"{row.w2:.2g}",
+                f"{row.amplification:.3g}",
+                f"{row.amplification_high:.3g}",
+            ]
+        )
+    return table
+
+
+AMPLIFICATION_COLUMNS = ("process", "solver", "grid", "W2²", "amplification", "amplification, upper half")
+
+
+def w2_figure(rows: list[Measure], title: str) -> Figure:
+    """W2² against NFE (log-log), one panel per process measured on its full grid too (each at its
+    defaults): every solver × grid thin, today's sampler black and dashed, the best at each NFE
+    as a thick line."""
+    labels = list(dict.fromkeys(row.process.label() for row in rows if row.full))
+    figure = Figure(figsize=(12, 4.5 * math.ceil(len(labels) / 2)), layout="constrained")
+    panels = panel_grid(figure, len(labels))
+    floor = 1e-7
+    for axes, label in zip(panels, labels, strict=True):
+        own = [row for row in rows if row.process.label() == label and not row.full]
+        process = own[0].process
+        pairs = list(dict.fromkeys((row.solver, row.grid) for row in own))
+        for i, (solver, grid) in enumerate(pairs):
+            line = sorted((row.nfe, max(row.w2, floor)) for row in own if (row.solver, row.grid) == (solver, grid))
+            style = {"color": matplotlib.colormaps["tab20"](i % 20), "lw": 1.0, "alpha": 0.8}
+            if (solver, grid) == (todays_solver(process), "native"):
+                style = {"color": "black", "lw": 2.0, "ls": "--"}
+            axes.plot(*zip(*line, strict=True), marker=".", label=f"{solver}, {grid}", **style)
+        nfes = sorted({row.nfe for row in own})
+        winners = [find(rows, label, nfe) for nfe in nfes]
+        axes.plot(
+            nfes,
+            [max(row.w2, floor) for row in winners if row],
+            color="firebrick",
+            lw=4,
+            alpha=0.35,
+            label="best at each NFE",
+        )
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_title(label)
+        axes.set_xlabel("NFE (network calls)")
+        axes.set_ylabel(f"relative W2² to the data (floored at {floor:g})")
+        axes.grid(alpha=0.3, which="both")
+        axes.legend(fontsize=7, ncol=2)
+    figure.suptitle(title)
+    return figure
+
+
+@dataclass(frozen=True)
+class SamplerReport:
+    rows: list[Measure]
+    files: list[Path]
+
+
+def sampler_report(spectrum_kind: str, dataset: str, size: int | None, out: Path | None, command: str) -> SamplerReport:
+    """Measure every process case (``measure_all``) on images of ``dataset`` (resized to
+    ``size``) under the spectrum ``spectrum_kind`` and write ``samplers.csv`` (every row),
+    ``samplers.md`` (the summary and the error amplification) and ``w2_vs_nfe.png`` into ``out``,
+    default ``results/samplers/<dataset>-<size>``."""
+    spectrum = resolve_spectrum(spectrum_kind, dataset, size)
+    size = resolve_size(dataset, size)
+    shape = (data.image_shape(dataset)[0], size, size)
+    out = Path("results") / "samplers" / f"{dataset}-{size}" if out is None else out
+    rows = measure_all(shape, spectrum)
+    description = f"spectrum {spectrum_kind} of {dataset}, {size}×{size}"
+    paths = [out / "samplers.csv", out / "samplers.md", out / "w2_vs_nfe.png"]
+    write_text_atomically(paths[0], csv_text(frame([row.record() for row in rows], COLUMNS)))
+    write_text_atomically(paths[1], sampler_markdown(rows, description, command))
+    title = f"Solvers with a perfect network: W2² to the data against NFE; {description}"
+    save_figure(w2_figure(rows, title), paths[2])
+    return SamplerReport(rows, paths)
+
+
+def sampler_markdown(rows: list[Measure], description: str, command: str) -> str:
+    """``samplers.md``: what was measured, the summary table and the amplification table."""
+    lines = [
+        "# Solvers with a perfect network",
+        "",
+        f"Gaussian data with the {description}; the oracle denoiser in place of the network; "
+        f"exact variances (no sampling noise), no clipping. Made by `{command}`.",
+        "",
+        "Relative W2² of the samples' law to the data's, Σ_k (√v_k − √D_k)² / Σ_k D_k. \"today\": the "
+        "sampler every run used before solvers were a choice (ancestral, η = 1, small variance, for the "
+        'Gaussian processes; IHDM\'s for heat), on the native grid. "best": the lowest over every solver '
+        "and grid (samplers.csv has every row).",
+        "",
+        markdown_text(frame(summary_rows(rows), SUMMARY_COLUMNS), left=("process",)),
+        "",
+        f"## With a network error of std {ERROR_STD:g}",
+        "",
+        f"W2² when the network output carries a white error of std {ERROR_STD:g} (in the process's own target "
+        "units) at every step, about what the quick budget's networks leave; the best solver and grid by "
+        "this measure, which a few-step solver must also pass to be of use with a trained network.",
+        "",
+        markdown_text(frame(robust_rows(rows), ROBUST_COLUMNS), left=("process",)),
+        "",
+        "## Error amplification at 20 NFE",
+        "",
+        "Output variance added by a white error of unit variance in the network output at every step "
+        "(in the process's own target units), relative to the data's variance: over all frequencies and "
+        "over the upper half by radius. Each solver on its best grid at 20 NFE.",
+        "",
+        markdown_text(frame(amplification_rows(rows, 20), AMPLIFICATION_COLUMNS), left=("process", "solver", "grid")),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def headline(table: pd.DataFrame) -> str:
+    """The README's table, from ``samplers.csv`` (``table``): per process at its defaults, W2² of
+    today's sampler at 10, 20, 50 and 100 NFE, of the best solver and grid at 10, 20 and 50, and of
+    the best at 20 with the network error ``ERROR_STD``."""
+    full = table["full_grid"].astype(bool)
+    rows = []
+    for label in table[full]["label"].unique():
+        own = table[(table["label"] == label) & ~full]
+        process = make_process(str(own["process"].iloc[0]), (1, 8, 8), spectrum=PAPER_SPECTRUM)
+        solver = todays_solver(process)
+        today = own[(own["solver"] == solver) & (own["grid"] == "native")].set_index("nfe")["w2"]
+        whole = table[(table["label"] == label) & full & (table["solver"] == solver)]["w2"].iloc[0]
+
+        def best(nfe: int, column: str) -> str:
+            at = own[own["nfe"] == nfe]
+            if at.empty:
+                return ""
+            row = at.loc[at[column].idxmin()]
+            return f"{row[column]:.2g} ({row['solver']}, {row['grid']})"
+
+        rows.append(
+            [
+                label,
+                *(f"{today[nfe]:.2g}" if nfe in today.index else "" for nfe in (10, 20, 50, 100)),
+                f"{whole:.2g}",
+                *(best(nfe, "w2") for nfe in SUMMARY_NFES),
+                best(20, "w2_at_error"),
+            ]
+        )
+    columns = (
+        "process",
+        *(f"today, {nfe}" for nfe in (10, 20, 50, 100)),
+        "today, full grid",
+        *(f"best, {nfe}" for nfe in SUMMARY_NFES),
+        f"best at 20, network error {ERROR_STD:g}",
+    )
+    return markdown_text(frame(rows, columns), left=("process",))

@@ -1,0 +1,279 @@
+"""Solvers: the reverse samplers, as components separate from the processes.
+
+A solver serves one family of processes and uses only that family's interface (the marginal
+coefficients ``a_t``, ``s_t`` and the basis of the frequency-diagonal Gaussian family; the level
+step and ``δ`` of heat dissipation). Every solver here is *linear*: step ``i`` of a time grid,
+from ``t = grid[i]`` to ``r = grid[i + 1]``, is
+
+    x_r = B⁻¹( c_x ⊙ B x_t + c_0 ⊙ B x̂_0 + c_p ⊙ B x̂_0' + c_z ⊙ B z )
+
+with ``x̂_0 = process.predict_x0(network output)`` (clipped to ``[-1, 1]`` where the solver
+allows it and the settings ask), ``x̂_0'`` the previous step's, ``z`` fresh white noise, and
+per-frequency coefficients (a ``LinearStep``) that depend on the process, the grid and the
+settings only. The one loop (``spdbench.sampling.sample``) applies them; the exact oracle measure
+(``spdbench.samplerreport``) propagates variances through the same coefficients.
+
+A new solver is one step rule here and one line in ``SOLVERS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from corruptions import Process
+from corruptions.errors import ConfigurationError
+from corruptions.gaussian import FrequencyDiagonalGaussian, Transition
+from corruptions.heat import HeatDissipation
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Options of the solvers, orthogonal to the process; each solver names those it uses.
+
+    ``eta`` scales the injected noise from 0 (deterministic) to 1 (ancestral).
+    ``variance``: ``small`` is the posterior variance of ``q(x_r | x_t, x̂_0)``;
+    ``large`` is the forward transition variance ``s²_{t|r}`` (DDPM's fixed-large
+    ``σ_t² = β_t``, the official SPD sampler). ``clip_x0`` clips ``x̂_0`` to ``[-1, 1]``.
+    """
+
+    eta: float = 1.0
+    variance: Literal["small", "large"] = "small"
+    clip_x0: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigurationError(f"eta must lie in [0, 1], got {self.eta}")
+        if self.variance not in ("small", "large"):
+            raise ConfigurationError(f"variance must be 'small' or 'large', got {self.variance!r}")
+
+
+@dataclass(frozen=True)
+class LinearStep:
+    """The per-frequency coefficients of one step (float64, broadcastable to ``C × H × W`` in
+    the process's basis): on ``x_t``, on ``x̂_0``, on the earlier steps' ``x̂_0`` (the most
+    recent first) and on the noise; ``None`` for a term the step does not have."""
+
+    x: Tensor | None = None
+    x0: Tensor | None = None
+    history: tuple[Tensor, ...] = ()
+    noise: Tensor | None = None
+
+    def terms(self, x: Tensor, x0: Tensor, history: list[Tensor], noise: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """The ``(coefficient, image)`` pairs of the step, in the order ``x, x̂_0, history, z``."""
+        pairs = [(self.x, x), (self.x0, x0), *zip(self.history, history, strict=False), (self.noise, noise)]
+        return [(c, image) for c, image in pairs if c is not None]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A time grid and the process's marginal coefficients on it, computed once per grid and
+    device (float64, ``len(times) × C|1 × H|1 × W|1``)."""
+
+    times: Tensor
+    a: Tensor
+    s: Tensor
+
+    def at(self, i: int) -> tuple[Tensor, Tensor]:
+        """``a``, ``s`` at ``times[i]`` (``1 × …``)."""
+        return self.a[i : i + 1], self.s[i : i + 1]
+
+    def log_snr(self, i: int) -> Tensor:
+        """``λ_k = log(a_k / s_k)`` at ``times[i]``, per frequency."""
+        a, s = self.at(i)
+        return (a / s).log()
+
+    def is_data(self, i: int) -> bool:
+        return bool(self.times[i] == 0)
+
+
+def schedule(process: Process, grid: Tensor) -> Schedule:
+    """The coefficients of ``process`` on ``grid``, one time at a time: a batched call rounds
+    some transcendental functions differently (vectorised kernels), and one time at a time keeps
+    the samples of the posterior sampler bit for bit what they were when it was a process method."""
+    pairs = [process.marginal_coefficients(t.reshape(1)) for t in grid]
+    return Schedule(grid, torch.cat([a for a, _ in pairs]), torch.cat([s for _, s in pairs]))
+
+
+StepRule = Callable[[Process, Schedule, int, SamplerSettings], LinearStep]
+
+
+@dataclass(frozen=True)
+class Solver:
+    """A registered solver: its step rule, the family of processes it serves and the settings
+    it uses (the others must stay at their defaults)."""
+
+    name: str
+    family: type[Process]
+    step: StepRule
+    settings: tuple[str, ...]
+    description: str
+
+    def check(self, process: Process) -> None:
+        """Refuse a process outside the family the solver serves."""
+        if not isinstance(process, self.family):
+            raise ConfigurationError(
+                f"sampler {self.name!r} serves the {self.family.__name__} processes, not {process.name!r}; "
+                f"for {process.name!r}: {', '.join(solvers_for(process))}"
+            )
+
+    def settings_for(
+        self, eta: float | None = None, variance: str | None = None, clip_x0: bool | None = None
+    ) -> SamplerSettings:
+        """The settings of a run: those given (``None``: the default), refused where the solver
+        does not use them; an unused one is fixed (η = 0 for a deterministic solver, no clipping
+        for a solver that does not clip)."""
+        given = {"eta": eta, "variance": variance, "clip_x0": clip_x0}
+        unused = [name for name, value in given.items() if value is not None and name not in self.settings]
+        if unused:
+            raise ConfigurationError(
+                f"sampler {self.name!r} has no setting {', '.join(unused)}; its settings: {', '.join(self.settings)}"
+            )
+        defaults = {
+            "eta": 1.0 if "eta" in self.settings else 0.0,
+            "variance": "small",
+            "clip_x0": "clip_x0" in self.settings,
+        }
+        chosen = {name: defaults[name] if value is None else value for name, value in given.items()}
+        return SamplerSettings(**chosen)  # type: ignore[arg-type]
+
+    def recorded(self, settings: SamplerSettings) -> dict[str, object]:
+        """The settings the solver uses, as a run's configuration records them."""
+        return {name: getattr(settings, name) for name in self.settings}
+
+
+ONE = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+
+
+def ancestral(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """Draw ``u_r`` given ``(u_t, x̂_0)``, on any sub-grid ``r < t``; ``x̂_0`` at ``r = 0``.
+
+    ``small``: ``u_r = a_r û_0 + sqrt(s_r² − σ²) ε̂ + σ z`` with ``ε̂ = (u_t − a_t û_0)/s_t`` and
+    ``σ² = η² var``: at ``η = 1`` exactly the posterior ``q(u_r | u_t, û_0)``. ``large``: the
+    posterior mean plus ``η s_{t|r} z``."""
+    if grid.is_data(i + 1):
+        return LinearStep(x0=ONE.to(grid.times.device))
+    (a_t, s_t), (a_r, s_r) = grid.at(i), grid.at(i + 1)
+    transition = Transition(a_t, s_t, a_r, s_r)
+    c_t, c_0, var = transition.posterior()
+    if settings.variance == "small":
+        std = settings.eta * var.sqrt()
+        c_t = (s_r.square() - std.square()).clamp_min(0.0).sqrt() / s_t
+        c_0 = a_r - c_t * a_t
+    else:
+        std = settings.eta * transition.s2_tr.sqrt()
+    return LinearStep(x=c_t, x0=c_0, noise=std)
+
+
+def ddim(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """``u_r = (s_r/s_t) u_t + (a_r − a_t s_r/s_t) û_0`` (DDIM, η = 0; DPM-Solver++ of order 1)."""
+    if grid.is_data(i + 1):
+        return LinearStep(x0=ONE.to(grid.times.device))
+    (a_t, s_t), (a_r, s_r) = grid.at(i), grid.at(i + 1)
+    ratio = s_r / s_t
+    return LinearStep(x=ratio, x0=a_r - a_t * ratio)
+
+
+def dpm_solver_2m(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """DPM-Solver++(2M) in data prediction, per frequency: with ``h = λ(r) − λ(t)`` and the
+    previous step's ``h'``, ``ρ = h'/h``,
+    ``u_r = (s_r/s_t) u_t − a_r expm1(−h) [(1 + 1/(2ρ)) û_0 − 1/(2ρ) û_0']``;
+    the first step is first order (DDIM), the last returns ``x̂_0``."""
+    if grid.is_data(i + 1):
+        return LinearStep(x0=ONE.to(grid.times.device))
+    (_, s_t), (a_r, s_r) = grid.at(i), grid.at(i + 1)
+    h = grid.log_snr(i + 1) - grid.log_snr(i)
+    first = -a_r * torch.expm1(-h)
+    if i == 0:
+        return LinearStep(x=s_r / s_t, x0=first)
+    half = h / (2 * (grid.log_snr(i) - grid.log_snr(i - 1)))  # 1 / (2ρ)
+    return LinearStep(x=s_r / s_t, x0=first * (1 + half), history=(-first * half,))
+
+
+def dpm_solver_3m(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """DPM-Solver++(3M) in data prediction, per frequency (Lu et al., the multistep third-order
+    update of their code): with ``h = λ(r) − λ(t)``, the two earlier steps ``h_0``, ``h_1``,
+    ``r_0 = h_0/h``, ``r_1 = h_1/h``, the divided differences
+    ``D1_0 = (x̂_0 − x̂_0')/r_0``, ``D1_1 = (x̂_0' − x̂_0'')/r_1``,
+    ``D1 = D1_0 + r_0/(r_0 + r_1) (D1_0 − D1_1)``, ``D2 = (D1_0 − D1_1)/(r_0 + r_1)`` and
+    ``φ1 = expm1(−h)``, ``φ2 = φ1/h + 1``, ``φ3 = φ2/h − ½``:
+    ``u_r = (s_r/s_t) u_t − a_r φ1 x̂_0 + a_r φ2 D1 − a_r φ3 D2``. The first two steps are of
+    order one and two (``dpm_solver_2m``), the last returns ``x̂_0``."""
+    if i < 2 or grid.is_data(i + 1):
+        return dpm_solver_2m(process, grid, i, settings)
+    (_, s_t), (a_r, s_r) = grid.at(i), grid.at(i + 1)
+    lam = [grid.log_snr(j) for j in (i - 2, i - 1, i, i + 1)]
+    h1, h0, h = lam[1] - lam[0], lam[2] - lam[1], lam[3] - lam[2]
+    r0, r1 = h0 / h, h1 / h
+    phi1 = torch.expm1(-h)
+    phi2 = phi1 / h + 1
+    phi3 = phi2 / h - 0.5
+    # D1 and D2 as combinations of (x̂_0, x̂_0', x̂_0''):
+    d10 = (1 / r0, -1 / r0, torch.zeros_like(r0))
+    d11 = (torch.zeros_like(r1), 1 / r1, -1 / r1)
+    d1 = [a + r0 / (r0 + r1) * (a - b) for a, b in zip(d10, d11, strict=True)]
+    d2 = [(a - b) / (r0 + r1) for a, b in zip(d10, d11, strict=True)]
+    on = [a_r * (phi2 * one - phi3 * two) for one, two in zip(d1, d2, strict=True)]
+    return LinearStep(x=s_r / s_t, x0=-a_r * phi1 + on[0], history=(on[1], on[2]))
+
+
+def ihdm(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """IHDM's sampler (Rissanen et al.), strided: with ``x̂ = u_k + f(u_k, k)`` (one level
+    sharper) and ``d = k − k'``, ``μ = u_k + d f = (1 − d) u_k + d x̂`` and
+    ``u_{k'} = μ + η δ sqrt(d) z``; ``μ`` at ``k' = 0``. With ``d = 1`` and ``η = 1`` this is the
+    official sampler; ``d > 1`` is an Euler step in the level index whose noise variance adds up
+    over the levels it skips (ours: IHDM has no few-step sampler)."""
+    assert isinstance(process, HeatDissipation)
+    stride = int(grid.times[i]) - int(grid.times[i + 1])
+    keep, sharpen = scalar(1 - stride, grid), scalar(stride, grid)
+    if grid.is_data(i + 1):
+        return LinearStep(x=keep, x0=sharpen)
+    return LinearStep(x=keep, x0=sharpen, noise=scalar(settings.eta * process.delta * math.sqrt(stride), grid))
+
+
+def scalar(value: float, grid: Schedule) -> Tensor:
+    """``value`` as a coefficient of every frequency (``1 × 1 × 1 × 1``, float64, on the grid's device)."""
+    return torch.full((1, 1, 1, 1), float(value), dtype=torch.float64, device=grid.times.device)
+
+
+SOLVERS: dict[str, Solver] = {
+    "ancestral": Solver(
+        "ancestral",
+        FrequencyDiagonalGaussian,
+        ancestral,
+        ("eta", "variance", "clip_x0"),
+        "the posterior sampler: η from 0 to 1, small or large variance",
+    ),
+    "ddim": Solver("ddim", FrequencyDiagonalGaussian, ddim, ("clip_x0",), "DDIM (η = 0), per frequency"),
+    "dpmpp2m": Solver(
+        "dpmpp2m",
+        FrequencyDiagonalGaussian,
+        dpm_solver_2m,
+        ("clip_x0",),
+        "DPM-Solver++(2M), a second-order multistep exponential integrator per frequency",
+    ),
+    "dpmpp3m": Solver(
+        "dpmpp3m",
+        FrequencyDiagonalGaussian,
+        dpm_solver_3m,
+        ("clip_x0",),
+        "DPM-Solver++(3M), its third-order multistep form",
+    ),
+    "ihdm": Solver("ihdm", HeatDissipation, ihdm, ("eta",), "IHDM's δ-sampler, strided in the level index"),
+}
+
+
+def solvers_for(process: Process) -> list[str]:
+    """The names of the solvers that serve ``process``."""
+    return [name for name, solver in SOLVERS.items() if isinstance(process, solver.family)]
+
+
+def get_solver(name: str) -> Solver:
+    if name not in SOLVERS:
+        raise ConfigurationError(f"unknown sampler {name!r}; valid: {', '.join(SOLVERS)}")
+    return SOLVERS[name]

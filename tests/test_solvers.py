@@ -1,0 +1,282 @@
+"""The solvers and time grids: the contract every solver keeps with every process it serves,
+measured with the oracle denoiser (exactly, and against Monte-Carlo), and their refusals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from corruptions import Process
+from corruptions.errors import ConfigurationError
+from corruptions.gaussian import Transition
+from corruptions.oracle import OracleDenoiser, gaussian_images
+from spdbench.grids import GRIDS, Grids, make_grid
+from spdbench.samplerreport import floor_variance, output_variance, relative_w2
+from spdbench.sampling import PerImageNoise, sample
+from spdbench.solvers import SOLVERS, SamplerSettings, Solver, get_solver, solvers_for
+from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
+
+CPU = torch.device("cpu")
+
+
+def unclipped(solver: Solver) -> SamplerSettings:
+    """The solver's default settings without clipping (the oracle's law is Gaussian)."""
+    return solver.settings_for(clip_x0=False) if "clip_x0" in solver.settings else solver.settings_for()
+
+
+def spectrum_of(process: Process) -> Tensor:
+    return IMAGE_SPECTRUM.values(process.basis, process.image_shape)
+
+
+def zero_denoiser(x: Tensor, t: Tensor) -> Tensor:
+    return torch.zeros_like(x)
+
+
+def test_every_solver_samples_reproducibly_per_image_on_every_grid(process_case) -> None:
+    """Seeding each image on its own makes any subset of a sample set regenerable; every step
+    keeps the shape and float64, finite."""
+    process = build(process_case)
+    reference = image_like(4, process.image_shape, dtype=torch.float64)
+    grids = Grids(process, spectrum_of(process))
+    for name in solvers_for(process):
+        solver = SOLVERS[name]
+        for grid_name in GRIDS:
+            grid = grids.make(grid_name, 8)
+            assert len(grid) == 9 and grid[-1] == 0 and (torch.diff(grid.double()) < 0).all(), (name, grid_name)
+            states: list[Tensor] = []
+            run = lambda seeds, ref: sample(  # noqa: E731
+                zero_denoiser,
+                process,
+                PerImageNoise(seeds, process.image_shape, CPU),
+                ref,
+                grid,
+                solver,
+                callback=lambda i, t, x, x0: states.append(x),
+            )
+            whole, again, subset = (
+                run([10, 11, 12, 13], reference),
+                run([10, 11, 12, 13], reference),
+                run([12, 13], reference[2:]),
+            )
+            assert torch.equal(whole, again)
+            torch.testing.assert_close(whole[2:], subset, rtol=0, atol=1e-10)
+            assert all(x.dtype == torch.float64 and x.shape[1:] == process.image_shape for x in states)
+            assert all(torch.isfinite(x).all() for x in states), (name, grid_name)
+
+
+def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> None:
+    """With a perfect network the exact W2² to the data at 2N network calls is at most that at N,
+    for N = 10 and 20, on the native and the log-SNR grid, unless both are within 3× of the floor
+    the process's last level leaves (``floor_variance``). (Beyond 40 calls the multistep solvers
+    reach a plateau near 4e-6 on DDPM, where the grid's last picks are consecutive levels.)
+    Grids pick their times among the levels, so this holds while 2N is at most a quarter of them
+    (more picks make uneven steps, which cost a multistep solver its order). Heat: IHDM's strided
+    sampler diverges with few steps (``spdbench samplers`` shows it); it is held to this from 25
+    to 50 steps, strides that divide its 100 levels."""
+    process = build(process_case)
+    spectrum = spectrum_of(process)
+    grids = Grids(process, spectrum)
+    levels = len(process.time_grid()) - 1
+    floor = relative_w2(floor_variance(process, spectrum), spectrum)
+    for name in solvers_for(process):
+        for grid_name in ("native", "logsnr"):
+            if name == "ihdm":  # diverges below 25 steps; 25 and 50 divide heat's 100 levels evenly
+                counts = [25] if grid_name == "native" and levels == 100 else []
+            else:
+                counts = [n for n in (10, 20) if 2 * n <= levels // 4]
+            errors = (
+                [
+                    relative_w2(
+                        output_variance(process, SOLVERS[name], grids.make(grid_name, n), spectrum)[0], spectrum
+                    )
+                    for n in [*counts, 2 * counts[-1]]
+                ]
+                if counts
+                else []
+            )
+            assert all(
+                later <= earlier * (1 + 1e-9) or max(earlier, later) < 3 * floor
+                for earlier, later in zip(errors, errors[1:])
+            ), (name, errors, floor)
+
+
+@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
+def test_the_second_order_solver_converges_at_second_order(case) -> None:
+    """On the log-SNR grid, as NFE doubles, DDIM's distance to the data's law halves (first
+    order: W2² falls by about 4) and DPM-Solver++(2M)'s falls by about 4 (second order: W2² by
+    about 16) in its asymptotic range, before the floor the grid's last level leaves."""
+    process = build(case)
+    spectrum = spectrum_of(process)
+    grids = Grids(process, spectrum)
+
+    def falls(solver: str) -> list[float]:
+        w2 = [
+            relative_w2(output_variance(process, SOLVERS[solver], grids.make("logsnr", n), spectrum)[0], spectrum)
+            for n in (10, 20, 40, 80, 160)
+        ]
+        return [earlier / later for earlier, later in zip(w2, w2[1:])]
+
+    assert 3 < falls("ddim")[-1] < 5 and max(falls("ddim")) < 5
+    assert 12 < max(falls("dpmpp2m")) < 100
+
+
+def test_exact_variance_equals_monte_carlo(process_case) -> None:
+    """The propagated variance is what sampling with the oracle gives, within sampling error:
+    2000 samples estimate each coefficient's variance to ±3.2 % (one σ), their mean over the
+    frequencies to about ±0.3 %."""
+    process = build(process_case)
+    spectrum = spectrum_of(process)
+    n = 2000
+    noise = torch.randn(n, *process.image_shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    reference = gaussian_images(spectrum, process, noise)
+    for name in solvers_for(process):
+        solver = SOLVERS[name]
+        grid = make_grid("logsnr" if name == "dpmpp2m" else "native", process, 10 if name != "ihdm" else 50)
+        exact = output_variance(process, solver, grid, spectrum)[0]
+        images = sample(
+            OracleDenoiser(process, spectrum),
+            process,
+            PerImageNoise(range(n), process.image_shape, CPU),
+            reference,
+            grid,
+            solver,
+            unclipped(solver),
+        )
+        ratio = process.basis.forward(images).abs().square().mean(0) / exact
+        assert abs(float(ratio.mean()) - 1) < 0.015 and float((ratio - 1).abs().max()) < 0.25, (name, ratio)
+
+
+def old_reverse_step(
+    process: Process, net_out: Tensor, x_t: Tensor, t: Tensor, t_next: Tensor, noise: Tensor, settings: SamplerSettings
+) -> Tensor:
+    """The posterior sampler as it was, a method of the Gaussian processes (commit f322df8),
+    copied here verbatim but for names: the reference ``ancestral`` must reproduce bit for bit."""
+    a_t, s_t = process.marginal_coefficients(t.reshape(1))
+    x0_hat = process.mix([(1.0 / a_t, x_t), (-s_t / a_t, net_out.to(x_t.dtype))])
+    if settings.clip_x0:
+        x0_hat = x0_hat.clamp(-1.0, 1.0)
+    if int(t_next == 0):
+        return x0_hat
+    a_r, s_r = process.marginal_coefficients(t_next.reshape(1))
+    transition = Transition(a_t, s_t, a_r, s_r)
+    c_t, c_0, var = transition.posterior()
+    if settings.variance == "small":
+        std = settings.eta * var.sqrt()
+        c_t = (s_r.square() - std.square()).clamp_min(0.0).sqrt() / s_t
+        c_0 = a_r - c_t * a_t
+    else:
+        std = settings.eta * transition.s2_tr.sqrt()
+    return process.mix([(c_t, x_t), (c_0, x0_hat), (std, noise)])
+
+
+@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
+@pytest.mark.parametrize(
+    "settings",
+    [SamplerSettings(), SamplerSettings(eta=0.5, variance="large", clip_x0=False)],
+    ids=["ancestral", "large-unclipped"],
+)
+def test_ancestral_reproduces_the_sampler_it_replaces(case, settings: SamplerSettings) -> None:
+    process = build(case)
+    spectrum = spectrum_of(process)
+    denoiser = OracleDenoiser(process, spectrum)
+    reference = image_like(3, process.image_shape, dtype=torch.float64)
+    for nfe in (7, None):
+        grid = make_grid("native", process, nfe)
+        noise = PerImageNoise([1, 2, 3], process.image_shape, CPU)
+        x = noise.draw()
+        for t, t_next in zip(grid[:-1], grid[1:]):
+            x = old_reverse_step(process, denoiser(x, t), x, t, t_next, noise.draw(), settings)
+        new = sample(
+            denoiser,
+            process,
+            PerImageNoise([1, 2, 3], process.image_shape, CPU),
+            reference,
+            grid,
+            SOLVERS["ancestral"],
+            settings,
+        )
+        assert torch.equal(new, x), nfe
+
+
+def test_bad_solver_grid_and_settings_are_refused() -> None:
+    ddpm, heat = build(("ddpm", {})), build(("heat", {}))
+    with pytest.raises(ConfigurationError, match="unknown sampler 'euler'; valid: ancestral, ddim"):
+        get_solver("euler")
+    with pytest.raises(ConfigurationError, match="unknown grid 'cosine'; valid: native, logsnr, edm, signal"):
+        make_grid("cosine", ddpm, 10)
+    with pytest.raises(ConfigurationError, match=r"nfe \(sampler network calls\) must lie in \[1, 1000\]"):
+        make_grid("logsnr", ddpm, 5000)
+    with pytest.raises(ConfigurationError, match="the signal grid needs the data's power spectrum"):
+        make_grid("signal", ddpm, 10)
+    with pytest.raises(ConfigurationError, match="sampler 'ihdm' serves the HeatDissipation processes, not 'ddpm'"):
+        sample(
+            zero_denoiser,
+            ddpm,
+            PerImageNoise([0], ddpm.image_shape, CPU),
+            image_like(1, ddpm.image_shape),
+            make_grid("native", ddpm, 3),
+            SOLVERS["ihdm"],
+        )
+    with pytest.raises(ConfigurationError, match="for 'heat': ihdm"):
+        SOLVERS["ancestral"].check(heat)
+    with pytest.raises(ConfigurationError, match="sampler 'ddim' has no setting eta, variance; its settings: clip_x0"):
+        SOLVERS["ddim"].settings_for(eta=0.5, variance="large")
+    with pytest.raises(ConfigurationError, match="eta must lie in"):
+        SOLVERS["ancestral"].settings_for(eta=1.5)
+    assert SOLVERS["ihdm"].settings_for() == SamplerSettings(eta=1.0, clip_x0=False)
+    assert SOLVERS["ddim"].settings_for() == SamplerSettings(eta=0.0, clip_x0=True)
+    assert math.isclose(SOLVERS["ancestral"].settings_for(eta=0.25).eta, 0.25)
+
+
+def test_samplers_command_writes_the_tables_and_the_plot(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``spdbench samplers`` (on a DDPM of 60 levels and a heat of 20, to stay fast): every solver
+    that serves each × every grid × every NFE below the levels, and the full grid."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from corruptions import make_process
+    from spdbench import samplerreport
+    from spdbench.cli import app
+
+    def small(image_shape, spectrum):  # type: ignore[no-untyped-def]
+        return [
+            (make_process("ddpm", image_shape, levels=60), True),
+            (make_process("heat", image_shape, levels=20), True),
+        ]
+
+    monkeypatch.setattr(samplerreport, "process_cases", small)
+    out = tmp_path / "samplers"
+    result = CliRunner().invoke(app, ["samplers", "--spectrum", "paper", "--size", "8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with (out / "samplers.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == list(samplerreport.COLUMNS)
+    ddpm = {(row["solver"], row["grid"], row["nfe"]) for row in rows if row["process"] == "ddpm"}
+    gaussian = solvers_for(make_process("ddpm", (1, 8, 8)))
+    assert "dpmpp3m" in gaussian and "ihdm" not in gaussian
+    assert ddpm == {(s, g, n) for s in gaussian for g in GRIDS for n in ("5", "10", "20", "50")} | {
+        (s, "native", "60") for s in gaussian
+    }
+    assert {row["solver"] for row in rows if row["process"] == "heat"} == {"ihdm"}
+    assert all(float(row["w2"]) >= 0 for row in rows)
+    markdown = (out / "samplers.md").read_text()
+    assert "`spdbench samplers --spectrum paper --dataset fmnist --size 8" in markdown and "| ddpm" in markdown
+    assert (out / "w2_vs_nfe.png").stat().st_size > 10_000
+
+
+def test_the_readme_quotes_the_committed_sampler_results() -> None:
+    """The README's table of samplers is the one ``headline`` makes from the committed
+    ``results/samplers/fmnist-28/samplers.csv`` (regenerate it after ``make samplers``)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from spdbench.samplerreport import headline
+
+    root = Path(__file__).parents[1]
+    table = headline(pd.read_csv(root / "results" / "samplers" / "fmnist-28" / "samplers.csv"))
+    assert table in (root / "README.md").read_text()
