@@ -89,7 +89,9 @@ SizeOption = Annotated[int | None, typer.Option(help="image size N (N×N pixels)
 SamplerOption = Annotated[
     str | None, typer.Option(help=f"solver: {', '.join(SOLVERS)} (default: the budget's for the process)")
 ]
-GridOption = Annotated[str | None, typer.Option(help=f"time grid: {', '.join(GRIDS)} (default: the budget's)")]
+GridOption = Annotated[
+    str | None, typer.Option(help=f"time grid: {', '.join(GRIDS)}, or auto (measured best) (default: the budget's)")
+]
 EtaOption = Annotated[float | None, typer.Option(help="noise scale η in [0, 1] (ancestral, ihdm)")]
 VarianceOption = Annotated[str | None, typer.Option(help="small or large step variance (ancestral)")]
 ClipOption = Annotated[

@@ -25,14 +25,15 @@ from PIL import Image
 from torch import Tensor
 
 from corruptions import Process, make_process, process_options
+from corruptions.spectrum import Spectrum
 from models import UNet, network_config
-from spdbench.budgets import Budget, TrainConfig, resolve_budget
+from spdbench.budgets import AUTO, Budget, TrainConfig, resolve_budget
+from spdbench.checkpoint import latest_checkpoint, load_checkpoint
 from spdbench.data import image_shape, load_images
 from spdbench.errors import UserError
 from spdbench.files import write_atomically
-from spdbench.grids import make_grid
+from spdbench.grids import GRIDS, make_grid
 from spdbench.metrics import score_images
-from spdbench.checkpoint import latest_checkpoint, load_checkpoint
 from spdbench.records import (
     CONFIG,
     RESAMPLED,
@@ -43,11 +44,19 @@ from spdbench.records import (
     read_json,
     write_json,
 )
+from spdbench.samplerreport import best_sampler
 from spdbench.sampling import generate, network_denoiser
 from spdbench.show import tile
 from spdbench.solvers import SamplerSettings, Solver, get_solver, solvers_for
 from spdbench.spectra import process_spectrum, resolve_spectrum
-from spdbench.train import Callback, TrainResult, TrainState, process_group, train, training_device
+from spdbench.train import (
+    Callback,
+    TrainResult,
+    TrainState,
+    process_group,
+    train,
+    training_device,
+)
 
 
 @dataclass(frozen=True)
@@ -147,8 +156,7 @@ def resolve_run(request: RunRequest) -> Run:
         batch=request.batch or budget.train.batch,
         seed=request.seed,
     )
-    solver = choose_solver(request.sampler, budget, process)
-    grid_name = request.grid or budget.grid
+    solver, grid_name = choose_sampler(request, budget, process, spectrum)
     data_spectrum = None if grid_name == "native" else process_spectrum(spectrum, process)
     return Run(
         process=process,
@@ -168,17 +176,24 @@ def resolve_run(request: RunRequest) -> Run:
     )
 
 
-def choose_solver(name: str | None, budget: Budget, process: Process) -> Solver:
-    """The solver ``name``, refused if it does not serve ``process``; by default the first of the
-    budget's that does."""
-    if name is not None:
-        solver = get_solver(name)
-        solver.check(process)
-        return solver
-    for preferred in budget.samplers:
-        if preferred in solvers_for(process):
-            return get_solver(preferred)
-    raise UserError(f"budget {budget.name!r} names no sampler for {process.name!r}; give one with --sampler")
+def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectrum: Spectrum) -> tuple[Solver, str]:
+    """The run's solver and grid: those the request names (a solver is refused if it does not
+    serve ``process``), else the budget's: the first of its solvers that serves the process, on
+    its grid; with the grid ``auto``, the pair the exact measure ranks best at the budget's NFE."""
+    if request.sampler is not None:
+        get_solver(request.sampler).check(process)
+    serving = solvers_for(process)
+    solvers = [request.sampler] if request.sampler else [name for name in budget.samplers if name in serving]
+    if not solvers:
+        raise UserError(f"budget {budget.name!r} names no sampler for {process.name!r}; give one with --sampler")
+    grid = request.grid or budget.grid
+    if grid != AUTO:
+        return get_solver(solvers[0]), grid
+    nfe = request.nfe or budget.nfe
+    if nfe is None:
+        raise UserError(f"budget {budget.name!r} chooses its grid by measure, which needs --nfe")
+    solver, grid = best_sampler(process, process_spectrum(spectrum, process), solvers, list(GRIDS), nfe)
+    return get_solver(solver), grid
 
 
 def sampler_settings(solver: Solver, request: RunRequest, budget: Budget) -> SamplerSettings:

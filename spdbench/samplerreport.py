@@ -36,6 +36,7 @@ from torch import Tensor
 
 from corruptions import PROCESSES, Process, make_process
 from corruptions.base import ImageShape
+from corruptions.errors import ConfigurationError
 from corruptions.oracle import OracleDenoiser
 from corruptions.spectrum import PAPER_SPECTRUM, Spectrum
 from spdbench import data
@@ -202,6 +203,24 @@ def measure(grids: Grids, solver: str, grid_name: str, nfe: int | None) -> Measu
         amplification=float((noisy - clean).sum() / data.sum()),
         amplification_high=float((noisy - clean)[high].sum() / data[high].sum()),
     )
+
+
+def best_sampler(process: Process, spectrum: Tensor, solvers: list[str], grids: list[str], nfe: int) -> tuple[str, str]:
+    """The solver and grid, among those given, with the lowest W2² at ``nfe`` with the network
+    error ``ERROR_STD`` (``w2_at_error``): what suits ``process`` best at that budget of calls,
+    allowing for a trained network's error. ``spectrum``: the data's ``D`` in its basis."""
+    chosen = Grids(process, spectrum)
+    measured, refusals = [], []
+    for solver in solvers:
+        for grid in grids:
+            try:
+                measured.append(measure(chosen, solver, grid, nfe))
+            except ConfigurationError as refusal:  # a grid with fewer levels than nfe
+                refusals.append(refusal)
+    if not measured:
+        raise refusals[0]
+    best = min(measured, key=lambda row: row.w2_at_error)
+    return best.solver, best.grid
 
 
 def configurations(process: Process, full: bool) -> Iterator[tuple[str, str, int | None]]:
