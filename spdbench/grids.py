@@ -33,9 +33,8 @@ one coordinate function here and one line in ``GRIDS``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -55,14 +54,20 @@ CHUNK = 256  #: times per batch when a coordinate is measured over the full grid
 Coordinate = Callable[[Process, Tensor, Tensor | None], Tensor]
 
 
-def mean_log_snr(process: Process, times: Tensor) -> Tensor:
-    """``λ̄(t) = mean_k log(a_k(t)/s_k(t))`` over every coefficient of the image, per time."""
-    shape = (process.image_shape[0], process.image_shape[1], process.image_shape[2])
+def weighted_log_snr(process: Process, times: Tensor, weights: Tensor) -> Tensor:
+    """``Σ_k w_k log(a_k(t)/s_k(t)) / Σ_k w_k`` over every coefficient of the image, per time
+    (``−inf`` where a coefficient's ``a_k`` underflows to 0)."""
+    weights = weights.expand(process.image_shape)
     values = []
     for start in range(0, len(times), CHUNK):
         a, s = process.marginal_coefficients(times[start : start + CHUNK])
-        values.append((a / s).log().expand(-1, *shape).mean((1, 2, 3)))
+        values.append(((a / s).log() * weights).sum((1, 2, 3)) / weights.sum())
     return torch.cat(values)
+
+
+def mean_log_snr(process: Process, times: Tensor) -> Tensor:
+    """``λ̄(t) = mean_k log(a_k(t)/s_k(t))`` per time."""
+    return weighted_log_snr(process, times, torch.ones(1, dtype=torch.float64))
 
 
 def log_snr_coordinate(process: Process, times: Tensor, spectrum: Tensor | None) -> Tensor:
@@ -77,12 +82,7 @@ def signal_coordinate(process: Process, times: Tensor, spectrum: Tensor | None) 
     """``Σ_k D_k λ_k(t) / Σ_k D_k`` per time."""
     if spectrum is None:
         raise ConfigurationError("the signal grid needs the data's power spectrum")
-    weights = spectrum.expand(process.image_shape)
-    values = []
-    for start in range(0, len(times), CHUNK):
-        a, s = process.marginal_coefficients(times[start : start + CHUNK])
-        values.append(((a / s).log() * weights).sum((1, 2, 3)) / weights.sum())
-    return torch.cat(values)
+    return weighted_log_snr(process, times, spectrum)
 
 
 GRIDS: dict[str, Coordinate | None] = {
@@ -125,8 +125,14 @@ class Grids:
         if name not in GRIDS:
             raise ConfigurationError(f"unknown grid {name!r}; valid: {', '.join(GRIDS)}")
         coordinate = GRIDS[name]
-        if coordinate is None or nfe is None:
+        if coordinate is None:
             return self.process.time_grid(nfe)
+        if not torch.isfinite(self.log_snr).all():
+            raise ConfigurationError(
+                f"the {name} grid needs a finite log-SNR at every level, and some of {self.process.name!r}'s "
+                "coefficients vanish at its noisiest levels; use the native grid"
+            )
+        nfe = len(self.levels) if nfe is None else nfe
         if nfe < 1:
             raise ConfigurationError(f"nfe (sampler network calls) must be at least 1, got {nfe}")
         kept = self.log_snr <= log_snr_end(nfe)
@@ -138,6 +144,7 @@ class Grids:
         if name not in self.coordinates:
             self.coordinates[name] = coordinate(self.process, self.levels, self.spectrum)
         chosen = self.levels[kept][pick(self.coordinates[name][kept], nfe)]
+        assert chosen[0] == self.levels[0], "a grid starts at the prior's time"
         return torch.cat([chosen, torch.zeros(1, dtype=chosen.dtype)])
 
 

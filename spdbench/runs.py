@@ -93,6 +93,7 @@ class Run:
     solver: Solver
     grid_name: str
     grid: Tensor = field(compare=False)  #: the sampler's times, ``nfe + 1`` of them
+    spectrum: str  #: the data spectrum the grid was chosen and laid out with (recorded unless native)
     sampler: SamplerSettings
     samples: int
     sample_batch: int
@@ -115,6 +116,7 @@ class Run:
                 "grid": self.grid_name,
                 "nfe": self.nfe,
                 **self.solver.recorded(self.sampler),
+                **({} if self.grid_name == "native" else {"spectrum": self.spectrum}),
             },
             "samples": self.samples,
             "sample_batch": self.sample_batch,
@@ -167,6 +169,7 @@ def resolve_run(request: RunRequest) -> Run:
         solver=solver,
         grid_name=grid_name,
         grid=make_grid(grid_name, process, request.nfe or budget.nfe, data_spectrum),
+        spectrum=request.spectrum,
         sampler=sampler_settings(solver, request, budget),
         samples=request.samples or budget.samples,
         sample_batch=budget.sample_batch,
@@ -179,7 +182,9 @@ def resolve_run(request: RunRequest) -> Run:
 def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectrum: Spectrum) -> tuple[Solver, str]:
     """The run's solver and grid: those the request names (a solver is refused if it does not
     serve ``process``), else the budget's: the first of its solvers that serves the process, on
-    its grid; with the grid ``auto``, the pair the exact measure ranks best at the budget's NFE."""
+    its grid; with the grid ``auto``, the pair the exact measure ranks best at the budget's NFE
+    for the process at its defaults (so that every run of one process, its variants too, samples
+    alike)."""
     if request.sampler is not None:
         get_solver(request.sampler).check(process)
     serving = solvers_for(process)
@@ -192,7 +197,8 @@ def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectr
     nfe = request.nfe or budget.nfe
     if nfe is None:
         raise UserError(f"budget {budget.name!r} chooses its grid by measure, which needs --nfe")
-    solver, grid = best_sampler(process, process_spectrum(spectrum, process), solvers, list(GRIDS), nfe)
+    defaults = make_process(process.name, process.image_shape, spectrum=spectrum)
+    solver, grid = best_sampler(defaults, process_spectrum(spectrum, defaults), solvers, list(GRIDS), nfe)
     return get_solver(solver), grid
 
 
@@ -353,7 +359,7 @@ def request_from_config(config: dict[str, Any]) -> RunRequest:
             process,
             options,
             dataset=config["dataset"],
-            spectrum=config["process"].get("spectrum", "empirical"),
+            spectrum=config["process"].get("spectrum", sampler.get("spectrum", "empirical")),
             budget=config["budget"],
             train_steps=config["train"]["train_steps"],
             batch=config["train"]["batch"],
@@ -380,7 +386,8 @@ def sample_again(
     clip_x0: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Draw a finished run's sample set again from its final EMA weights with another sampler
-    (``None``: the run's own choice) at each of ``nfes``, score it like the run, and write each
+    (``None``: the run's own choice) at each of ``nfes`` (``None``: all the process's levels),
+    score it like the run, and write each
     record (``{"sampler", "scores", "sampling_seconds"}``) as ``resampled/<sampler>.json``;
     returns them. At the run's own settings it reproduces the run's samples and FID exactly."""
     config_path = run_dir / CONFIG
@@ -395,7 +402,8 @@ def sample_again(
     net.load_state_dict(load_checkpoint(run_dir).ema)
     images = load_images(run.dataset, "train")
     records = []
-    for nfe in nfes:
+    for count in nfes:
+        nfe = len(run.process.time_grid()) - 1 if count is None else count  # None: the full grid
         given = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0}
         changed = {key: value for key, value in given.items() if value is not None}
         if changed.keys() & {"sampler"}:  # another solver: the run's settings may not apply to it

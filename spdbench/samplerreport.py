@@ -3,10 +3,11 @@
 If the data are ``N(0, diag D)`` in a process's basis, the best network is the oracle denoiser
 (``corruptions.oracle``), and with it every solver of ``spdbench.solvers`` is linear per
 frequency: ``x̂_0 = g_t u_t`` (no clipping), and each step maps
-``u_r = c_x u_t + c_0 x̂_0 + c_p x̂_0' + c_z z``. So the samples are Gaussian per frequency, and
-their variance follows exactly (no Monte-Carlo noise) by propagating, per frequency, the
-variance of ``u``, of the previous ``x̂_0`` and their covariance through the steps, from the
-prior's variance. The distance of that law to the data's is, in an orthonormal basis,
+``u_r = c_x u_t + c_0 x̂_0 + c_p x̂_0' + c_q x̂_0'' + c_z z`` (the earlier steps' ``x̂_0``). So the
+samples are Gaussian per frequency, and their variance follows exactly (no Monte-Carlo noise) by
+propagating, per frequency, the covariance of ``u`` and the two earlier ``x̂_0`` through the
+steps, from the prior's variance. The distance of that law to the data's is, in an orthonormal
+basis,
 
     W2² = Σ_k (√v_k − √D_k)²,   reported relative to Σ_k D_k.
 
@@ -270,7 +271,11 @@ def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
     rows = []
     for process, full in process_cases(image_shape, spectrum):
         grids = Grids(process, process_spectrum(spectrum, process))
-        rows += [measure(grids, *configuration) for configuration in configurations(process, full)]
+        for configuration in configurations(process, full):
+            try:
+                rows.append(measure(grids, *configuration))
+            except ConfigurationError:  # a grid the process cannot have (heat: non-native)
+                continue
     return rows
 
 

@@ -8,7 +8,8 @@ from ``t = grid[i]`` to ``r = grid[i + 1]``, is
     x_r = B⁻¹( c_x ⊙ B x_t + c_0 ⊙ B x̂_0 + c_p ⊙ B x̂_0' + c_z ⊙ B z )
 
 with ``x̂_0 = process.predict_x0(network output)`` (clipped to ``[-1, 1]`` where the solver
-allows it and the settings ask), ``x̂_0'`` the previous step's, ``z`` fresh white noise, and
+allows it and the settings ask), ``x̂_0'`` the earlier steps' (one term each, the most recent
+first; at most ``spdbench.sampling.MAX_HISTORY``), ``z`` fresh white noise, and
 per-frequency coefficients (a ``LinearStep``) that depend on the process, the grid and the
 settings only. The one loop (``spdbench.sampling.sample``) applies them; the exact oracle measure
 (``spdbench.samplerreport``) propagates variances through the same coefficients.
@@ -203,7 +204,9 @@ def dpm_solver_3m(process: Process, grid: Schedule, i: int, settings: SamplerSet
     ``D1 = D1_0 + r_0/(r_0 + r_1) (D1_0 − D1_1)``, ``D2 = (D1_0 − D1_1)/(r_0 + r_1)`` and
     ``φ1 = expm1(−h)``, ``φ2 = φ1/h + 1``, ``φ3 = φ2/h − ½``:
     ``u_r = (s_r/s_t) u_t − a_r φ1 x̂_0 + a_r φ2 D1 − a_r φ3 D2``. The first two steps are of
-    order one and two (``dpm_solver_2m``), the last returns ``x̂_0``."""
+    order one and two (``dpm_solver_2m``), the last returns ``x̂_0``. This is term for term the
+    reference code's update; measured with the oracle (``spdbench samplers``) its error falls
+    with NFE at about the rate of 2M's on these grids, from a lower level at 20 calls and more."""
     if i < 2 or grid.is_data(i + 1):
         return dpm_solver_2m(process, grid, i, settings)
     (_, s_t), (a_r, s_r) = grid.at(i), grid.at(i + 1)

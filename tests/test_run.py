@@ -101,7 +101,8 @@ def test_dry_run_prints_the_configuration_and_writes_nothing(tmp_path: Path) -> 
     config = json.loads(output)
     assert config["process"]["perturb"] == 0.1 and config["process"]["perturb_kind"] == "desync"
     assert config["train"]["train_steps"] == 3 and config["sampler"]["nfe"] == 3
-    assert config["process"]["label"] == "spd-desync+0.1" and config["run_id"].startswith("spd-desync+0.1-fmnist-smoke-s0-")
+    assert config["process"]["label"] == "spd-desync+0.1"
+    assert config["run_id"].startswith("spd-desync+0.1-fmnist-smoke-s0-")
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
@@ -111,7 +112,9 @@ def test_a_run_chooses_its_sampler(tmp_path: Path) -> None:
     code, output = spdbench("run", "--process", "spd", *TINY, "--sampler", "dpmpp3m", "--grid", "edm", "--nfe", "10",
                             "--dry-run")
     assert code == 0, output
-    assert json.loads(output)["sampler"] == {"solver": "dpmpp3m", "grid": "edm", "nfe": 10, "clip_x0": True}
+    assert json.loads(output)["sampler"] == {
+        "solver": "dpmpp3m", "grid": "edm", "nfe": 10, "clip_x0": True, "spectrum": "empirical"
+    }
     papers = {}
     for process in PROCESSES:
         code, output = spdbench(
@@ -130,7 +133,7 @@ def test_a_run_chooses_its_sampler(tmp_path: Path) -> None:
 def test_the_quick_budget_gives_each_process_the_sampler_measured_best() -> None:
     """The quick budget's grid is ``auto``: each process gets, at its 20 calls, the solver and grid
     with the lowest exact W2² with a network error of std 0.1 among every one that serves it."""
-    from corruptions import make_process
+    from corruptions import ConfigurationError, make_process
     from spdbench.grids import GRIDS, Grids
     from spdbench.samplerreport import measure
     from spdbench.solvers import solvers_for
@@ -143,7 +146,13 @@ def test_the_quick_budget_gives_each_process_the_sampler_measured_best() -> None
         chosen = json.loads(output)["sampler"]
         process = make_process(name, (1, 28, 28), spectrum=spectrum)
         grids = Grids(process, process_spectrum(spectrum, process))
-        errors = {(s, g): measure(grids, s, g, 20).w2_at_error for s in solvers_for(process) for g in GRIDS}
+        errors = {}
+        for solver in solvers_for(process):
+            for grid in GRIDS:
+                try:
+                    errors[solver, grid] = measure(grids, solver, grid, 20).w2_at_error
+                except ConfigurationError:  # a grid the process cannot have
+                    continue
         assert errors[chosen["solver"], chosen["grid"]] == min(errors.values()) and chosen["nfe"] == 20, name
 
 
