@@ -73,6 +73,7 @@ class RunRecord:
     summary: dict[str, Any] | None
     error: str | None
     evaluations: list[dict[str, Any]]  #: the lines of ``eval.jsonl``
+    resampled: list[dict[str, Any]]  #: ``resampled/*.json``: the sample set drawn again, by file name
 
     @property
     def status(self) -> str:
@@ -139,6 +140,7 @@ def read_run(directory: Path) -> RunRecord:
         evaluations=[json.loads(line) for line in evaluations.read_text().splitlines() if line.strip()]
         if evaluations.is_file()
         else [],
+        resampled=[read_json(path) for path in sorted((directory / RESAMPLED).glob("*.json"))],
     )
 
 

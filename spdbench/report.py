@@ -12,10 +12,11 @@ The report writes:
   the suite's heading and, where a configuration was run with several seeds, its mean and
   standard deviation over them;
 - ``fid.png`` (FID of each process at its defaults, with its 95 % bootstrap interval and the
-  floor), ``fid_vs_option.png`` (for each sweep, runs of one process that differ in one numeric
-  option: FID against that option, with the Fisher path's length on a second axis and the
-  geodesic marked; SPD's ablations are such sweeps, and the CSV's ``path_speed_cv`` tells
-  apart a path walked unevenly), ``fid_vs_step.png`` (the periodic evaluation during
+  floor), ``fid_vs_nfe.png`` and a table in ``fid.md`` (FID against the sampler and NFE, for
+  the runs sampled again with ``spdbench sample``), ``fid_vs_option.png`` (for each sweep, runs
+  of one process that differ in one numeric option: FID against that option, with the Fisher
+  path's length on a second axis and the geodesic marked; SPD's ablations are such sweeps, and
+  the CSV's ``path_speed_cv`` tells apart a path walked unevenly), ``fid_vs_step.png`` (the periodic evaluation during
   training) and ``samples.png`` (16 samples of each run). A plot with nothing to show says why.
 
 The Fisher path efficiency (``geodesic / length``, 1 for SPD; ``spdbench.pathreport``) of every
@@ -362,7 +363,83 @@ def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[
                   "(runs of an earlier protocol):", ""]
         lines += [f"- `{run_id}`" for run_id in suite.left_out]
     lines += seed_lines(suite)
+    lines += nfe_lines(suite)
     return "\n".join(lines) + "\n"
+
+
+def sampler_cell(sampler: dict[str, Any]) -> str:
+    """``dpmpp3m, edm`` and the settings the solver uses (not the NFE, not the spectrum)."""
+    shown = [f"{key} {value}" for key, value in sampler.items() if key not in ("solver", "grid", "nfe", "spectrum")]
+    return ", ".join([str(sampler.get("solver", "?")), str(sampler.get("grid", "?")), *shown])
+
+
+def nfe_points(suite: SuiteRecord) -> list[tuple[RunRecord, dict[str, Any], dict[str, Any]]]:
+    """Every scored run's own sample set and each one drawn again (``spdbench sample``), as
+    ``(run, sampler, scores)``."""
+    points = []
+    for run in suite.scored():
+        points.append((run, dict(run.config.get("sampler", {})), run.scores or {}))
+        points += [(run, dict(again["sampler"]), again["scores"]) for again in run.resampled]
+    return points
+
+
+def nfe_lines(suite: SuiteRecord) -> list[str]:
+    """A table of FID against the sampler and NFE, for the runs sampled again; none without."""
+    if not any(run.resampled for run in suite.scored()):
+        return []
+    ordered_points = sorted(
+        nfe_points(suite), key=lambda point: (table_order(point[0]), sampler_cell(point[1]), point[1].get("nfe", 0))
+    )
+    rows = [
+        [
+            run_label(suite, run),
+            number(run.seed, "d"),
+            sampler_cell(sampler),
+            number(sampler.get("nfe"), "d"),
+            f"{scores['fid']:.2f} [{scores['fid_low']:.2f}, {scores['fid_high']:.2f}]",
+        ]
+        for run, sampler, scores in ordered_points
+    ]
+    header = ("process", "seed", "sampler", "NFE", "FID [95 % interval]")
+    intro = (
+        "Each run's final weights sampled again with other samplers and numbers of network calls "
+        "(`spdbench sample`), scored like the run (same sample set seeds, count and features); the "
+        "run's own sampler is among the rows."
+    )
+    table = markdown_text(frame(rows, header), left=("process", "seed", "sampler"))
+    return ["", "## FID against the sampler and NFE", "", intro, "", table]
+
+
+def nfe_figure(suite: SuiteRecord) -> Figure:
+    """FID against NFE (log scale), one panel per process configuration, one line per sampler
+    through the mean over seeds; a figure that says why when no run was sampled again."""
+    points = nfe_points(suite) if any(run.resampled for run in suite.scored()) else []
+    labels = list(dict.fromkeys(run_label(suite, run) for run, _, _ in points))
+    columns, rows = max(1, min(2, len(labels))), max(1, -(-len(labels) // 2))
+    figure = titled_figure(suite, "FID against NFE (runs sampled again)", (6 * columns + 1, 4.5 * rows + 1))
+    panels = figure.subplots(rows, columns, squeeze=False).flatten()
+    if not labels:
+        say_empty(panels[0], "no run was sampled again (spdbench sample): nothing to plot")
+    for axes, label in zip(panels, labels, strict=False):
+        own = [(sampler, scores) for run, sampler, scores in points if run_label(suite, run) == label]
+        for i, name in enumerate(dict.fromkeys(sampler_cell(sampler) for sampler, _ in own)):
+            line: dict[int, list[float]] = {}
+            for sampler, scores in own:
+                if sampler_cell(sampler) == name:
+                    line.setdefault(int(sampler["nfe"]), []).append(float(scores["fid"]))
+            nfes = sorted(line)
+            axes.plot(nfes, [statistics.mean(line[n]) for n in nfes], marker="o", label=name, **run_style(i))
+        draw_floor(axes, suite.floor)
+        axes.set_xscale("log")
+        axes.set_ylim(bottom=0)
+        axes.set_title(label, fontsize=10)
+        axes.set_xlabel("NFE (network calls)")
+        axes.set_ylabel(fid_axis_label(suite))
+        axes.grid(alpha=0.3, which="both")
+        axes.legend(fontsize=7)
+    for axes in panels[len(labels) :] if labels else []:
+        axes.set_axis_off()
+    return figure
 
 
 # --- plots -----------------------------------------------------------------------------------
@@ -617,6 +694,7 @@ def write_report(suite_dir: Path) -> list[Path]:
         "fid.png": fid_figure(suite),
         "fid_vs_option.png": option_figure(suite, paths),
         "fid_vs_step.png": step_figure(suite),
+        "fid_vs_nfe.png": nfe_figure(suite),
         "samples.png": samples_figure(suite),
     }
     for name, figure in figures.items():

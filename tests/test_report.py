@@ -31,7 +31,7 @@ from spdbench.show import tile
 
 runner = CliRunner()
 SHAPE = (1, 28, 28)
-FIGURES = ("fid.png", "fid_vs_option.png", "fid_vs_step.png", "samples.png")
+FIGURES = ("fid.png", "fid_vs_option.png", "fid_vs_step.png", "fid_vs_nfe.png", "samples.png")
 #: Synthetic floor: not a measurement.
 FLOOR = {"fid": 1.5, "fid_low": 1.2, "fid_high": 1.9, "kid": 0.0002, "kid_std": 0.0001, "samples": 64}
 
@@ -74,7 +74,9 @@ def write_run(
         "budget": budget,
         "network": {"size": "quick"},
         "train": {"train_steps": 100, "batch": 8, "seed": seed},
-        "sampler": {"nfe": 10, "eta": 1.0, "variance": "small", "clip_x0": True},
+        "sampler": {
+            "solver": "ancestral", "grid": "native", "nfe": 10, "eta": 1.0, "variance": "small", "clip_x0": True
+        },
         "samples": 64,
         "seed": seed,
     }
@@ -282,6 +284,28 @@ def test_a_suite_of_two_budgets_keeps_them_apart(tmp_path: Path) -> None:
     assert (sweep.process, sweep.option, sweep.budget) == ("spd", "perturb", "quick")
     (series,) = sweep.series.values()
     assert sorted((run.options["perturb"], run.seed) for run in series) == [(0.0, 0), (0.0, 1), (0.1, 0)]
+
+
+def test_runs_sampled_again_are_tabled_and_plotted_against_nfe(tmp_path: Path) -> None:
+    """``resampled/*.json`` (``spdbench sample``) become a table of FID against the sampler and
+    NFE, the run's own sampler among its rows, and ``fid_vs_nfe.png``."""
+    suite_dir = write_suite(tmp_path)
+    write_report(suite_dir)
+    assert "FID against the sampler and NFE" not in (suite_dir / "fid.md").read_text()
+    spd = next(path for path in (suite_dir / "runs").iterdir() if path.name == "spd-quick-s0")
+    (spd / "resampled").mkdir()
+    for nfe, fid in ((5, 90.0), (20, 31.0)):
+        sampler = {"solver": "dpmpp3m", "grid": "edm", "nfe": nfe, "clip_x0": True, "spectrum": "paper"}
+        record = {"sampler": sampler, "scores": synthetic_scores(fid), "sampling_seconds": 1.0}
+        (spd / "resampled" / f"dpmpp3m-edm-nfe{nfe}.json").write_text(json.dumps(record))
+    write_report(suite_dir)
+    rows = [row[:5] for row in table_cells((suite_dir / "fid.md").read_text().split("FID against the sampler")[1])]
+    own = "ancestral, native, eta 1.0, variance small, clip_x0 True"
+    assert ["spd", "0", own, "10", "28.00 [27.00, 29.50]"] in rows
+    assert ["spd", "0", "dpmpp3m, edm, clip_x0 True", "5", "90.00 [89.00, 91.50]"] in rows
+    assert ["spd", "0", "dpmpp3m, edm, clip_x0 True", "20", "31.00 [30.00, 32.50]"] in rows
+    with Image.open(suite_dir / "fid_vs_nfe.png") as image:
+        assert image.format == "PNG" and min(image.size) > 300
 
 
 def test_sweeps_are_found_for_any_numeric_option(tmp_path: Path) -> None:
