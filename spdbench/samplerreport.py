@@ -39,7 +39,7 @@ from corruptions import PROCESSES, Process, make_process
 from corruptions.base import ImageShape
 from corruptions.errors import ConfigurationError
 from corruptions.oracle import OracleDenoiser
-from corruptions.spectrum import PAPER_SPECTRUM, Spectrum
+from corruptions.spectrum import Spectrum
 from spdbench import data
 from spdbench.budgets import TODAYS_SAMPLERS
 from spdbench.files import write_text_atomically
@@ -279,9 +279,11 @@ def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
     return rows
 
 
-def todays_solver(process: Process) -> str:
-    """The solver every run used before solvers were a choice (on the native grid)."""
-    return next(name for name in TODAYS_SAMPLERS if name in solvers_for(process))
+def todays_solver(process: Process | str) -> str:
+    """The solver every run used before solvers were a choice (on the native grid), for a process
+    or a registered process's name."""
+    cls = PROCESSES[process] if isinstance(process, str) else type(process)
+    return next(name for name in TODAYS_SAMPLERS if issubclass(cls, SOLVERS[name].family))
 
 
 def find(
@@ -496,8 +498,7 @@ def headline(table: pd.DataFrame) -> str:
     rows = []
     for label in table[full]["label"].unique():
         own = table[(table["label"] == label) & ~full]
-        process = make_process(str(own["process"].iloc[0]), (1, 8, 8), spectrum=PAPER_SPECTRUM)
-        solver = todays_solver(process)
+        solver = todays_solver(str(own["process"].iloc[0]))
         today = own[(own["solver"] == solver) & (own["grid"] == "native")].set_index("nfe")["w2"]
         whole = table[(table["label"] == label) & full & (table["solver"] == solver)]["w2"].iloc[0]
 
