@@ -51,8 +51,9 @@ from spdbench.spectra import process_spectrum, resolve_size, resolve_spectrum
 from spdbench.tables import csv_text, frame, markdown_text
 
 NFES: tuple[int | None, ...] = (5, 10, 20, 50, 100, None)  #: ``None``: the full grid
-#: The network error (std, in the process's target units, at every step) of ``w2_at_error``:
-#: about what the quick budget's networks leave (their final loss is 0.1 to 0.2 per pixel).
+#: The network error (std, in the process's target units, at every step) of ``w2_at_error``, a
+#: crude proxy for a trained network (white, and smaller than the quick networks' errors: their
+#: final loss is 0.05 to 0.14 per pixel).
 ERROR_STD = 0.1
 
 
@@ -474,8 +475,10 @@ def sampler_markdown(rows: list[Measure], description: str, command: str) -> str
         f"## With a network error of std {ERROR_STD:g}",
         "",
         f"W2² when the network output carries a white error of std {ERROR_STD:g} (in the process's own target "
-        "units) at every step, about what the quick budget's networks leave; the best solver and grid by "
-        "this measure, which a few-step solver must also pass to be of use with a trained network.",
+        "units) at every step, and the best solver and grid by it. A crude proxy: the error adds variance, "
+        "which this W2² credits to a sampler that loses variance, and trained networks' errors are neither "
+        "white nor this small; on the quick networks its choice lost FID to the posterior sampler "
+        "(results/quick-auto-sampler).",
         "",
         markdown_text(frame(robust_rows(rows), ROBUST_COLUMNS), left=("process",)),
         "",

@@ -130,9 +130,9 @@ def test_a_run_chooses_its_sampler(tmp_path: Path) -> None:
     assert papers["blurring"]["variance"] == "small" and papers["blurring"]["nfe"] == 1000
 
 
-def test_the_quick_budget_gives_each_process_the_sampler_measured_best() -> None:
-    """The quick budget's grid is ``auto``: each process gets, at its 20 calls, the solver and grid
-    with the lowest exact W2² with a network error of std 0.1 among every one that serves it."""
+def test_grid_auto_gives_each_process_the_sampler_measured_best() -> None:
+    """With ``--grid auto`` each process gets, at its 20 calls, the solver and grid with the lowest
+    exact W2² with a network error of std 0.1 among every one that serves it."""
     from corruptions import ConfigurationError, make_process
     from spdbench.grids import GRIDS, Grids
     from spdbench.samplerreport import measure
@@ -141,7 +141,7 @@ def test_the_quick_budget_gives_each_process_the_sampler_measured_best() -> None
 
     spectrum = resolve_spectrum("empirical", "fmnist")
     for name in PROCESSES:
-        code, output = spdbench("run", "--process", name, "--dry-run")
+        code, output = spdbench("run", "--process", name, "--grid", "auto", "--dry-run")
         assert code == 0, output
         chosen = json.loads(output)["sampler"]
         process = make_process(name, (1, 28, 28), spectrum=spectrum)
@@ -235,7 +235,7 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "ddpm", "--sampler", "ddim", "--eta", "0.5"], "sampler 'ddim' has no setting eta"),
         (["--process", "heat", "--no-clip"], "sampler 'ihdm' has no setting clip_x0"),
         (["--process", "ddpm", "--sampler", "ancestral", "--eta", "2"], "eta must lie in [0, 1]"),
-        (["--process", "ddpm", "--eta", "0.5"], "sampler 'dpmpp3m' has no setting eta"),
+        (["--process", "ddpm", "--sampler", "dpmpp3m", "--eta", "0.5"], "sampler 'dpmpp3m' has no setting eta"),
         (["--process", "ddpm", "--sampler", "ancestral", "--variance", "huge"], "variance must be 'small' or 'large'"),
         (["--process", "ddpm", "--grid", "cosine"], "unknown grid 'cosine'"),
         (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "nfe (sampler network calls) must lie in [1, 4000]"),
