@@ -3,7 +3,8 @@
     python -m benchmarks.harness quick [--results results] [--estimate-only]
 
 Finished runs are skipped, interrupted ones resume from their last checkpoint, and a run
-that fails leaves ``failed.json`` (its error) so the table shows it instead of losing it.
+that fails leaves ``failed.json`` (its error) so the table shows it instead of losing it; the
+suite still writes its whole report, then exits non-zero naming the runs that did not finish.
 Before starting, the harness times a few training steps and sampler calls of the suite's
 networks on this machine and prints the estimated time of what is left to do.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -25,16 +27,20 @@ import torch
 import typer
 
 from benchmarks.suites import Suite, get_suite
-from corruptions import ConfigurationError
 from models import UNet, network_config
-from spdbench.classifier import ClassifierConfig, cache_paths
-from spdbench.errors import UserError
+from spdbench.classifier import ClassifierConfig, cache_paths, estimate_training_seconds
+from spdbench.errors import OneLineCommand, command_errors
+from spdbench.files import check_output_directory
 from spdbench.metrics import floor_score
-from spdbench.records import FAILED, RUNS_DIR, SUITE_FILE, SUMMARY, write_failure, write_json
+from spdbench.progress import hide_bars
+from spdbench.records import FAILED, RUNS_DIR, SUITE_FILE, SUMMARY, read_suite, write_failure, write_json
 from spdbench.report import write_report
 from spdbench.runs import Run, execute, launch_rank, resolve_run
 from spdbench.show import show_processes
 from spdbench.train import process_group, training_device
+
+SUITE_INCOMPLETE_EXIT_CODE = 1
+"""The exit code of a suite that wrote its report with a run failed or missing."""
 
 
 def say(line: str) -> None:
@@ -98,29 +104,38 @@ def estimate_seconds(runs: list[Run], done: set[str]) -> float:
     return total
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: seconds up to two minutes, minutes up to two hours, then hours."""
+    if seconds < 120:
+        return f"{seconds:.0f} seconds"
+    return f"{seconds / 60:.0f} minutes" if seconds < 7200 else f"{seconds / 3600:.1f} hours"
+
+
 def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> str:
     """The estimate printed before a suite starts: ``seconds`` (one device's cost, from
-    ``estimate_seconds``) split over ``world`` devices, communication not counted, in minutes
-    up to two hours and in hours beyond; then the device-hours."""
-    wall = seconds / world
-    span = f"{wall / 60:.0f} minutes" if wall < 7200 else f"{wall / 3600:.1f} hours"
+    ``estimate_seconds``) split over ``world`` devices, communication not counted (``duration``);
+    then the device-hours."""
+    span = duration(seconds / world)
     devices = f"{world} {device}" + ("s" if world > 1 else "")
     return f"estimated time for the {runs_left} runs left: {span} on {devices} ({seconds / 3600:.2f} {device}-hours)"
 
 
 def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: bool = False) -> Path:
-    """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report."""
+    """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report; then, if
+    any run failed or is missing, say which on one line and exit with ``SUITE_INCOMPLETE_EXIT_CODE``."""
     suite_dir = results / suite.name
     runs_dir = suite_dir / RUNS_DIR
     leader = launch_rank() == 0  # under torchrun, only rank 0 writes records and reports
     runs = [resolve_run(request) for request in suite.runs]
+    check_output_directory(suite_dir)
     done = {run.run_id for run in runs if (runs_dir / run.run_id / SUMMARY).exists()}
     say(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = "GPU" if torch.cuda.is_available() else "CPU"
     say(estimate_line(estimate_seconds(runs, done), len(runs) - len(done), world, device))
     if suite.dataset == "fmnist" and not all(path.exists() for path in cache_paths(ClassifierConfig())):
-        say("  plus training the Fashion-MNIST feature classifier once (minutes on a CPU; then cached)")
+        seconds = estimate_training_seconds(ClassifierConfig())
+        say(f"  plus {duration(seconds)} to train the Fashion-MNIST feature classifier (once; then cached)")
     if estimate_only:
         return suite_dir
     if leader:
@@ -135,6 +150,12 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     if leader:
         for path in [*write_report(suite_dir), *write_corruption_grids(suite, suite_dir / "show")]:
             say(f"wrote {path}")
+        unfinished = [run for run in read_suite(suite_dir).runs if run.status != "done"]
+        if unfinished:
+            listed = "; ".join(f"{run.run_id} ({run.error or run.status})" for run in unfinished)
+            print(f"error: {len(unfinished)} of {len(runs)} runs of suite {suite.name} did not finish: {listed}; "
+                  f"the report in {suite_dir} shows them", file=sys.stderr)
+            raise SystemExit(SUITE_INCOMPLETE_EXIT_CODE)
     return suite_dir
 
 
@@ -186,16 +207,18 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
 def main(
     suite: str = typer.Argument(help="suite to run: smoke, quick or cifar"),
     results: Path = typer.Option(Path("results"), help="directory of suite directories"),
-    estimate_only: bool = typer.Option(False, "--estimate-only", help="print the time estimate and stop"),
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    estimate_only: bool = typer.Option(False, "--estimate-only", metavar="", help="print the time estimate and stop"),
+    quiet: bool = typer.Option(False, "--quiet", metavar="", help="no progress bars"),
 ) -> None:
     """Run a suite and write its report."""
-    try:
+    if quiet:
+        hide_bars()
+    with command_errors(f"benchmarks.harness {suite}"):
         run_suite(get_suite(suite), results, estimate_only, quiet)
-    except (UserError, ConfigurationError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
 
+
+app = typer.Typer(add_completion=False)
+app.command(cls=OneLineCommand)(main)
 
 if __name__ == "__main__":
-    typer.run(main)
+    app()

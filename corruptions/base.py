@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from corruptions.errors import ConfigurationError
+from corruptions.errors import ConfigurationError, NfeRangeError
 from corruptions.transforms import Basis
 
 ImageShape = tuple[int, int, int]
@@ -137,12 +137,18 @@ def option_text(key: str, value: Any) -> str:
     return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
 
 
+def check_nfe(nfe: int, levels: int) -> None:
+    """Refuse ``nfe`` outside ``[1, levels]``: a process's full grid, all its levels, is the most
+    network calls its sampler takes (for a continuous-time process, raise its ``levels``)."""
+    if not 1 <= nfe <= levels:
+        raise NfeRangeError(nfe, levels, "the levels; the process option levels sets them")
+
+
 def discrete_time_grid(levels: int, nfe: int | None) -> Tensor:
     """Levels ``L … 1`` evenly thinned to ``nfe`` of them, then ``0``: int64, decreasing."""
     if nfe is None:
         nfe = levels
-    if not 1 <= nfe <= levels:
-        raise ConfigurationError(f"nfe (sampler network calls) must lie in [1, {levels}] (the levels), got {nfe}")
+    check_nfe(nfe, levels)
     grid = torch.linspace(levels, 1, nfe, dtype=torch.float64).round().long()
     return torch.cat([grid, torch.zeros(1, dtype=torch.long)])
 

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from corruptions.base import DeviceCopies, ImageShape, batch_view
+from corruptions.base import DeviceCopies, ImageShape, batch_view, check_nfe
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.transforms import BASES, heat_eigenvalues
@@ -56,10 +56,9 @@ class BlurringDiffusion(FrequencyDiagonalGaussian):
 
     def time_grid(self, nfe: int | None = None) -> Tensor:
         """``t = 1, 1 − 1/S, …, 0`` with ``S = nfe``: the paper's ``s = t − 1/T_sample``; the full
-        grid has ``S = levels`` (the paper's ``T_sample``)."""
+        grid has ``S = levels`` (the paper's ``T_sample``), the most calls it takes."""
         nfe = self.levels if nfe is None else nfe
-        if nfe < 1:
-            raise ConfigurationError(f"nfe (sampler network calls) must be at least 1, got {nfe}")
+        check_nfe(nfe, self.levels)
         return torch.linspace(1.0, 0.0, nfe + 1, dtype=torch.float64)
 
     def network_time(self, t: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from spdbench.data import image_shape, iterate_batches, load_labels, load_uint8
 from spdbench.errors import UserError
 from spdbench.files import cache_dir, write_atomically, write_text_atomically
+from spdbench.progress import progress_bar
 
 DATASET = "fmnist"
 NUM_CLASSES = 10
@@ -182,13 +183,15 @@ def train_classifier(config: ClassifierConfig) -> tuple[FmnistCNN, ClassifierInf
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     generator = torch.Generator().manual_seed(config.seed)
     network.train()
-    for _ in range(config.epochs):
-        for index in iterate_batches(torch.arange(len(images)), config.batch_size, generator, drop_last=False):
-            loss = F.cross_entropy(network(images[index]), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    with progress_bar(f"training the feature classifier {config.name} (once; then cached)", steps) as bar:
+        for _ in range(config.epochs):
+            for index in iterate_batches(torch.arange(len(images)), config.batch_size, generator, drop_last=False):
+                loss = F.cross_entropy(network(images[index]), labels[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                bar.advance()
     network.eval()
     accuracy = test_accuracy(network)
     info = ClassifierInfo(
@@ -199,6 +202,25 @@ def train_classifier(config: ClassifierConfig) -> tuple[FmnistCNN, ClassifierInf
         torch_version=torch.__version__,
     )
     return network, info
+
+
+def estimate_training_seconds(config: ClassifierConfig, repeats: int = 3) -> float:
+    """Seconds that training a network with ``config`` takes on this machine: the mean of
+    ``repeats`` timed Adam steps on random images (after one warm-up), times its steps."""
+    network = FmnistCNN(config.channels, config.hidden)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    images = torch.randint(0, 256, (config.batch_size, *image_shape(DATASET)), dtype=torch.uint8)
+    labels = torch.randint(0, NUM_CLASSES, (config.batch_size,))
+    timings = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        loss = F.cross_entropy(network(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        timings.append(time.perf_counter() - started)
+    count = len(load_uint8(DATASET, "train")) if config.train_limit is None else config.train_limit
+    return sum(timings[1:]) / repeats * config.epochs * math.ceil(count / config.batch_size)
 
 
 @torch.no_grad()

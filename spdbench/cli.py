@@ -2,9 +2,9 @@
 
 Commands import what only they need (training, scoring) when they run, so that reading results
 (``spdbench report``) never loads the machinery that made them. Every command is registered
-with ``@command``, which turns the errors meant for a person
-(``UserError``, ``ConfigurationError``) into one line ``error: <message>`` on stderr and exit
-code 2, with no traceback.
+with ``@command``, which turns every error into one line ``error: <message>`` on stderr and an
+exit code (``spdbench.errors.command_errors``: 2 for what the user can fix, 1 for an internal
+error), with no traceback.
 
 A process's options are generic: ``--option NAME=VALUE`` (repeatable) passes any option to the
 process, which validates it; ``--perturb P`` and ``--perturb-kind K`` are the shorthand for
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec
@@ -24,12 +25,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from corruptions import PROCESSES, ConfigurationError
+from corruptions import PROCESSES
 from spdbench.budgets import BUDGETS
-from spdbench.data import DATASETS
-from spdbench.errors import UserError
+from spdbench.data import DATA_DIR_VARIABLE, DATASETS
+from spdbench.errors import OneLineGroup, UserError, command_errors
+from spdbench.files import check_output_directory
 from spdbench.grids import GRIDS
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
+from spdbench.progress import hide_bars
 from spdbench.records import suite_dirs
 from spdbench.report import MARKDOWN_FILE, write_report
 from spdbench.show import show_processes
@@ -40,23 +43,37 @@ app = typer.Typer(
     "diffusion, Shortest Path Diffusion (SPD) and perturbed SPD.",
     no_args_is_help=True,
     add_completion=False,
+    cls=OneLineGroup,
 )
 
 P = ParamSpec("P")
-USER_ERROR_EXIT_CODE = 2
+FLAG = ""  #: the metavar of an on/off flag: it takes no value
+
+
+@app.callback()
+def main(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"a directory holding the dataset's own files (Fashion-MNIST's four official .gz files; "
+            f"CIFAR-10's python archive or its extracted batches), used instead of every other source; "
+            f"also ${DATA_DIR_VARIABLE}",
+        ),
+    ] = None,
+) -> None:
+    """Options shared by every command."""
+    if data_dir is not None:
+        os.environ[DATA_DIR_VARIABLE] = str(data_dir)
 
 
 def command(function: Callable[P, None]) -> Callable[P, None]:
-    """Register ``function`` as a command of ``app`` (named after it) whose user errors print
-    ``error: <message>`` on one line to stderr and exit with code 2."""
+    """Register ``function`` as a command of ``app`` (named after it) whose errors print
+    ``error: <message>`` on one line to stderr and exit with the code ``command_errors`` gives."""
 
     @functools.wraps(function)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        try:
+        with command_errors(f"spdbench {function.__name__}"):
             function(*args, **kwargs)
-        except (UserError, ConfigurationError) as error:
-            typer.echo(f"error: {' '.join(str(error).split())}", err=True)
-            raise typer.Exit(USER_ERROR_EXIT_CODE) from None
 
     app.command()(run)
     return run
@@ -95,7 +112,7 @@ GridOption = Annotated[
 EtaOption = Annotated[float | None, typer.Option(help="noise scale η in [0, 1] (ancestral, ihdm)")]
 VarianceOption = Annotated[str | None, typer.Option(help="small or large step variance (ancestral)")]
 ClipOption = Annotated[
-    bool | None, typer.Option("--clip/--no-clip", help="clip x̂0 to [-1, 1] (ancestral, ddim, dpmpp2m)")
+    bool | None, typer.Option("--clip/--no-clip", metavar=FLAG, help="clip x̂0 to [-1, 1] (ancestral, ddim, dpmpp2m)")
 ]
 
 
@@ -144,6 +161,8 @@ def paths(
     given = {"--spectrum": spectrum, "--dataset": dataset, "--size": size, "--channels": channels, "--out": out}
     options = [f"{flag} {value}" for flag, value in given.items() if value is not None]
     invocation = " ".join(["spdbench paths", *options])
+    if out is not None:
+        check_output_directory(out)
     report = paths_report(spectrum, dataset, size, channels, out, invocation)
     table = Table(title=f"Fisher path length: {report.description}", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in DISPLAY_COLUMNS:
@@ -171,6 +190,8 @@ def samplers(
     given = {"--spectrum": spectrum, "--dataset": dataset, "--size": size, "--out": out}
     options = [f"{flag} {value}" for flag, value in given.items() if value is not None]
     invocation = " ".join(["spdbench samplers", *options])
+    if out is not None:
+        check_output_directory(out)
     report = sampler_report(spectrum, dataset, size, out, invocation)
     typer.echo(report.files[1].read_text())
     for path in report.files:
@@ -193,6 +214,7 @@ def show(
 ) -> None:
     """PNG grids of training images corrupted by a process at several times, and of the noise part."""
     options = requested_options(option, perturb, perturb_kind)
+    check_output_directory(out)
     files = show_processes(process, dataset, size, spectrum, options, images, times, seed, out)
     for path in files:
         typer.echo(f"wrote {path}")
@@ -218,9 +240,13 @@ def run(
     samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
     seed: Annotated[int, typer.Option(help="seed of training and sampling")] = 0,
     out: Annotated[Path, typer.Option(help="directory of run directories")] = Path("runs"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved configuration and exit")] = False,
-    force: Annotated[bool, typer.Option("--force", help="start a finished or interrupted run again")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", metavar=FLAG, help="print the resolved configuration and exit")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", metavar=FLAG, help="start a finished or interrupted run again")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", metavar=FLAG, help="no progress bar")] = False,
 ) -> None:
     """Train one process, sample from it and write one run directory (resumes if interrupted)."""
     from spdbench.runs import RunRequest, execute, resolve_run
@@ -231,6 +257,8 @@ def run(
         nfe=nfe, eta=eta, variance=variance, clip_x0=clip, samples=samples, seed=seed,
     )
     resolved = resolve_run(request)
+    if quiet:
+        hide_bars()
     if dry_run:
         typer.echo(json.dumps({"run_id": resolved.run_id, **resolved.config()}, indent=2))
         return

@@ -2,8 +2,12 @@
 
 Where the data comes from:
 
+Your own copy: ``root`` (``load_*(..., root=...)``), else the directory ``$SPDBENCH_DATA_DIR``
+(``spdbench --data-dir DIR``), holds the dataset's files as described below and is used instead of
+every other source.
+
 - ``fmnist``, Fashion-MNIST (1×28×28, the embedded default): the four official gzipped IDX files,
-  looked for in this order: the directory passed as ``root``; Debian's package
+  looked for in this order: the directory ``root``; Debian's package
   ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist); the cache directory
   ``$SPDBENCH_DATA/fmnist`` (default ~/.cache/spdbench/data/fmnist), where they are downloaded from
   the official mirror when absent. Every file, whatever its source, must match the SHA-256 of its
@@ -105,12 +109,12 @@ def load_uint8(name: str, split: str = "train", root: Path | None = None) -> tor
     `root` overrides where the files are looked for (see the module docstring). Returns a fresh
     tensor each call; the loaded data is cached in-process.
     """
-    return _load(name, split, root)[0].clone()
+    return _load(name, split, data_root(root))[0].clone()
 
 
 def load_labels(name: str, split: str = "train", root: Path | None = None) -> torch.Tensor:
     """The class labels (0..9) of `split` of dataset `name`, int64 of length N, in image order."""
-    return _load(name, split, root)[1].clone()
+    return _load(name, split, data_root(root))[1].clone()
 
 
 def load_images(
@@ -122,7 +126,7 @@ def load_images(
     """
     if size is not None and size < 1:
         raise UserError(f"image size must be a positive number of pixels, not {size}")
-    images = _load(name, split, root)[0].float() / 127.5 - 1.0
+    images = _load(name, split, data_root(root))[0].float() / 127.5 - 1.0
     if size is None or images.shape[-2:] == (size, size):
         return images
     resized = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -167,12 +171,22 @@ def _check_split(split: str) -> None:
         raise UserError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
 
 
+DATA_DIR_VARIABLE = "SPDBENCH_DATA_DIR"
+"""The environment variable naming a directory that holds the dataset's own files."""
+
+
+def data_root(root: Path | None) -> Path | None:
+    """``root``, else ``$SPDBENCH_DATA_DIR`` when set, else ``None`` (the default sources)."""
+    given = root if root is not None else os.environ.get(DATA_DIR_VARIABLE) or None
+    return None if given is None else Path(given)
+
+
 @functools.lru_cache(maxsize=8)
 def _load(name: str, split: str, root: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (uint8 images N×C×H×W, int64 labels N) of one split; cached, so never modify them in place."""
+    """The (uint8 images N×C×H×W, int64 labels N) of one split from ``root`` (``None``: the
+    default sources); cached, so never modify them in place."""
     _check_name(name)
     _check_split(split)
-    root = None if root is None else Path(root)
     if name == "fmnist":
         images, labels = _load_fmnist(split, root)
     else:
@@ -277,13 +291,21 @@ def _read_fmnist_file(path: Path, filename: str, shown: str | None = None) -> np
     decompressed bytes; `shown` is how errors name the file (default: its path).
     """
     shown = shown or str(path)
+    raw = _read_bytes(path)
+    if not raw:
+        raise UserError(f"{shown} is empty; expected the official gzipped {filename}")
     try:
-        payload = gzip.decompress(_read_bytes(path))
+        payload = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
         raise UserError(f"{shown} is not a valid gzip file (truncated or corrupt: {_one_line(error)})") from error
     magic, dims = _FMNIST_IDX_LAYOUT[filename]
     header_size = 4 * (1 + len(dims))
-    header = struct.unpack(f">{1 + len(dims)}I", payload[:header_size]) if len(payload) >= header_size else ()
+    if len(payload) < header_size:
+        raise UserError(
+            f"{shown} is too short: {len(payload)} bytes once decompressed, less than the {header_size}-byte "
+            f"IDX header of {filename}"
+        )
+    header = struct.unpack(f">{1 + len(dims)}I", payload[:header_size])
     if header != (magic, *dims):
         raise UserError(f"{shown} is not the expected IDX file: header {header}, expected {(magic, *dims)}")
     expected_size = header_size + math.prod(dims)

@@ -1,6 +1,114 @@
-"""The one error type the command line turns into a one-line message and a non-zero exit."""
+"""The errors a command turns into one line and an exit code, and the boundary that does it.
+
+Exit codes: 2 for what the user or the environment can fix (a ``UserError`` or a process's
+``ConfigurationError``: bad input, a corrupt file; an ``OSError``: a full disk, a missing
+permission), 1 for an unexpected internal error (one line naming the command; ``SPDBENCH_DEBUG=1``
+shows the traceback), 130 for an interrupt (Ctrl-C, or ``SIGTERM``, which is turned into one so that
+every ``finally`` runs and no temporary file is left behind). Command-line usage errors (an
+unknown option, a value that is not a number) are one line too, through ``OneLineGroup`` and
+``OneLineCommand``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from typer.core import TyperCommand, TyperGroup
+from typer.exceptions import Abort, TyperException
+
+from corruptions import ConfigurationError
+
+USER_ERROR_EXIT_CODE = 2
+INTERNAL_ERROR_EXIT_CODE = 1
+INTERRUPTED_EXIT_CODE = 130
+DEBUG_VARIABLE = "SPDBENCH_DEBUG"
 
 
 class UserError(Exception):
     """Bad input from the user or the environment: an unknown name, an out-of-range value,
     a missing or corrupt dataset or checkpoint. The message is one line meant for a person."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with its whitespace (newlines too) collapsed to single spaces."""
+    return " ".join(text.split())
+
+
+def os_error_text(error: OSError) -> str:
+    """What went wrong with which file, e.g. ``No space left on device: runs/x/summary.json``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    files = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{reason}: {' → '.join(files)}" if files else reason
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def command_errors(command: str) -> Iterator[None]:
+    """Run a command's body; turn what it raises into ``error: <one line>`` on stderr and
+    ``SystemExit`` with the code of the module docstring. ``SIGTERM`` raises ``KeyboardInterrupt``
+    inside the body (from the main thread, where signals can be handled)."""
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave the handler as it is
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except (UserError, ConfigurationError) as error:
+        _exit(one_line(str(error)), USER_ERROR_EXIT_CODE)
+    except OSError as error:
+        _exit(one_line(os_error_text(error)), USER_ERROR_EXIT_CODE)
+    except KeyboardInterrupt:
+        _exit(f"{command} interrupted; run it again to resume", INTERRUPTED_EXIT_CODE)
+    except Exception as error:  # noqa: BLE001 - the boundary: one line instead of a traceback
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        reason = one_line(f"{type(error).__name__}: {error}")
+        _exit(
+            f"internal error in {command} ({reason}); {DEBUG_VARIABLE}=1 shows the traceback",
+            INTERNAL_ERROR_EXIT_CODE,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code) from None
+
+
+class _OneLineUsageErrors:
+    """Makes a typer command print its usage errors as ``error: <message>; see <command> --help``
+    on one line and exit 2, instead of a usage box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except TyperException as error:  # a usage error has the context of the command it is about
+            message = one_line(error.format_message()).rstrip(".")
+            if not message:  # no arguments: the help was shown instead
+                raise SystemExit(error.exit_code) from None
+            context = getattr(error, "ctx", None)
+            hint = f"; see {context.command_path} --help" if context is not None else ""
+            _exit(message + hint, error.exit_code)
+        except Abort:
+            _exit("aborted", INTERRUPTED_EXIT_CODE)
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
+class OneLineGroup(_OneLineUsageErrors, TyperGroup):
+    """A typer app of several commands with one-line usage errors (``typer.Typer(cls=...)``)."""
+
+
+class OneLineCommand(_OneLineUsageErrors, TyperCommand):
+    """A typer command with one-line usage errors (``app.command(cls=...)``)."""

@@ -3,10 +3,14 @@ leaves a half-written one."""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from spdbench.errors import UserError
 
 
 def cache_dir() -> Path:
@@ -15,11 +19,25 @@ def cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "spdbench"
 
 
+def check_output_directory(directory: Path) -> None:
+    """Refuse, before any work is done, an output ``directory`` that cannot be made or written to:
+    its nearest existing ancestor (or itself) must be a directory this process may write in."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write to {directory}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {directory}: no permission to write in {existing}")
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Create ``path`` through ``write(temporary)``: the temporary file has a unique name in the
     same directory and the same suffix (writers that go by the extension pick the right format),
-    and is renamed onto ``path`` only once ``write`` returns; on any failure it is removed."""
+    and is renamed onto ``path`` only once ``write`` returns; on any failure it is removed, and
+    those a killed process left for ``path`` are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}{path.suffix}")
     try:
         write(temporary)
@@ -31,3 +49,24 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of ``path`` (``.<stem>.<pid>.<hex><suffix>``) whose process is gone:
+    what ``write_atomically`` leaves when it is killed without a chance to clean up (``kill -9``)."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)\.[0-9a-f]{{32}}{re.escape(path.suffix)}")
+    for candidate in path.parent.glob(f".{glob.escape(path.stem)}.*"):
+        found = pattern.fullmatch(candidate.name)
+        if found and not process_alive(int(found.group(1))):
+            candidate.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from corruptions import Process
-from corruptions.errors import ConfigurationError
+from corruptions.errors import ConfigurationError, NfeRangeError
 
 EDM_RHO = 7.0
 
@@ -122,8 +122,7 @@ class Grids:
 
     def make(self, name: str, nfe: int | None) -> Tensor:
         """The grid ``name`` with ``nfe`` network calls (``None``: the full grid)."""
-        if name not in GRIDS:
-            raise ConfigurationError(f"unknown grid {name!r}; valid: {', '.join(GRIDS)}")
+        check_grid(name)
         coordinate = GRIDS[name]
         if coordinate is None:
             return self.process.time_grid(nfe)
@@ -134,18 +133,22 @@ class Grids:
             )
         nfe = len(self.levels) if nfe is None else nfe
         if nfe < 1:
-            raise ConfigurationError(f"nfe (sampler network calls) must be at least 1, got {nfe}")
+            raise NfeRangeError(nfe, len(self.levels), "the levels")
         kept = self.log_snr <= log_snr_end(nfe)
         if nfe > int(kept.sum()):
-            raise ConfigurationError(
-                f"nfe (sampler network calls) must lie in [1, {int(kept.sum())}] on the {name} grid (the levels "
-                f"of mean log-SNR at most {log_snr_end(nfe):.2f}), got {nfe}"
-            )
+            limit = f"on the {name} grid: the levels of mean log-SNR at most {log_snr_end(nfe):.2f}"
+            raise NfeRangeError(nfe, int(kept.sum()), limit)
         if name not in self.coordinates:
             self.coordinates[name] = coordinate(self.process, self.levels, self.spectrum)
         chosen = self.levels[kept][pick(self.coordinates[name][kept], nfe)]
         assert chosen[0] == self.levels[0], "a grid starts at the prior's time"
         return torch.cat([chosen, torch.zeros(1, dtype=chosen.dtype)])
+
+
+def check_grid(name: str) -> None:
+    """Refuse a grid name that is not registered."""
+    if name not in GRIDS:
+        raise ConfigurationError(f"unknown grid {name!r}; valid: {', '.join(GRIDS)}")
 
 
 def make_grid(name: str, process: Process, nfe: int | None, spectrum: Tensor | None = None) -> Tensor:

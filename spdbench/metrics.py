@@ -83,6 +83,7 @@ from spdbench.classifier import MIN_TEST_ACCURACY, ClassifierConfig, load_classi
 from spdbench.data import DATASETS, _one_line, image_shape, iterate_batches, load_uint8
 from spdbench.errors import UserError
 from spdbench.files import cache_dir, write_atomically
+from spdbench.progress import progress_bar
 
 FEATURES: tuple[str, ...] = ("classifier", "inception")
 DEFAULT_FEATURES: dict[str, str] = {"fmnist": "classifier", "cifar10": "inception"}
@@ -163,11 +164,13 @@ class InceptionFeatures:
         """The 2048-d features of uint8 images N×C×H×W with C = 1 or 3."""
         _check_images(images, None)
         out = []
-        for batch in iterate_batches(images, self.batch_size, shuffle=False, drop_last=False):
-            # N×H×W×3 uint8 arrays, as clean-fid reads image files
-            arrays = batch.cpu().expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
-            resized = np.stack([self.resize(array) for array in arrays])  # N×299×299×3 float32 in [0, 255]
-            out.append(self.model(torch.from_numpy(resized).permute(0, 3, 1, 2).to(self.device)).double().cpu())
+        with progress_bar("scoring: Inception features", len(images)) as bar:
+            for batch in iterate_batches(images, self.batch_size, shuffle=False, drop_last=False):
+                # N×H×W×3 uint8 arrays, as clean-fid reads image files
+                arrays = batch.cpu().expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
+                resized = np.stack([self.resize(array) for array in arrays])  # N×299×299×3 float32 in [0, 255]
+                out.append(self.model(torch.from_numpy(resized).permute(0, 3, 1, 2).to(self.device)).double().cpu())
+                bar.advance(len(batch))
         return torch.cat(out)
 
 
@@ -263,7 +266,11 @@ def bootstrap_fids(generated: Tensor, reference: Gaussian, resamples: int = 200,
     def resample() -> Tensor:
         return generated[torch.randint(count, (count,), generator=generator).to(generated.device)]
 
-    values = [frechet_distance(Gaussian.fit(resample()), reference) for _ in range(resamples)]
+    values = []
+    with progress_bar("scoring: the FID's bootstrap", resamples) as bar:
+        for _ in range(resamples):
+            values.append(frechet_distance(Gaussian.fit(resample()), reference))
+            bar.advance()
     return torch.tensor(values, dtype=torch.float64)
 
 

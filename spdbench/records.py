@@ -18,12 +18,16 @@ code): ``spdbench report`` imports this module alone for them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spdbench.errors import UserError
+import numpy as np
+
+from spdbench.errors import UserError, one_line
 from spdbench.files import write_text_atomically
 
 CONFIG = "config.json"
@@ -37,14 +41,27 @@ SUITE_FILE = "suite.json"
 RUNS_DIR = "runs"
 #: What ``suite.json`` must hold.
 SUITE_KEYS = ("suite", "title", "budget", "dataset", "features", "samples", "reference", "command", "machine")
+#: What ``resampled/<sampler>.json`` must hold.
+RESAMPLED_KEYS = ("sampler", "scores", "sampling_seconds")
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in ``path``; a one-line error when it is not JSON."""
+    """The JSON in ``path``; a one-line error when it is not JSON (or not UTF-8 text)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not valid JSON: {error}") from None
+
+
+def read_record(path: Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in ``path``; a one-line error when it is not an object or lacks one of ``keys``."""
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise UserError(f"{path} holds a JSON {type(record).__name__}, not the object spdbench writes there")
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: it is damaged or from another version of spdbench")
+    return record
 
 
 def write_json(path: Path, record: Any) -> None:
@@ -56,6 +73,47 @@ def append_evaluation(run_dir: Path, step: int, fid: float, samples: int) -> Non
     """One line of ``eval.jsonl``."""
     with (run_dir / EVALUATIONS).open("a") as log:
         log.write(json.dumps({"step": step, "fid": fid, "samples": samples}) + "\n")
+
+
+def read_samples(path: Path) -> np.ndarray:
+    """The uint8 images N×C×H×W of the sample archive ``path`` (``samples.npz``), never unpickling
+    anything; a one-line error when it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            images = archive["images"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"{path} is not a readable sample archive ({one_line(str(error))})") from None
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise UserError(f"{path} holds {images.dtype} images of {images.ndim} dimensions, not uint8 N×C×H×W")
+    return images
+
+
+def trim_step_log(path: Path, through: int) -> None:
+    """Keep only the entries of the JSON-lines log at ``path`` (``metrics.jsonl``, ``eval.jsonl``)
+    up to step ``through``, and no torn last line, replacing the file atomically; no file, no log."""
+    if not path.exists():
+        return
+    kept = [json.dumps(entry) + "\n" for entry in step_log(path) if entry["step"] <= through]
+    write_text_atomically(path, "".join(kept))
+
+
+def step_log(path: Path) -> list[dict[str, Any]]:
+    """The entries of the JSON-lines log at ``path`` that have an integer ``step`` (a torn or
+    foreign line is left out); none when there is no file."""
+    entries = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and isinstance(entry.get("step"), int):
+                    entries.append(entry)
+    return entries
+
+
+def last_entry(path: Path) -> dict[str, Any] | None:
+    """The last entry of the JSON-lines log at ``path`` (``None`` when it has none)."""
+    entries = step_log(path)
+    return entries[-1] if entries else None
 
 
 def write_failure(run_dir: Path, error: str, traceback: str) -> None:
@@ -134,13 +192,11 @@ def read_run(directory: Path) -> RunRecord:
     return RunRecord(
         run_id=directory.name,
         directory=directory,
-        config=read_json(config) if config.is_file() else {},
-        summary=read_json(summary) if summary.is_file() else None,
-        error=str(read_json(failed)["error"]) if failed.is_file() else None,
-        evaluations=[json.loads(line) for line in evaluations.read_text().splitlines() if line.strip()]
-        if evaluations.is_file()
-        else [],
-        resampled=[read_json(path) for path in sorted((directory / RESAMPLED).glob("*.json"))],
+        config=read_record(config) if config.is_file() else {},
+        summary=read_record(summary) if summary.is_file() else None,
+        error=str(read_record(failed, ("error",))["error"]) if failed.is_file() else None,
+        evaluations=step_log(evaluations),
+        resampled=[read_record(path, RESAMPLED_KEYS) for path in sorted((directory / RESAMPLED).glob("*.json"))],
     )
 
 
@@ -172,13 +228,12 @@ def read_suite(directory: Path) -> SuiteRecord:
     path = directory / SUITE_FILE
     if not path.is_file():
         raise UserError(f"{directory} is not a suite: it has no {SUITE_FILE}")
-    info = read_json(path)
-    missing = [key for key in SUITE_KEYS if key not in info]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}")
+    info = read_record(path, SUITE_KEYS)
     runs_dir = directory / RUNS_DIR
     found = sorted(run.name for run in runs_dir.iterdir() if run.is_dir()) if runs_dir.is_dir() else []
-    listed = [str(run_id) for run_id in info.get("runs", found)]
+    listed = info.get("runs", found)
+    if not (isinstance(listed, list) and all(isinstance(run_id, str) for run_id in listed)):
+        raise UserError(f"{path}: its runs are not a list of run ids")
     left_out = [run_id for run_id in found if run_id not in listed]
     return SuiteRecord(directory, info, [read_run(runs_dir / run_id) for run_id in listed], left_out)
 

@@ -57,6 +57,7 @@ from spdbench.records import (
     SUITE_FILE,
     RunRecord,
     SuiteRecord,
+    read_samples,
     read_suite,
 )
 from spdbench.show import PADDING, tile
@@ -650,8 +651,7 @@ def sample_image(run: RunRecord) -> np.ndarray | None:
             box = (0, 0, min(right, image.width), min(bottom, image.height))
             return np.asarray(image.convert("RGB").crop(box))
     if npz.is_file():
-        with np.load(npz) as archive:
-            images = torch.from_numpy(archive["images"][:SAMPLES_SHOWN]).float() / 255
+        images = torch.from_numpy(read_samples(npz)[:SAMPLES_SHOWN]).float() / 255
         return tile([images[i : i + side] for i in range(0, len(images), side)]).numpy()
     return None
 
@@ -687,17 +687,16 @@ def write_report(suite_dir: Path) -> list[Path]:
     suite = ordered(read_suite(suite_dir))
     paths = measure_paths(suite)
     rows = [record(run, paths[run.run_id], suite.floor) for run in suite.runs]
-    written = [suite_dir / CSV_FILE, suite_dir / MARKDOWN_FILE]
-    write_text_atomically(written[0], csv_text(frame(rows, COLUMNS)))
-    write_text_atomically(written[1], report_markdown(suite, rows, paths))
-    figures = {
+    texts = {CSV_FILE: csv_text(frame(rows, COLUMNS)), MARKDOWN_FILE: report_markdown(suite, rows, paths)}
+    figures = {  # everything is read and drawn before anything is written
         "fid.png": fid_figure(suite),
         "fid_vs_option.png": option_figure(suite, paths),
         "fid_vs_step.png": step_figure(suite),
         "fid_vs_nfe.png": nfe_figure(suite),
         "samples.png": samples_figure(suite),
     }
+    for name, text in texts.items():
+        write_text_atomically(suite_dir / name, text)
     for name, figure in figures.items():
         save_figure(figure, suite_dir / name)
-        written.append(suite_dir / name)
-    return written
+    return [suite_dir / name for name in [*texts, *figures]]

@@ -25,23 +25,29 @@ from PIL import Image
 from torch import Tensor
 
 from corruptions import Process, make_process, process_options
+from corruptions.errors import NfeRangeError
 from corruptions.spectrum import Spectrum
 from models import UNet, network_config
 from spdbench.budgets import AUTO, Budget, TrainConfig, resolve_budget
 from spdbench.checkpoint import latest_checkpoint, load_checkpoint
 from spdbench.data import image_shape, load_images
-from spdbench.errors import UserError
+from spdbench.errors import UserError, one_line
 from spdbench.files import write_atomically
-from spdbench.grids import GRIDS, make_grid
+from spdbench.grids import GRIDS, check_grid, make_grid
 from spdbench.metrics import score_images
+from spdbench.progress import progress_bar
 from spdbench.records import (
     CONFIG,
+    EVALUATIONS,
     RESAMPLED,
     SAMPLE_GRID,
     SAMPLES,
     SUMMARY,
     append_evaluation,
-    read_json,
+    read_record,
+    read_samples,
+    step_log,
+    trim_step_log,
     write_json,
 )
 from spdbench.samplerreport import best_sampler
@@ -53,6 +59,7 @@ from spdbench.train import (
     Callback,
     TrainResult,
     TrainState,
+    check_inputs,
     process_group,
     train,
     training_device,
@@ -143,6 +150,10 @@ def resolve_run(request: RunRequest) -> Run:
         value = getattr(request, name)
         if value is not None and value < 1:
             raise UserError(f"{flag} ({name}) must be at least 1, got {value}")
+    if request.sampler is not None:
+        get_solver(request.sampler)
+    if request.grid not in (None, AUTO):
+        check_grid(request.grid)
     shape = image_shape(request.dataset)
     try:
         network_config(budget.network, shape[0], shape[1])
@@ -160,6 +171,10 @@ def resolve_run(request: RunRequest) -> Run:
     )
     solver, grid_name = choose_sampler(request, budget, process, spectrum)
     data_spectrum = None if grid_name == "native" else process_spectrum(spectrum, process)
+    try:
+        grid = make_grid(grid_name, process, request.nfe or budget.nfe, data_spectrum)
+    except NfeRangeError as error:
+        raise UserError(f"--nfe must lie in [1, {error.most}] for {process.label()} ({error.limit}), got {error.nfe}")
     return Run(
         process=process,
         dataset=request.dataset,
@@ -168,7 +183,7 @@ def resolve_run(request: RunRequest) -> Run:
         train=train_config,
         solver=solver,
         grid_name=grid_name,
-        grid=make_grid(grid_name, process, request.nfe or budget.nfe, data_spectrum),
+        grid=grid,
         spectrum=request.spectrum,
         sampler=sampler_settings(solver, request, budget),
         samples=request.samples or budget.samples,
@@ -234,18 +249,19 @@ def prepare_directory(out: Path) -> None:
 def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tuple[Path, dict[str, Any]]:
     """Train, sample and summarise ``run`` under ``out/<run id>``; returns the directory and
     the summary. A finished run is returned as it is (unless ``force``: start again)."""
-    prepare_directory(out)
     run_dir = out / run.run_id
     config = json.loads(json.dumps(run.config()))  # as it reads back from config.json
+    if not force and (run_dir / SUMMARY).exists():
+        return run_dir, read_record(run_dir / SUMMARY)
+    images = load_images(run.dataset, "train")  # everything is checked before anything is written
+    check_inputs(run.process, images, run.train, int(os.environ.get("WORLD_SIZE", "1")))
+    prepare_directory(out)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
-    if (run_dir / SUMMARY).exists():
-        return run_dir, read_json(run_dir / SUMMARY)
-    if (run_dir / CONFIG).exists() and read_json(run_dir / CONFIG) != config:
+    if (run_dir / CONFIG).exists() and read_record(run_dir / CONFIG) != config:
         raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
     write_json(run_dir / CONFIG, config)
 
-    images = load_images(run.dataset, "train")
     with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed
         torch.manual_seed(run.seed)
         net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
@@ -271,7 +287,7 @@ def finish(
         "run_id": run.run_id,
         "train_steps": result.step,
         "train_seconds": result.seconds,
-        "images_per_second": (result.step - result.resumed_from) * result.config.batch / result.seconds,
+        "images_per_second": result.step * result.config.batch / result.seconds,
         "final_loss": final.get("loss"),
         "nfe": run.nfe,
         "samples": len(samples),
@@ -293,10 +309,11 @@ def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int
     grouped = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
     first, end = count * rank // world, count * (rank + 1) // world
-    share = generate(
-        denoiser, run.process, images, end - first, run.seed, run.grid, run.solver, run.sampler, run.sample_batch,
-        device, first=first,
-    )
+    with progress_bar(f"sampling: {run.solver.name} on the {run.grid_name} grid, {run.nfe} NFE", end - first) as bar:
+        share = generate(
+            denoiser, run.process, images, end - first, run.seed, run.grid, run.solver, run.sampler,
+            run.sample_batch, device, first=first, callback=bar.advance,
+        )
     if not grouped:
         return share
     shares: list[torch.Tensor] | None = [torch.empty(0)] * world if rank == 0 else None
@@ -307,10 +324,18 @@ def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int
 def evaluation(run: Run, images: torch.Tensor, run_dir: Path) -> Callback:
     """Every ``eval_every`` steps (not the last: the run's own score is that), score
     ``eval_samples`` images of the EMA network and append ``{step, fid, samples}`` to
-    ``eval.jsonl``. It draws from its own generators, so training is unchanged by it."""
+    ``eval.jsonl``. It draws from its own generators, so training is unchanged by it.
+
+    When training starts (or resumes from a checkpoint), the log is trimmed to the starting
+    step, and an evaluation due at that step that the log lacks (the call that wrote the
+    checkpoint was stopped before it) is made then, from the restored weights."""
 
     def evaluate(state: TrainState) -> None:
-        if state.step % run.eval_every or state.step == run.train.train_steps:
+        log = run_dir / EVALUATIONS
+        if state.starting and state.rank == 0:
+            trim_step_log(log, state.step)
+        due = state.step > 0 and state.step % run.eval_every == 0 and state.step != run.train.train_steps
+        if not due or (state.starting and any(entry["step"] == state.step for entry in step_log(log))):
             return
         samples = sample_from(run, state.ema.averaged_model(state.net), images, run.eval_samples, False)
         if samples is None:  # a rank other than 0, which only helped to sample
@@ -333,19 +358,30 @@ def write_samples(run_dir: Path, samples: torch.Tensor) -> None:
     write_atomically(run_dir / SAMPLE_GRID, lambda temporary: Image.fromarray(grid).save(temporary, format="PNG"))
 
 
+def torch_device(name: str) -> str:
+    """``name`` if it is a device torch can use here; a one-line error otherwise."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise UserError(f"unknown device {name!r}: {one_line(str(error))}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r}: CUDA is not available on this machine; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device {name!r}: spdbench scores on cpu or cuda")
+    return name
+
+
 def score_run(run_dir: Path, features: str = "default", device: str = "cpu") -> dict[str, Any]:
     """Score a finished run's ``samples.npz`` again (other features, another machine) and write
     ``scores-<features name>.json`` beside it; returns the scores."""
     config_path, samples_path = run_dir / CONFIG, run_dir / SAMPLES
     if not config_path.exists() or not samples_path.exists():
         raise UserError(f"{run_dir} is not a finished run: it needs {CONFIG} and {SAMPLES}")
-    config = read_json(config_path)
-    try:
-        with np.load(samples_path) as archive:
-            samples = torch.from_numpy(archive["images"])
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"{samples_path} is not a readable sample archive ({error})") from None
-    scores = score_images(samples, config["dataset"], features=features, seed=config["seed"], device=device).to_dict()
+    config = read_record(config_path, ("dataset", "seed"))
+    samples = torch.from_numpy(read_samples(samples_path))
+    scores = score_images(
+        samples, config["dataset"], features=features, seed=config["seed"], device=torch_device(device)
+    ).to_dict()
     write_json(run_dir / f"scores-{scores['features']}.json", scores)
     return scores
 
@@ -395,7 +431,7 @@ def sample_again(
     config_path = run_dir / CONFIG
     if not config_path.is_file() or latest_checkpoint(run_dir) is None:
         raise UserError(f"{run_dir} is not a finished run with its checkpoints: it needs {CONFIG} and checkpoints/")
-    config = read_json(config_path)
+    config = read_record(config_path)
     request = request_from_config(config)
     run = resolve_run(request)
     if json.loads(json.dumps(run.config())) != config:

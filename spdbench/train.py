@@ -22,8 +22,9 @@ Outputs in ``run_dir``: ``metrics.jsonl``, one JSON object per ``log_every`` ste
 loss, the mean loss per quarter of the path (``network_time`` in [0, .25), [.25, .5), [.5, .75),
 [.75, 1]; ``null`` for a quarter no image fell in), the learning rate, the mean gradient norm and
 the images per second; and the checkpoint (:mod:`spdbench.checkpoint`), written every
-``checkpoint_every`` steps and at the end. Calling :func:`train` again on the same ``run_dir``
-resumes from its checkpoint and drops the log entries written after it.
+``checkpoint_every`` steps and at the end, with the training seconds so far. Calling
+:func:`train` again on the same ``run_dir`` resumes from its checkpoint and drops the log
+entries written after it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
 from corruptions import Process
@@ -53,7 +52,8 @@ from spdbench.budgets import TrainConfig
 from spdbench.checkpoint import Checkpoint, checkpoint_path, latest_checkpoint, read_checkpoint, save_checkpoint
 from spdbench.data import iterate_batches
 from spdbench.errors import UserError
-from spdbench.files import write_text_atomically
+from spdbench.progress import progress_bar
+from spdbench.records import last_entry, trim_step_log
 
 METRICS = "metrics.jsonl"
 """The training log in a run directory."""
@@ -67,6 +67,8 @@ GROUP_TIMEOUT = datetime.timedelta(hours=1)
 # Settings that may differ between a run and its resumption: they change neither the maths nor
 # the random streams (compile and channels_last change at most the rounding).
 _RESUMABLE_CHANGES = ("train_steps", "checkpoint_every", "log_every", "compile", "channels_last")
+# What the JSON part of a checkpoint must hold to resume from it.
+_RESUME_KEYS = ("config", "process", "device", "train_seconds", "ema_updates", "data_position", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,15 @@ class TrainState:
         net: the network being trained (unwrapped); switch it back with ``net.train()`` if changed.
         ema: its moving average; ``ema.averaged_model(net)`` is a copy to sample with.
         rank: this process's rank (0 without distribution); only rank 0 should write files.
+        starting: the call before the first step, with the state the call starts from (step 0,
+            or the step of the checkpoint it resumed from).
     """
 
     step: int
     net: nn.Module
     ema: EMA
     rank: int
+    starting: bool = False
 
 
 Callback = Callable[[TrainState], None]
@@ -98,8 +103,11 @@ class TrainResult:
         step: the step reached (``config.train_steps``).
         resumed_from: the step of the checkpoint the call started from (0 for a fresh run).
         checkpoint: the directory of the final checkpoint.
-        metrics: the last log entry written by this call (``None`` if it trained no step).
-        seconds: the call's wall-clock time.
+        metrics: the last entry of the run's log (``None`` if it has none).
+        seconds: the wall-clock seconds of the training steps that led to the final weights,
+            summed over every call that trained the run (steps after the last checkpoint of an
+            interrupted call are counted once, when they are trained again; callbacks are not
+            counted).
         net: the trained network (the module passed in, on the training device).
         ema: its moving average.
     """
@@ -129,18 +137,18 @@ def train(
     writing the log and checkpoints into ``run_dir``, or resuming from the checkpoint there.
 
     ``device``: default CUDA (the ``LOCAL_RANK``-th GPU) when available, else the CPU.
-    ``callback`` runs after every step on every rank (evaluation hooks, tests).
-    ``quiet`` hides the progress bar (shown on rank 0 only, on standard error).
+    ``callback`` runs on every rank once before the first step (``starting``) and after every
+    step (evaluation hooks, tests).
+    ``quiet`` hides the progress bar (shown on rank 0 only, in a terminal).
 
     Raises:
         UserError: bad settings or inputs, a checkpoint that is corrupt or belongs to another run,
             or a non-finite loss (the last checkpoint is left as it was).
     """
-    started = time.perf_counter()
     device = training_device(device)
     config = config.resolved(device)
     with process_group(device) as (rank, world):
-        _check_inputs(process, images, config, world)
+        check_inputs(process, images, config, world)
         run_dir = Path(run_dir)
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,24 +180,21 @@ def train(
             model = torch.compile(model)
 
         start = checkpoint.step if checkpoint is not None else 0
+        trained_seconds = float(checkpoint.meta["train_seconds"]) if checkpoint is not None else 0.0
         if rank == 0:
-            _trim_log(run_dir / METRICS, start)
+            trim_step_log(run_dir / METRICS, start)
         local = config.batch // world
         mine = slice(rank * local, (rank + 1) * local)
         max_norm = math.inf if config.grad_clip is None else config.grad_clip
         window = _Window(device, start + 1)
-        metrics = None
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
+        metrics = last_entry(run_dir / METRICS)
         log_file = (run_dir / METRICS).open("a") if rank == 0 else contextlib.nullcontext()
-        with log_file as log, Progress(*columns, console=Console(stderr=True), disable=quiet or rank > 0) as bar:
-            task = bar.add_task("training", total=config.train_steps, completed=start)
+        bar_shown = progress_bar("training", config.train_steps, completed=start, quiet=quiet or rank > 0)
+        with log_file as log, bar_shown as bar:
+            if callback is not None:
+                callback(TrainState(step=start, net=net, ema=ema, rank=rank, starting=True))
             for step in range(start + 1, config.train_steps + 1):
+                step_started = time.perf_counter()
                 lr = config.lr * min(1.0, step / config.warmup) if config.warmup else config.lr
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -211,7 +216,7 @@ def train(
                 optimizer.step()
                 ema.update(net)
                 window.add(losses.detach(), network_time, grad_norm)
-                bar.advance(task)
+                bar.advance()
 
                 log_due = step % config.log_every == 0 or step == config.train_steps
                 checkpoint_due = step % config.checkpoint_every == 0 or step == config.train_steps
@@ -229,10 +234,12 @@ def train(
                         if rank == 0:
                             log.write(json.dumps(metrics) + "\n")
                             log.flush()
-                        bar.update(task, description=f"loss {metrics['loss']:.4g}")
+                        bar.describe(f"loss {metrics['loss']:.4g}")
                         window = _Window(device, step + 1)
                     if checkpoint_due and rank == 0:
-                        state.save(run_dir, step, settings)
+                        seconds = trained_seconds + time.perf_counter() - step_started
+                        state.save(run_dir, step, {**settings, "train_seconds": seconds})
+                trained_seconds += time.perf_counter() - step_started
                 if callback is not None:
                     callback(TrainState(step=step, net=net, ema=ema, rank=rank))
     return TrainResult(
@@ -241,7 +248,7 @@ def train(
         resumed_from=start,
         checkpoint=checkpoint_path(run_dir, config.train_steps),
         metrics=metrics,
-        seconds=time.perf_counter() - started,
+        seconds=trained_seconds,
         net=net,
         ema=ema,
     )
@@ -384,7 +391,7 @@ def process_group(device: torch.device) -> Iterator[tuple[int, int]]:
         yield 0, 1
 
 
-def _check_inputs(process: Process, images: Tensor, config: TrainConfig, world: int) -> None:
+def check_inputs(process: Process, images: Tensor, config: TrainConfig, world: int) -> None:
     """Refuse images that do not fit the process and batches that do not split across the ranks."""
     if images.ndim != 4 or images.dtype != torch.float32 or tuple(images.shape[1:]) != process.image_shape:
         raise UserError(
@@ -405,6 +412,12 @@ def _as_json(value: Any) -> Any:
 def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, process: Process, device: torch.device) -> None:
     """Refuse to resume from a checkpoint of another run: other settings, process or device type."""
     meta, where = checkpoint.meta, checkpoint.path
+    missing = [key for key in _RESUME_KEYS if key not in meta]
+    if missing or not isinstance(meta.get("config"), dict):
+        raise UserError(
+            f"the checkpoint {where} lacks {', '.join(missing) or 'a valid config'}: it is damaged or was "
+            "written by another version of spdbench; use another run directory"
+        )
     saved = meta["config"]
     differing = [
         f"{name} {saved.get(name)!r} → {value!r}"
@@ -499,16 +512,3 @@ class _State:
         except (KeyError, ValueError, RuntimeError) as error:
             reason = " ".join(str(error).split())
             raise UserError(f"the checkpoint {checkpoint.path} does not fit this run: {reason}") from error
-
-
-def _trim_log(path: Path, through: int) -> None:
-    """Keep only the entries of the log at ``path`` up to step ``through`` (and no torn last line),
-    replacing the file atomically."""
-    kept = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                entry = json.loads(line)
-                if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= through:
-                    kept.append(line + "\n")
-    write_text_atomically(path, "".join(kept))

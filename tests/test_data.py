@@ -14,8 +14,10 @@ from typing import BinaryIO
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from spdbench import data
+from spdbench.cli import app
 from spdbench.errors import UserError
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -84,6 +86,36 @@ def test_fmnist_from_root_directory(tmp_path: Path, no_fallbacks: None) -> None:
         shutil.copy(DEBIAN / name, root / name)
     assert data.load_uint8("fmnist", "test", root=root).shape == (10000, 1, 28, 28)
     assert data.load_labels("fmnist", "test", root=root).shape == (10000,)
+
+
+@needs_debian
+def test_fmnist_from_the_data_dir_option_and_variable(
+    tmp_path: Path, no_fallbacks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``spdbench --data-dir DIR`` (or ``$SPDBENCH_DATA_DIR``) is used instead of every other source."""
+    root = tmp_path / "mine"
+    root.mkdir()
+    for name in TEST_FILES:
+        shutil.copy(DEBIAN / name, root / name)
+    monkeypatch.setattr(data, "DEBIAN_FMNIST_DIR", DEBIAN)  # even where Debian's copy exists
+    monkeypatch.setenv(data.DATA_DIR_VARIABLE, str(root))
+    (root / TEST_FILES[1]).write_bytes(b"")
+    with pytest.raises(UserError, match=f"{root / TEST_FILES[1]} is empty"):
+        data.load_labels("fmnist", "test")
+    monkeypatch.delenv(data.DATA_DIR_VARIABLE)
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "absent"), "show", "--process", "ddpm",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and f"{tmp_path / 'absent'}/train-images-idx3-ubyte.gz not found" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@needs_debian
+def test_fmnist_file_too_short_for_its_header(tmp_path: Path) -> None:
+    for name in TEST_FILES:
+        shutil.copy(DEBIAN / name, tmp_path / name)
+    (tmp_path / TEST_FILES[0]).write_bytes(gzip.compress(b"\x00\x00\x08"))
+    with pytest.raises(UserError, match="is too short: 3 bytes once decompressed, less than the 16-byte IDX header"):
+        data.load_uint8("fmnist", "test", root=tmp_path)
 
 
 @needs_debian

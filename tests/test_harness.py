@@ -96,7 +96,9 @@ def test_rerun_after_deleting_one_run_redoes_only_that_one(tmp_path: Path) -> No
     assert [name for name in first if second[name] != first[name]] == [deleted]
 
 
-def test_a_failed_run_is_a_row_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_is_a_row_with_its_error_and_the_suite_exits_non_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real_train = runs.train
 
     def train_failing_heat(process, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -105,7 +107,13 @@ def test_a_failed_run_is_a_row_with_its_error(tmp_path: Path, monkeypatch: pytes
         return real_train(process, *args, **kwargs)
 
     monkeypatch.setattr(runs, "train", train_failing_heat)
-    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    with pytest.raises(SystemExit) as exited:
+        harness.run_suite(SUITE, tmp_path, quiet=True)
+    assert exited.value.code == harness.SUITE_INCOMPLETE_EXIT_CODE != 0
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("error: 1 of 3 runs of suite tiny did not finish") and "out of memory (injected)" in error
+    suite_dir = tmp_path / SUITE.name
+    assert {path.name for path in suite_dir.iterdir()} >= {"fid.md", "fid.csv", "fid.png", "suite.json", "show"}
     rows = {row["process"]: row for row in table(suite_dir)}
     assert rows["heat"]["status"] == "failed" and "out of memory (injected)" in rows["heat"]["error"]
     assert rows["ddpm"]["status"] == rows["spd"]["status"] == "done"

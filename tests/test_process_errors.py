@@ -60,7 +60,7 @@ def test_spd_needs_a_spectrum() -> None:
 
 
 def test_options_are_checked() -> None:
-    with refused(r"nfe \(sampler network calls\) must lie in \[1, 1000\] \(the levels\)"):
+    with refused(r"nfe \(sampler network calls\) must lie in \[1, 1000\] \(the levels;"):
         make_process("ddpm", (1, 8, 8)).time_grid(1001)
     with refused("unknown DDPM schedule"):
         make_process("ddpm", (1, 8, 8), schedule="sigmoid")  # type: ignore[arg-type]

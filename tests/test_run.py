@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,6 +198,55 @@ def test_finished_run_is_not_redone_and_interrupted_run_resumes(tmp_path: Path) 
     assert np.array_equal(np.load(run_dir / "samples.npz")["images"], samples)  # seeded per image
 
 
+EVALUATED_TWICE = runs.RunRequest("ddpm", budget="smoke", train_steps=41, batch=4, nfe=2, samples=4)
+"""Checkpoints at steps 20, 40 and 41; evaluations at 20 and 40, each right after its checkpoint."""
+
+
+def evaluations(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+
+
+def test_a_resumed_run_records_what_an_uninterrupted_one_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between a checkpoint and its evaluation, the run redoes that evaluation from the
+    checkpoint; trained again from the start, its evaluations are not duplicated; killed after
+    its final checkpoint, it still reports the training it did."""
+    run = runs.resolve_run(EVALUATED_TWICE)
+    whole_dir, whole = runs.execute(run, tmp_path / "whole", quiet=True)
+    assert [entry["step"] for entry in evaluations(whole_dir)] == [20, 40]
+
+    real_append = runs.append_evaluation
+
+    def killed_at_step_40(run_dir: Path, step: int, fid: float, samples: int) -> None:
+        if step == 40:
+            raise KeyboardInterrupt
+        real_append(run_dir, step, fid, samples)
+
+    monkeypatch.setattr(runs, "append_evaluation", killed_at_step_40)
+    with pytest.raises(KeyboardInterrupt):
+        runs.execute(run, tmp_path / "killed", quiet=True)
+    run_dir = tmp_path / "killed" / run.run_id
+    assert load_checkpoint(run_dir).step == 40 and [entry["step"] for entry in evaluations(run_dir)] == [20]
+    monkeypatch.setattr(runs, "append_evaluation", real_append)
+    _, resumed = runs.execute(run, tmp_path / "killed", quiet=True)
+    assert evaluations(run_dir) == evaluations(whole_dir)
+    assert resumed["scores"] == whole["scores"] and resumed["final_loss"] == whole["final_loss"]
+
+    for name in ("summary.json", "samples.npz", "checkpoints"):  # trained again from the start
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    runs.execute(run, tmp_path / "killed", quiet=True)
+    assert evaluations(run_dir) == evaluations(whole_dir)
+
+    (run_dir / "summary.json").unlink()  # killed after the final checkpoint, while sampling
+    _, finished = runs.execute(run, tmp_path / "killed", quiet=True)
+    assert finished["final_loss"] == whole["final_loss"] and finished["train_steps"] == 41
+    assert 0 < finished["train_seconds"] and finished["images_per_second"] == pytest.approx(
+        41 * 4 / finished["train_seconds"]
+    )
+
+
 def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, _ = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
     assert code == 0
@@ -227,7 +278,8 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "ddpm", "--dataset", "mnist"], "unknown dataset"),
         (["--process", "ddpm", "--budget", "huge"], "unknown budget 'huge'"),
         (["--process", "ddpm", "--steps", "0"], "--steps (train_steps) must be at least 1"),
-        (["--process", "heat", "--nfe", "500"], "nfe (sampler network calls) must lie in [1, 100]"),
+        (["--process", "heat", "--nfe", "500"], "--nfe must lie in [1, 100] for heat (the levels"),
+        (["--process", "blurring", "--nfe", "5000"], "--nfe must lie in [1, 1000] for blurring (the levels"),
         (["--process", "spd", "--spectrum", "flat"], "valid: empirical, fit, paper"),
         (["--process", "ddpm", "--budget", "paper"], "the network ddpm-cifar does not fit fmnist's 1×28×28 images"),
         (["--process", "ddpm", "--sampler", "euler"], "unknown sampler 'euler'; valid: ancestral, ddim, dpmpp2m"),
@@ -238,7 +290,7 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "ddpm", "--sampler", "dpmpp3m", "--eta", "0.5"], "sampler 'dpmpp3m' has no setting eta"),
         (["--process", "ddpm", "--sampler", "ancestral", "--variance", "huge"], "variance must be 'small' or 'large'"),
         (["--process", "ddpm", "--grid", "cosine"], "unknown grid 'cosine'"),
-        (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "nfe (sampler network calls) must lie in [1, 4000]"),
+        (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "--nfe must lie in [1, 4000] for spd (on the edm grid"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path) -> None:
@@ -265,6 +317,47 @@ def test_corrupt_checkpoint_is_refused_and_left_alone(tmp_path: Path) -> None:
     code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
     assert code == 2 and output.startswith("error: ") and output.count("\n") == 1
     assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+
+
+def test_a_full_disk_ends_with_one_line_and_keeps_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while the checkpoint of step 21 is written: the one of step 20 stays whole."""
+    from spdbench import checkpoint
+
+    real_write = checkpoint._write_synced
+
+    def full_at_step_21(path: Path, data: bytes) -> None:
+        if checkpoint.latest_checkpoint(path.parent.parent.parent) is not None:  # step 20 is written
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    arguments = ["--process", "ddpm", "--budget", "smoke", "--steps", "21", "--batch", "4", "--samples", "4"]
+    monkeypatch.setattr(checkpoint, "_write_synced", full_at_step_21)
+    code, output = spdbench("run", *arguments, "--nfe", "2", "--quiet", "--out", str(tmp_path))
+    assert code == 2 and output.count("\n") == 1 and output.startswith("error: No space left on device: ")
+    (run_dir,) = run_dirs(tmp_path)
+    assert load_checkpoint(run_dir).step == 20 and not list((run_dir / "checkpoints").glob(".tmp-*"))
+    assert not (run_dir / "summary.json").exists()
+    monkeypatch.setattr(checkpoint, "_write_synced", real_write)  # space freed: the run resumes
+    code, output = spdbench("run", *arguments, "--nfe", "2", "--quiet", "--out", str(tmp_path))
+    assert code == 0, output
+    assert json.loads((run_dir / "summary.json").read_text())["train_steps"] == 21
+
+
+def test_a_checkpoint_without_its_training_state_is_refused(tmp_path: Path) -> None:
+    from spdbench.checkpoint import save_checkpoint
+
+    code, _ = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    (run_dir,) = run_dirs(tmp_path)
+    saved = load_checkpoint(run_dir)
+    meta = {key: value for key, value in saved.meta.items() if key != "optimizer"}
+    shutil.rmtree(saved.path)
+    save_checkpoint(run_dir, saved.step, saved.model, saved.ema, saved.state, meta)  # a valid manifest
+    (run_dir / "summary.json").unlink()
+    code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path))
+    assert code == 2 and output.count("\n") == 1
+    assert output.startswith(f"error: the checkpoint {saved.path} lacks optimizer: it is damaged")
 
 
 def test_missing_dataset_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -137,10 +137,13 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) -> No
     with pytest.raises(Killed):
         run(tmp_path / "killed", callback=kill_at_step_5)
     assert load_checkpoint(tmp_path / "killed").step == 3  # mid-epoch: batch 3 of 4
+    first_seconds = load_checkpoint(tmp_path / "killed").meta["train_seconds"]
     assert [e["step"] for e in read_log(tmp_path / "killed")] == [1, 2, 3, 4, 5]
 
     resumed = run(tmp_path / "killed")
     assert resumed.resumed_from == 3
+    # Its training seconds are those of steps 1–3 (the first call) and 4–12 (the second).
+    assert resumed.seconds > first_seconds > 0
     for key, weight in whole.net.state_dict().items():
         assert torch.equal(resumed.net.state_dict()[key], weight), key
     for key, shadow in whole.ema.shadow.items():
@@ -153,10 +156,13 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) -> No
     assert [{k: v for k, v in e.items() if k != "images_per_s"} for e in read_log(tmp_path / "killed")] == drop_speed
 
 
-def test_finished_run_is_not_trained_again(tmp_path: Path) -> None:
-    run(tmp_path, train_steps=3)
+def test_finished_run_is_not_trained_again_and_reports_its_training(tmp_path: Path) -> None:
+    """A call that trains no step reports the run's last log entry and the training seconds its
+    checkpoint holds, not those of the call."""
+    first = run(tmp_path, train_steps=3)
     again = run(tmp_path, train_steps=3)
-    assert again.resumed_from == 3 and again.metrics is None
+    assert again.resumed_from == 3 and again.metrics == first.metrics == read_log(tmp_path)[-1]
+    assert 0 < again.seconds <= first.seconds
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:

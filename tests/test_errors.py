@@ -1,0 +1,90 @@
+"""The error boundary every command runs in, and files that a killed writer leaves behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spdbench.errors import DEBUG_VARIABLE, UserError, command_errors
+from spdbench.files import check_output_directory, write_text_atomically
+
+
+def exit_of(error: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    """The exit code and the stderr lines of a command whose body raises ``error``."""
+    with pytest.raises(SystemExit) as exited, command_errors("spdbench test"):
+        raise error
+    return int(exited.value.code or 0), capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (UserError("unknown process 'x'"), 2, "error: unknown process 'x'"),
+        (OSError(errno.ENOSPC, "No space left on device", "runs/a/summary.json"), 2,
+         "error: No space left on device: runs/a/summary.json"),
+        (KeyboardInterrupt(), 130, "error: spdbench test interrupted; run it again to resume"),
+        (RuntimeError("broken\ninvariant"), 1,
+         f"error: internal error in spdbench test (RuntimeError: broken invariant); {DEBUG_VARIABLE}=1 shows the "
+         "traceback"),
+    ],
+    ids=["user", "full-disk", "interrupt", "internal"],
+)
+def test_every_error_is_one_line_and_an_exit_code(
+    error: BaseException, code: int, line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+    assert exit_of(error, capsys) == (code, [line])
+
+
+def test_the_debug_variable_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
+    with pytest.raises(RuntimeError, match="broken"), command_errors("spdbench test"):
+        raise RuntimeError("broken")
+
+
+def test_sigterm_interrupts_the_command_so_that_its_cleanup_runs(tmp_path: Path) -> None:
+    """A terminated command runs its ``finally`` blocks (``write_atomically`` removes its temporary)."""
+    script = f"""
+import os, signal
+from pathlib import Path
+from spdbench.errors import command_errors
+from spdbench.files import write_atomically
+def killed_while_writing(temporary: Path) -> None:
+    temporary.write_text("half")
+    os.kill(os.getpid(), signal.SIGTERM)
+with command_errors("spdbench test"):
+    write_atomically(Path({str(tmp_path)!r}) / "fid.png", killed_while_writing)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path.cwd())
+    assert done.returncode == 130
+    assert done.stderr.splitlines() == ["error: spdbench test interrupted; run it again to resume"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(gone.stdout), os.getpid()
+    stale = tmp_path / f".fid.{dead}.{'0' * 32}.png"
+    writing = tmp_path / f".fid.{alive}.{'1' * 32}.png"  # another writer of this process, still at work
+    other = tmp_path / f".eval.{dead}.{'2' * 32}.png"  # the temporary of another file
+    for path in (stale, writing, other):
+        path.write_bytes(b"")
+    write_text_atomically(tmp_path / "fid.png", "done")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["fid.png", writing.name, other.name])
+
+
+def test_an_output_directory_is_checked_before_any_work(tmp_path: Path) -> None:
+    check_output_directory(tmp_path / "new" / "deeper")  # may be made: nothing is created yet
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        check_output_directory(tmp_path / "file" / "out")
+    if os.geteuid() != 0:  # root may write anywhere
+        (tmp_path / "locked").mkdir(mode=0o500)
+        with pytest.raises(UserError, match="no permission"):
+            check_output_directory(tmp_path / "locked" / "out")
