@@ -33,12 +33,15 @@ show: setup
 	$(BIN)/spdbench show --process all
 
 # The suites (benchmarks/suites.py): finished runs are skipped, interrupted ones resume.
-.PHONY: smoke bench bench-cifar report
+.PHONY: smoke bench bench-perturb bench-cifar report
 smoke: setup
 	$(BIN)/python -m benchmarks.harness smoke
 
 bench: setup
 	$(BIN)/python -m benchmarks.harness quick
+
+bench-perturb: setup
+	$(BIN)/python -m benchmarks.harness perturb
 
 # CIFAR-10 on a GPU machine (GPUS=N for several: torchrun, DistributedDataParallel);
 # the archive is downloaded, its hash checked, on first use.

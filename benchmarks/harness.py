@@ -28,7 +28,7 @@ import typer
 
 from benchmarks.suites import Suite, get_suite
 from models import UNet, network_config
-from spdbench.classifier import ClassifierConfig, cache_paths, estimate_training_seconds
+from spdbench.classifier import ClassifierConfig, classifier_available, estimate_training_seconds
 from spdbench.errors import OneLineCommand, command_errors
 from spdbench.files import check_output_directory
 from spdbench.metrics import floor_score
@@ -133,7 +133,7 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = "GPU" if torch.cuda.is_available() else "CPU"
     say(estimate_line(estimate_seconds(runs, done), len(runs) - len(done), world, device))
-    if suite.dataset == "fmnist" and not all(path.exists() for path in cache_paths(ClassifierConfig())):
+    if suite.dataset == "fmnist" and not classifier_available(ClassifierConfig()):
         seconds = estimate_training_seconds(ClassifierConfig())
         say(f"  plus {duration(seconds)} to train the Fashion-MNIST feature classifier (once; then cached)")
     if estimate_only:

@@ -3,8 +3,9 @@ steps, sample count, FID features, seeds), run by ``benchmarks.harness``.
 
 - ``smoke``: every process (and one perturbed SPD) at the smoke budget: proves the
   pipeline in a few minutes; its numbers say nothing about the processes.
-- ``quick``: Fashion-MNIST on a 2-core CPU: ddpm, heat, blurring and spd with two seeds,
-  and spd perturbed with ``desync`` and ``spectrum`` at p ∈ {−0.2, −0.1, 0.1, 0.2}.
+- ``quick``: Fashion-MNIST on a 2-core CPU: ddpm, heat, blurring and spd with four seeds.
+- ``perturb``: the same budget: spd, and spd perturbed with ``desync`` and ``spectrum`` at
+  p = ±0.5, with three seeds (the design of results/perturb/README.md).
 - ``cifar``: CIFAR-10 on GPUs: each paper's recipe (``paper`` budget) and a matched-budget
   comparison in which every process gets the same network, steps and sampler budget.
 """
@@ -18,7 +19,14 @@ from spdbench.errors import UserError
 from spdbench.runs import RunRequest
 
 MAIN_PROCESSES = tuple(PROCESSES)  #: every registered process
-PERTURBATIONS = (-0.2, -0.1, 0.1, 0.2)
+#: The quick suite's seeds: four, because seeds, not samples, dominate the noise of a quick run's
+#: FID (std over seeds 13–44 against a sampling std of about 7 at 500 samples; results/quick), and
+#: a paired t-interval's half-width falls from 12.7 to 3.2 standard errors from two seeds to four.
+QUICK_SEEDS = (0, 1, 2, 3)
+#: The perturbation suite's design, from the power calculation in results/perturb/README.md.
+PERTURB_SEEDS = (0, 1, 2)
+PERTURBATIONS = (-0.5, 0.5)
+CIFAR_PERTURBATIONS = (-0.2, -0.1, 0.1, 0.2)
 
 
 @dataclass(frozen=True)
@@ -33,18 +41,26 @@ class Suite:
     command: str
 
 
-def comparison(
-    dataset: str, budget: str, seeds: tuple[int, ...], kinds: tuple[str, ...], spectrum: str = "empirical"
+def comparison(dataset: str, budget: str, seeds: tuple[int, ...]) -> tuple[RunRequest, ...]:
+    """Every main process at its defaults, for every seed."""
+    return tuple(
+        RunRequest(p, dataset=dataset, budget=budget, seed=s)  # type: ignore[arg-type]
+        for s in seeds
+        for p in MAIN_PROCESSES
+    )
+
+
+def perturbation_sweep(
+    dataset: str, budget: str, seeds: tuple[int, ...], kinds: tuple[str, ...], strengths: tuple[float, ...]
 ) -> tuple[RunRequest, ...]:
-    """The main processes for every seed, then SPD perturbed by each kind at every p (seed 0)."""
-    shared = {"dataset": dataset, "spectrum": spectrum, "budget": budget}
-    main = [RunRequest(p, seed=s, **shared) for s in seeds for p in MAIN_PROCESSES]  # type: ignore[arg-type]
-    bent = [
-        RunRequest("spd", {"perturb": p, "perturb_kind": kind}, seed=seeds[0], **shared)  # type: ignore[arg-type]
-        for kind in kinds
-        for p in PERTURBATIONS
-    ]
-    return tuple(main + bent)
+    """For every seed: SPD, then SPD perturbed by each kind at each strength ``p`` (the slope test
+    of ``spdbench.verdicts`` fits FID against ``|p|`` within seeds)."""
+    shared = {"dataset": dataset, "budget": budget}
+    return tuple(
+        RunRequest("spd", options, seed=s, **shared)  # type: ignore[arg-type]
+        for s in seeds
+        for options in [{}, *({"perturb": p, "perturb_kind": kind} for kind in kinds for p in strengths)]
+    )
 
 
 SUITES: dict[str, Suite] = {
@@ -63,17 +79,26 @@ SUITES: dict[str, Suite] = {
         name="quick",
         title="quick: Fashion-MNIST, CPU budget",
         dataset="fmnist",
-        runs=comparison("fmnist", "quick", seeds=(0, 1), kinds=("desync", "spectrum")),
+        runs=comparison("fmnist", "quick", seeds=QUICK_SEEDS),
         smoke=False,
         command="make bench",
+    ),
+    "perturb": Suite(
+        name="perturb",
+        title="perturb: SPD and its perturbations, Fashion-MNIST, CPU budget",
+        dataset="fmnist",
+        runs=perturbation_sweep("fmnist", "quick", PERTURB_SEEDS, ("desync", "spectrum"), PERTURBATIONS),
+        smoke=False,
+        command="make bench-perturb",
     ),
     "cifar": Suite(
         name="cifar",
         title="cifar: CIFAR-10, each paper's recipe and a matched budget",
         dataset="cifar10",
         runs=(
-            *comparison("cifar10", "paper", seeds=(0,), kinds=()),
-            *comparison("cifar10", "matched", seeds=(0,), kinds=("desync", "spectrum", "time")),
+            *comparison("cifar10", "paper", seeds=(0,)),
+            *comparison("cifar10", "matched", seeds=(0,)),
+            *perturbation_sweep("cifar10", "matched", (0,), ("desync", "spectrum", "time"), CIFAR_PERTURBATIONS)[1:],
         ),
         smoke=False,
         command="make bench-cifar",

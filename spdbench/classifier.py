@@ -12,7 +12,9 @@ a cosine over all steps, batches drawn from a generator seeded with ``config.see
 seeds the initial weights). Its accuracy on the whole test split is measured after training,
 recorded, and must reach ``MIN_TEST_ACCURACY`` (90 %) for features that scores are reported with.
 
-The trained network is cached per configuration in ``$SPDBENCH_CACHE/classifier/`` (default
+The default configuration's network is shipped in ``spdbench/assets/`` (trained once on this
+project's CPU machine), so that every copy of spdbench scores with the same weights; another
+configuration's is trained and cached per configuration in ``$SPDBENCH_CACHE/classifier/`` (default
 ``~/.cache/spdbench``): ``fmnist-<key>.safetensors`` (the weights) and ``fmnist-<key>.json`` (test
 accuracy, training configuration and seed, training time and thread count, torch version, the
 SHA-256 of the weights file), where ``<key>`` is a hash of the configuration. Both are written atomically (the
@@ -138,10 +140,26 @@ class FmnistCNN(nn.Module):
         return self.head(self.embed(images))
 
 
+SHIPPED_DIR = Path(__file__).parent / "assets"
+"""Networks shipped with spdbench (the default configuration's), so that every copy of it scores
+with the same weights: retraining gives the same network only up to floating-point differences."""
+
+
 def cache_paths(config: ClassifierConfig) -> tuple[Path, Path]:
-    """The (weights, JSON record) files of the network trained with ``config``."""
+    """The (weights, JSON record) files of the network trained with ``config`` in the cache."""
     stem = cache_dir() / "classifier" / f"{DATASET}-{config.key}"
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def shipped_paths(config: ClassifierConfig) -> tuple[Path, Path]:
+    """The (weights, JSON record) files of the network of ``config`` shipped with spdbench."""
+    stem = SHIPPED_DIR / f"{DATASET}-{config.key}"
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def classifier_available(config: ClassifierConfig) -> bool:
+    """Whether the network of ``config`` is shipped or cached (loading it trains nothing)."""
+    return any(read_classifier(*paths, config) is not None for paths in (shipped_paths(config), cache_paths(config)))
 
 
 def load_classifier(
@@ -153,7 +171,7 @@ def load_classifier(
     Raises a UserError when its test accuracy is below ``min_accuracy`` (a network trained on a
     subset for tests is checked against a lower bar); such a network is not cached.
     """
-    cached = read_cached_classifier(config)
+    cached = read_classifier(*shipped_paths(config), config) or read_classifier(*cache_paths(config), config)
     if cached is not None:
         network, info = cached
     else:
@@ -242,11 +260,10 @@ def write_classifier(network: FmnistCNN, info: ClassifierInfo) -> None:
     write_text_atomically(record, json.dumps(values, indent=2) + "\n")
 
 
-def read_cached_classifier(config: ClassifierConfig) -> tuple[FmnistCNN, ClassifierInfo] | None:
-    """The cached network of ``config`` and its record, or ``None`` when either file is missing or
-    unreadable, the record is not about ``config``, the weights do not match its SHA-256, or they
-    do not load into the network."""
-    weights, record = cache_paths(config)
+def read_classifier(weights: Path, record: Path, config: ClassifierConfig) -> tuple[FmnistCNN, ClassifierInfo] | None:
+    """The network of ``config`` stored in ``weights`` and ``record`` (shipped or cached), or
+    ``None`` when either file is missing or unreadable, the record is not about ``config``, the
+    weights do not match its SHA-256, or they do not load into the network."""
     try:
         values = json.loads(record.read_text(encoding="utf-8"))
         info = ClassifierInfo(

@@ -32,7 +32,6 @@ import json
 import statistics
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from corruptions.spectrum import Spectrum
 from spdbench.budgets import BUDGETS
 from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
+from spdbench.groups import Sweep, is_default, is_number, option_sweeps, seed_groups
 from spdbench.pathreport import PathRow, measure_path, save_figure
 from spdbench.records import (
     EVALUATIONS,
@@ -63,6 +63,7 @@ from spdbench.records import (
 from spdbench.show import PADDING, tile
 from spdbench.spectra import resolve_spectrum
 from spdbench.tables import csv_text, frame, markdown_text
+from spdbench.verdicts import claims, fid_of, seed_mean
 
 CSV_FILE = "fid.csv"
 MARKDOWN_FILE = "fid.md"
@@ -108,11 +109,6 @@ MARKDOWN_COLUMNS: tuple[str, ...] = (
 LEFT_ALIGNED = ("process", "budget", "status", "FID [95 % interval]", "run")
 
 
-def is_default(run: RunRecord) -> bool:
-    """Whether ``run``'s process has all its options at their defaults (its label is its name)."""
-    return run.label == run.process
-
-
 def mixes_budgets(suite: SuiteRecord) -> bool:
     """Whether the runs have several budgets (``cifar``: paper recipes and a matched budget)."""
     return len({run.budget for run in suite.runs}) > 1
@@ -135,10 +131,6 @@ def table_order(run: RunRecord) -> tuple[int, int, bool, tuple[str, ...], tuple[
     texts = tuple(str(value) for _, value in options if not is_number(value))
     numbers = tuple(float(value) for _, value in options if is_number(value))
     return budget, process, not is_default(run), texts, numbers, -1 if run.seed is None else run.seed, run.run_id
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def ordered(suite: SuiteRecord) -> SuiteRecord:
@@ -297,34 +289,94 @@ def markdown_cells(row: dict[str, Any], run: RunRecord) -> list[str]:
     ]
 
 
-def mean_and_spread(values: list[float], spec: str) -> str:
-    """``mean ± sample standard deviation`` of ``values`` (just the value for one)."""
-    if len(values) == 1:
-        return format(values[0], spec)
-    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
-
-
 def seed_lines(suite: SuiteRecord) -> list[str]:
-    """A table of each configuration run with several seeds: FID and KID averaged over the seeds
-    that finished; no lines when every configuration has one run."""
-    groups: dict[str, list[RunRecord]] = {}
-    for run in suite.runs:
-        groups.setdefault(run.configuration, []).append(run)
+    """A table of each configuration run with several seeds: FID averaged over the seeds that
+    finished, with its t-interval over seeds (``spdbench.verdicts``); none when every
+    configuration has one run."""
     rows = []
-    for runs in groups.values():
+    for runs in seed_groups(suite.runs):
         if len(runs) < 2:
             continue
-        scored = [run.scores for run in runs if run.scores is not None]
-        seeds = ", ".join(number(run.seed, "d") for run in runs)
-        fid = mean_and_spread([s["fid"] for s in scored], ".2f") if scored else ""
-        kid = mean_and_spread([s["kid"] for s in scored], ".4g") if scored else ""
-        rows.append([run_label(suite, runs[0]) or "?", seeds, f"{len(scored)} of {len(runs)}", fid, kid])
+        scored = [run for run in runs if run.scores is not None]
+        fids = [fid_of(run) for run in scored]
+        estimate = seed_mean(fids) if fids else None
+        rows.append([
+            run_label(suite, runs[0]) or "?",
+            ", ".join(number(run.seed, "d") for run in runs),
+            f"{len(scored)} of {len(runs)}",
+            estimate.text(".2f") if estimate is not None else "",
+            format(statistics.stdev(fids), ".2f") if len(fids) > 1 else "",
+        ])
     if not rows:
         return []
-    header = ("process", "seeds", "scored", "FID mean ± std", "KID mean ± std")
-    intro = "Configurations run with several seeds: mean ± sample standard deviation over the scored seeds."
+    header = ("process", "seeds", "scored", "FID mean over seeds [95 % interval]", "std over seeds")
+    intro = (
+        "Configurations run with several seeds: the mean FID over the scored seeds with its Student-t "
+        "interval over seeds, which holds both the training seed's noise and the sample set's (each "
+        "seed's FID is one draw of both); the per-run intervals in the table above hold only the "
+        "sample set's."
+    )
     table = markdown_text(frame(rows, header), left=("process", "seeds", "scored"))
     return ["", "## Over seeds", "", intro, "", table]
+
+
+def verdict_lines(suite: SuiteRecord) -> list[str]:
+    """The table of the papers' claims this suite tests (``spdbench.verdicts.claims``), or a line
+    saying it tests none."""
+    tested = claims(suite.runs)
+    if not tested:
+        return ["## Verdicts", "", "This suite's finished runs test none of the papers' claims.", ""]
+    header = ("claim", "measured", "estimate [95 % interval]", "runs", "verdict", "the claim is")
+    rows = [[c.claim, c.measure, c.estimate.text(".1f"), c.evidence, c.verdict, c.holds] for c in tested]
+    intro = (
+        "Each claim of the papers behind this benchmark that the runs can test. Differences are paired "
+        "by training seed and their Student-t intervals are over seeds; slopes are fitted within "
+        "seeds (one intercept per seed), with their t-intervals. A claim is supported or contradicted "
+        "only when the interval excludes zero; \"no difference detected\" means this suite could not "
+        "tell, not that there is no difference: the interval says how large a difference it could miss."
+    )
+    return ["## Verdicts", "", intro, "", markdown_text(frame(rows, header), left=header[:2] + header[3:]), ""]
+
+
+def training_lines(suite: SuiteRecord) -> list[str]:
+    """Mean FID over seeds of each process at its defaults at every periodic evaluation, and
+    whether their order at the last evaluations and at the end is stable; none without evaluations."""
+    lines = []
+    for budget in dict.fromkeys(run.budget for run in suite.scored()):
+        runs = [run for run in suite.scored() if run.budget == budget and is_default(run) and run.evaluations]
+        by_process: dict[str, list[RunRecord]] = {}
+        for run in runs:
+            by_process.setdefault(run_label(suite, run), []).append(run)
+        if len(by_process) < 2:
+            continue
+        steps = sorted(set.intersection(*({entry["step"] for entry in run.evaluations} for run in runs)))
+        if not steps:
+            continue
+        means = {
+            label: [statistics.fmean(entry["fid"] for run in members for entry in run.evaluations
+                                     if entry["step"] == step) for step in steps]
+            + [statistics.fmean(fid_of(run) for run in members)]
+            for label, members in by_process.items()
+        }
+        points = [f"step {step}" for step in steps] + ["end"]
+        orders = [tuple(sorted(means, key=lambda label: means[label][i])) for i in range(len(points))]
+        samples = sorted({entry["samples"] for run in runs for entry in run.evaluations})
+        rows = [[label, *(format(value, ".1f") for value in values)] for label, values in means.items()]
+        last = " < ".join(orders[-1])
+        if orders[-1] == orders[-2] == (orders[-3] if len(orders) > 2 else orders[-2]):
+            said = f"The order ({last}) is the same at the last evaluations and at the end: stable."
+        else:
+            changes = [f"{points[i - 1]} → {points[i]}" for i in range(1, len(points)) if orders[i] != orders[i - 1]]
+            said = f"The order is still changing ({', '.join(changes)}); at the end: {last}."
+        intro = (
+            f"Mean FID over seeds during training (periodic evaluations of {', '.join(map(str, samples))} "
+            f"samples; the end: the runs' own {suite.info.get('samples', '?')} samples, whose FID is lower for "
+            "the larger count alone, so compare orders across the columns, not values)."
+        )
+        table = markdown_text(frame(rows, ("process", *points)), left=("process",))
+        heading = "## Over training" + (f", {budget}" if mixes_budgets(suite) else "")
+        lines += ["", heading, "", intro, "", table, "", said]
+    return lines
 
 
 def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[str, PathRow | str]) -> str:
@@ -333,6 +385,7 @@ def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[
     lines = [f"# {suite_heading(suite)}", ""]
     if suite.smoke:
         lines += ["**smoke: these numbers say nothing about the processes.**", ""]
+    lines += verdict_lines(suite)
     floor_text = (
         "No floor score recorded."
         if floor is None
@@ -364,6 +417,7 @@ def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[
                   "(runs of an earlier protocol):", ""]
         lines += [f"- `{run_id}`" for run_id in suite.left_out]
     lines += seed_lines(suite)
+    lines += training_lines(suite)
     lines += nfe_lines(suite)
     return "\n".join(lines) + "\n"
 
@@ -505,55 +559,6 @@ def fid_figure(suite: SuiteRecord) -> Figure:
     axes.grid(alpha=0.3, axis="y")
     axes.legend(fontsize=8)
     return figure
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """Finished runs of one process at one budget that differ in one numeric option: one or more
-    series (runs that agree on every other option), each with the process's default runs."""
-
-    process: str
-    option: str
-    budget: str
-    series: dict[str, list[RunRecord]]  #: by the other options that tell the series apart
-
-
-def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
-    """Every sweep among ``runs``: for each process, budget and numeric option, the runs grouped by
-    their other options; a group is a series when it holds a run away from the defaults and two
-    or more values of the option. The process's runs at its defaults join every series (the
-    origin of each sweep, as SPD itself is of each family of its variants)."""
-    groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
-    for run in runs:
-        for option, value in run.options.items():
-            if is_number(value):
-                others = json.dumps({k: v for k, v in run.options.items() if k != option}, sort_keys=True)
-                groups.setdefault((run.process, run.budget, option), {}).setdefault(others, []).append(run)
-    sweeps = []
-    for (process, budget, option), by_others in groups.items():
-        defaults = [run for run in runs if run.process == process and run.budget == budget and is_default(run)]
-        series = {
-            others: [*defaults, *(run for run in members if not is_default(run))]
-            for others, members in by_others.items()
-            if not all(map(is_default, members)) and len({run.options[option] for run in [*defaults, *members]}) > 1
-        }
-        if series:
-            sweeps.append(Sweep(process, option, budget, series_names(series, process)))
-    return sweeps
-
-
-def series_names(series: dict[str, list[RunRecord]], process: str) -> dict[str, list[RunRecord]]:
-    """The series keyed by what tells them apart (``schedule=cosine``, say): the other options
-    (JSON) that differ between them; the process's name for a single series."""
-    decoded = {others: json.loads(others) for others in series}
-    keys = sorted({key for options in decoded.values() for key in options})
-    varying = [key for key in keys if len({json.dumps(options.get(key)) for options in decoded.values()}) > 1]
-    if not varying:
-        return {process: members for members in series.values()}
-    return {
-        ", ".join(f"{key}={decoded[others].get(key)}" for key in varying): members
-        for others, members in series.items()
-    }
 
 
 def option_figure(suite: SuiteRecord, paths: dict[str, PathRow | str]) -> Figure:

@@ -49,7 +49,7 @@ from spdbench.classifier import (
     ClassifierInfo,
     FmnistCNN,
     cache_paths,
-    read_cached_classifier,
+    read_classifier,
     write_classifier,
 )
 from spdbench.cli import app
@@ -401,7 +401,8 @@ CASES: list[Case] = [
     # sample
     Case("sample-run-missing", ["sample", "--run", "nowhere", "--nfe", "10"], "nowhere"),
     Case("sample-run-is-a-file", ["sample", "--run", "afile", "--nfe", "10"], "afile", a_file),
-    Case("sample-config-garbage", [*SAMPLE, "--nfe", "10"], "config.json", run_with(config=b"{not json", checkpoint=True)),
+    Case("sample-config-garbage", [*SAMPLE, "--nfe", "10"], "config.json",
+         run_with(config=b"{not json", checkpoint=True)),
     Case("sample-config-empty", [*SAMPLE, "--nfe", "10"], "config.json", run_with(config=b"", checkpoint=True)),
     Case("sample-config-missing-keys", [*SAMPLE, "--nfe", "10"], "",
          run_with(config=b'{"process": {"process": "ddpm"}}', checkpoint=True)),
@@ -612,7 +613,8 @@ HOSTILE: list[Hostile] = [
     Hostile("samples.npz-object-array-score", ["score", "--run", RUN], run_with(samples=object_npz())),
     Hostile("samples.npz-raw_pickle-score", ["score", "--run", RUN], run_with(samples=raw_pickle())),
     Hostile("samples.npz-object-array-report", REPORT, suite_with(samples_npz=object_npz())),
-    Hostile("config.json-raw_pickle-score", ["score", "--run", RUN], run_with(config=raw_pickle(), samples=samples_npz())),
+    Hostile("config.json-raw_pickle-score", ["score", "--run", RUN],
+            run_with(config=raw_pickle(), samples=samples_npz())),
     Hostile("config.json-raw_pickle-sample", [*SAMPLE, "--nfe", "10"], run_with(config=raw_pickle(), checkpoint=True)),
     Hostile("config.json-raw_pickle-report", REPORT, suite_with(config_json=raw_pickle())),
     Hostile("summary.json-raw_pickle-report", REPORT, suite_with(summary_json=raw_pickle())),
@@ -663,7 +665,7 @@ def test_hostile_classifier_cache_is_never_unpickled(which: str, workdir: Path) 
         record.write_text(json.dumps(values))
     else:
         record.write_bytes(raw_pickle())
-    assert read_cached_classifier(ClassifierConfig()) is None
+    assert read_classifier(weights, record, ClassifierConfig()) is None
     assert not (workdir / MARKER).exists()
 
 

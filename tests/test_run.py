@@ -290,7 +290,7 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "ddpm", "--sampler", "dpmpp3m", "--eta", "0.5"], "sampler 'dpmpp3m' has no setting eta"),
         (["--process", "ddpm", "--sampler", "ancestral", "--variance", "huge"], "variance must be 'small' or 'large'"),
         (["--process", "ddpm", "--grid", "cosine"], "unknown grid 'cosine'"),
-        (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "--nfe must lie in [1, 4000] for spd (on the edm grid"),
+        (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "--nfe must lie in [1, 4000] for spd (on the edm"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path) -> None:

@@ -1,0 +1,77 @@
+"""How a suite's runs group: each process at its defaults, configurations over seeds, and sweeps
+of one numeric option (SPD's perturbations are such sweeps). The report draws them and
+``spdbench.verdicts`` tests them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from spdbench.records import RunRecord
+
+
+def is_default(run: RunRecord) -> bool:
+    """Whether ``run``'s process has all its options at their defaults (its label is its name)."""
+    return run.label == run.process
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def seed_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
+    """``runs`` grouped by configuration (``RunRecord.configuration``: everything but the seed),
+    in the order each configuration first appears."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.configuration, []).append(run)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Finished runs of one process at one budget that differ in one numeric option: one or more
+    series (runs that agree on every other option), each with the process's default runs."""
+
+    process: str
+    option: str
+    budget: str
+    series: dict[str, list[RunRecord]]  #: by the other options that tell the series apart
+
+
+def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
+    """Every sweep among ``runs``: for each process, budget and numeric option, the runs grouped by
+    their other options; a group is a series when it holds a run away from the defaults and two
+    or more values of the option. The process's runs at its defaults join every series (the
+    origin of each sweep, as SPD itself is of each family of its variants)."""
+    groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
+    for run in runs:
+        for option, value in run.options.items():
+            if is_number(value):
+                others = json.dumps({k: v for k, v in run.options.items() if k != option}, sort_keys=True)
+                groups.setdefault((run.process, run.budget, option), {}).setdefault(others, []).append(run)
+    sweeps = []
+    for (process, budget, option), by_others in groups.items():
+        defaults = [run for run in runs if run.process == process and run.budget == budget and is_default(run)]
+        series = {
+            others: [*defaults, *(run for run in members if not is_default(run))]
+            for others, members in by_others.items()
+            if not all(map(is_default, members)) and len({run.options[option] for run in [*defaults, *members]}) > 1
+        }
+        if series:
+            sweeps.append(Sweep(process, option, budget, series_names(series, process)))
+    return sweeps
+
+
+def series_names(series: dict[str, list[RunRecord]], process: str) -> dict[str, list[RunRecord]]:
+    """The series keyed by what tells them apart (``schedule=cosine``, say): the other options
+    (JSON) that differ between them; the process's name for a single series."""
+    decoded = {others: json.loads(others) for others in series}
+    keys = sorted({key for options in decoded.values() for key in options})
+    varying = [key for key in keys if len({json.dumps(options.get(key)) for options in decoded.values()}) > 1]
+    if not varying:
+        return {process: members for members in series.values()}
+    return {
+        ", ".join(f"{key}={decoded[others].get(key)}" for key in varying): members
+        for others, members in series.items()
+    }

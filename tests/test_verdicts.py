@@ -1,0 +1,80 @@
+"""What a suite can conclude: intervals over seeds, paired differences, slopes within seeds, and
+the claims they decide."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from spdbench.records import RunRecord
+from spdbench.verdicts import claims, paired_difference, seed_mean, seed_slope
+
+
+def test_the_mean_over_seeds_has_the_student_t_interval() -> None:
+    values = [158.1, 204.6, 171.3]
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    estimate = seed_mean(values)
+    assert estimate.value == pytest.approx(np.mean(values))
+    assert (estimate.low, estimate.high) == pytest.approx((low, high))
+    assert not seed_mean([158.1]).has_interval
+
+
+def test_differences_are_paired_by_seed() -> None:
+    a = {0: 150.0, 1: 126.0, 2: 140.0, 5: 999.0}  # seed 5 has no partner
+    b = {0: 158.0, 1: 205.0, 2: 171.0, 7: 0.0}
+    estimate = paired_difference(a, b)
+    assert estimate.count == 3 and estimate.value == pytest.approx(np.mean([-8.0, -79.0, -31.0]))
+
+
+def test_the_slope_is_fitted_within_seeds() -> None:
+    """Each seed's own level drops out: with no noise the slope is exact and its interval empty."""
+    levels = {0: 150.0, 1: 120.0, 2: 200.0}
+    points = [(x, seed, level + 30.0 * x) for seed, level in levels.items() for x in (0.0, 0.5, 0.5)]
+    estimate = seed_slope(points)
+    assert estimate.value == pytest.approx(30.0)
+    assert estimate.high - estimate.low == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(seed_slope([(0.0, 0, 1.0), (0.0, 1, 2.0)]).value)  # x never varies within a seed
+
+
+def test_the_slope_interval_covers_the_true_slope_95_percent_of_the_time() -> None:
+    rng = np.random.default_rng(0)
+    trials, covered = 2000, 0
+    for _ in range(trials):
+        points = [
+            (x, seed, level + 10.0 * x + rng.normal(0.0, 12.0))
+            for seed, level in enumerate(rng.normal(150.0, 25.0, 3))
+            for x in (0.0, 0.5, 0.5)
+        ]
+        estimate = seed_slope(points)
+        covered += estimate.low <= 10.0 <= estimate.high
+    assert abs(covered / trials - 0.95) < 0.015  # the binomial standard error is 0.005
+
+
+def run(process: str, seed: int, fid: float, **options: float) -> RunRecord:
+    """A scored run record; an option of 0 is at its default (as SPD's ``perturb``)."""
+    label = process + "".join(f"-{key}={value}" for key, value in options.items() if value)
+    config = {"process": {"process": process, "label": label, **options}, "seed": seed, "budget": "quick"}
+    return RunRecord(f"{label}-s{seed}", Path("nowhere"), config, {"scores": {"fid": fid}}, None, [], [])
+
+
+def test_claims_are_decided_by_their_intervals() -> None:
+    runs = [run("spd", seed, 100.0 + seed, perturb=0.0) for seed in range(4)]
+    runs += [run("ddpm", seed, 150.0 + seed + (-1) ** seed) for seed in range(4)]  # clearly higher
+    runs += [run("heat", seed, 100.0 + 40.0 * (-1) ** seed) for seed in range(4)]  # too noisy to tell
+    runs += [run("spd", seed, 100.0 + seed + 20.0 * abs(p) + (seed % 2), perturb=p) for seed in range(4)
+             for p in (-0.5, 0.5)]
+    decided = {claim.claim: claim for claim in claims(runs)}
+    assert decided["spd's FID is lower than ddpm's"].holds == "supported"
+    assert decided["spd's FID is lower than ddpm's"].verdict == "lower"
+    assert decided["spd's FID is lower than heat's"].verdict == "no difference detected"
+    assert decided["spd's FID is lower than heat's"].holds == "undecided at this budget"
+    (slope,) = [claim for name, claim in decided.items() if "rises as perturb" in name]
+    assert slope.verdict == "FID rises" and slope.holds == "supported" and slope.evidence == "12 runs, seeds 0, 1, 2, 3"
+    flipped = [run(r.process, r.seed or 0, 300.0 - (r.scores or {})["fid"], **r.options) for r in runs]
+    assert {claim.holds for claim in claims(flipped) if "ddpm" in claim.claim or "rises" in claim.claim} == {
+        "contradicted"
+    }
