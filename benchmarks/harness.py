@@ -199,6 +199,7 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
         "date": time.strftime("%Y-%m-%d"),
         "floor": floor.to_dict(),
         "smoke": suite.smoke,
+        "claims_about": suite.claims_about,
         "runs": [run.run_id for run in runs],
     }
     write_json(suite_dir / SUITE_FILE, record)

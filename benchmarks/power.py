@@ -23,11 +23,14 @@ import typer
 from scipy.stats import t as student_t
 
 from benchmarks.suites import PERTURB_SEEDS, PERTURBATIONS, SUITES
+from spdbench.errors import OneLineCommand, UserError, command_errors
 from spdbench.files import write_text_atomically
 from spdbench.groups import is_default
 from spdbench.records import read_suite
 from spdbench.tables import frame, markdown_text
 from spdbench.verdicts import fid_of, t_quantile
+
+PILOT_STRENGTH = 0.2  #: the pilot's runs whose spread is the noise: SPD and its perturbations up to this |p|
 
 
 def detectable_slope(strengths: tuple[float, ...], seeds: int, sigma: float, power: float = 0.8) -> float:
@@ -44,10 +47,19 @@ def main(
     out: Path = typer.Option(Path("results/perturb/power.md"), help="where to write the calculation"),
 ) -> None:
     """Write the perturbation suite's power calculation."""
+    with command_errors("benchmarks.power"):
+        write_power(pilot, out)
+
+
+def write_power(pilot: Path, out: Path) -> None:
+    """The calculation of the module docstring, from the runs of ``pilot``, into ``out``."""
     suite = read_suite(pilot)
-    family = [run for run in suite.scored() if run.process == "spd" and run.seed == 0]
+    spd = [run for run in suite.scored() if run.process == "spd"]
+    family = [run for run in spd if run.seed == 0 and abs(float(run.options.get("perturb", 0.0))) <= PILOT_STRENGTH]
+    if len(family) < 3:
+        raise UserError(f"{pilot} has {len(family)} scored SPD runs of seed 0 with |p| ≤ {PILOT_STRENGTH}; need 3")
     sigma = statistics.stdev(fid_of(run) for run in family)
-    defaults = [fid_of(run) for run in suite.scored() if run.process == "spd" and is_default(run)]
+    defaults = [fid_of(run) for run in spd if is_default(run)]
     designs = [
         (PERTURB_SEEDS, PERTURBATIONS),
         ((0, 1, 2, 3, 4), (-0.5, 0.5)),
@@ -85,5 +97,8 @@ def main(
     print(text)
 
 
+app = typer.Typer(add_completion=False)
+app.command(cls=OneLineCommand)(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    app()

@@ -39,6 +39,9 @@ class Suite:
     runs: tuple[RunRequest, ...]
     smoke: bool
     command: str
+    #: The process the suite's claims are about (the papers': SPD's FID is lower than every other
+    #: process's); ``None``: the suite tests no such claim (its sweeps' slopes are still tested).
+    claims_about: str | None = "spd"
 
 
 def comparison(dataset: str, budget: str, seeds: tuple[int, ...]) -> tuple[RunRequest, ...]:

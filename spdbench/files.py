@@ -6,11 +6,15 @@ from __future__ import annotations
 import glob
 import os
 import re
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from spdbench.errors import UserError
+
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+"""This machine's name as temporary file names carry it."""
 
 
 def cache_dir() -> Path:
@@ -38,7 +42,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     those a killed process left for ``path`` are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}{path.suffix}")
+    temporary = path.with_name(f".{path.stem}.{HOST}.{os.getpid()}.{uuid.uuid4().hex}{path.suffix}")
     try:
         write(temporary)
         os.replace(temporary, path)
@@ -52,9 +56,12 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 
 def remove_stale_temporaries(path: Path) -> None:
-    """Remove the temporaries of ``path`` (``.<stem>.<pid>.<hex><suffix>``) whose process is gone:
-    what ``write_atomically`` leaves when it is killed without a chance to clean up (``kill -9``)."""
-    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)\.[0-9a-f]{{32}}{re.escape(path.suffix)}")
+    """Remove the temporaries of ``path`` (``.<stem>.<host>.<pid>.<hex><suffix>``) that a process of
+    this host left and that is gone: what ``write_atomically`` leaves when it is killed without a
+    chance to clean up (``kill -9``). Another host's are left alone (a shared file system)."""
+    pattern = re.compile(
+        rf"\.{re.escape(path.stem)}\.{re.escape(HOST)}\.(\d+)\.[0-9a-f]{{32}}{re.escape(path.suffix)}"
+    )
     for candidate in path.parent.glob(f".{glob.escape(path.stem)}.*"):
         found = pattern.fullmatch(candidate.name)
         if found and not process_alive(int(found.group(1))):

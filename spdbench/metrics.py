@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import http.client
 import os
 import tempfile
@@ -75,8 +76,8 @@ import torch
 from cleanfid import downloads_helper
 from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save, save_file
 from torch import Tensor
 
 from spdbench.classifier import MIN_TEST_ACCURACY, ClassifierConfig, load_classifier
@@ -106,6 +107,7 @@ class FeatureExtractor(Protocol):
     """A named map from uint8 images N×C×H×W to float64 features N×F (batched, no gradient)."""
 
     name: str
+    weights: str  #: what identifies the weights: cached features are used only with the same weights
 
     def features(self, images: Tensor) -> Tensor:
         """The float64 N×F features (on the CPU) of uint8 ``images`` N×C×H×W."""
@@ -125,6 +127,7 @@ class ClassifierFeatures:
     ) -> None:
         network, info = load_classifier(config, min_accuracy)
         self.name = config.name
+        self.weights = hashlib.sha256(save(network.state_dict())).hexdigest()
         self.test_accuracy = info.test_accuracy
         self.network = network.to(device)
         self.device = device
@@ -144,6 +147,7 @@ class InceptionFeatures:
     clean-fid's InceptionV3W, loaded from ``inception_weights(weights)``."""
 
     name = "inception-clean"
+    weights = INCEPTION_FILE
 
     def __init__(self, weights: Path | None = None, device: str = "cpu", batch_size: int = 50) -> None:
         path = inception_weights(weights)
@@ -440,7 +444,9 @@ def split_features(extractor: FeatureExtractor, dataset: str, split: str, count:
     a permutation seeded with ``SUBSET_SEED``): read from the cache, or computed and cached."""
     path = cache_dir() / "features" / f"{extractor.name}-{subset_name(dataset, split, count)}.safetensors"
     try:
-        cached = load_file(str(path)).get("features")
+        with safe_open(str(path), "pt") as stored:
+            same = (stored.metadata() or {}).get("weights") == extractor.weights
+            cached = stored.get_tensor("features") if same else None
     except (OSError, SafetensorError):
         cached = None
     if cached is not None and cached.dtype == torch.float64 and cached.shape[0] == count and cached.isfinite().all():
@@ -450,7 +456,8 @@ def split_features(extractor: FeatureExtractor, dataset: str, split: str, count:
         raise UserError(f"count must be between 2 and the {len(images)} {split} images of {dataset}, not {count}")
     chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:count]
     values = extractor.features(images[chosen])
-    metadata = {"features": extractor.name, "dataset": dataset, "split": split, "count": str(count)}
+    metadata = {"features": extractor.name, "weights": extractor.weights, "dataset": dataset, "split": split,
+                "count": str(count)}
     write_atomically(path, lambda temporary: save_file({"features": values}, str(temporary), metadata=metadata))
     return values
 

@@ -1,7 +1,8 @@
 """Progress bars on standard error for long work: training, sampling, scoring and the feature
 classifier, all with one look.
 
-A bar is drawn only in a terminal, and never after ``hide_bars()`` (``--quiet``). Work started
+A bar is drawn only in a terminal, on rank 0 under ``torchrun``, and never after ``hide_bars()``
+(``--quiet``). Work started
 while a bar is shown (an evaluation during training) adds its own line under it, which goes away
 when that work ends.
 """
@@ -9,6 +10,7 @@ when that work ends.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -60,7 +62,8 @@ def progress_bar(description: str, total: float, completed: float = 0, quiet: bo
             _shown.remove_task(task)
         return
     console = Console(stderr=True)
-    if quiet or _hidden or not console.is_terminal:
+    other_rank = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 alone draws
+    if quiet or _hidden or other_rank or not console.is_terminal:
         yield Bar(None, None)
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

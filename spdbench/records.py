@@ -9,8 +9,8 @@ adds ``resampled/<sampler>.json`` (``{"sampler", "scores", "sampling_seconds"}``
 sample set drawn again from its final weights with another sampler or NFE, scored the same way.
 
 A suite directory holds ``suite.json`` (its name, title, budget, dataset, how its FID is
-computed, the command and machine that made it, the floor score, whether it is a smoke test and
-the ids of its runs) and ``runs/<run id>/``.
+computed, the command and machine that made it, the floor score, whether it is a smoke test,
+the process its claims are about (``claims_about``) and the ids of its runs) and ``runs/<run id>/``.
 
 Reading needs none of the machinery that made the records (no trainer, metrics or distributed
 code): ``spdbench report`` imports this module alone for them.
@@ -79,7 +79,10 @@ def read_samples(path: Path) -> np.ndarray:
     """The uint8 images N×C×H×W of the sample archive ``path`` (``samples.npz``), never unpickling
     anything; a one-line error when it is not one."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with archive:
             images = archive["images"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise UserError(f"{path} is not a readable sample archive ({one_line(str(error))})") from None
@@ -195,7 +198,7 @@ def read_run(directory: Path) -> RunRecord:
         config=read_record(config) if config.is_file() else {},
         summary=read_record(summary) if summary.is_file() else None,
         error=str(read_record(failed, ("error",))["error"]) if failed.is_file() else None,
-        evaluations=step_log(evaluations),
+        evaluations=[entry for entry in step_log(evaluations) if {"fid", "samples"} <= entry.keys()],
         resampled=[read_record(path, RESAMPLED_KEYS) for path in sorted((directory / RESAMPLED).glob("*.json"))],
     )
 

@@ -290,9 +290,24 @@ def markdown_cells(row: dict[str, Any], run: RunRecord) -> list[str]:
 
 
 def seed_lines(suite: SuiteRecord) -> list[str]:
-    """A table of each configuration run with several seeds: FID averaged over the seeds that
-    finished, with its t-interval over seeds (``spdbench.verdicts``); none when every
-    configuration has one run."""
+    """The table of each configuration run with several seeds (``seed_table``) with what it
+    shows; none when every configuration has one run."""
+    table = seed_table(suite)
+    if not table:
+        return []
+    intro = (
+        "Configurations run with several seeds: the mean FID over the scored seeds with its Student-t "
+        "interval over seeds, which holds both the training seed's noise and the sample set's (each "
+        "seed's FID is one draw of both); the per-run intervals in the table above hold only the "
+        "sample set's."
+    )
+    return ["", "## Over seeds", "", intro, "", table]
+
+
+def seed_table(suite: SuiteRecord) -> str:
+    """FID averaged over the seeds that finished, with its t-interval over seeds
+    (``spdbench.verdicts.seed_mean``), for each configuration run with several seeds; empty
+    when there is none."""
     rows = []
     for runs in seed_groups(suite.runs):
         if len(runs) < 2:
@@ -308,26 +323,17 @@ def seed_lines(suite: SuiteRecord) -> list[str]:
             format(statistics.stdev(fids), ".2f") if len(fids) > 1 else "",
         ])
     if not rows:
-        return []
+        return ""
     header = ("process", "seeds", "scored", "FID mean over seeds [95 % interval]", "std over seeds")
-    intro = (
-        "Configurations run with several seeds: the mean FID over the scored seeds with its Student-t "
-        "interval over seeds, which holds both the training seed's noise and the sample set's (each "
-        "seed's FID is one draw of both); the per-run intervals in the table above hold only the "
-        "sample set's."
-    )
-    table = markdown_text(frame(rows, header), left=("process", "seeds", "scored"))
-    return ["", "## Over seeds", "", intro, "", table]
+    return markdown_text(frame(rows, header), left=("process", "seeds", "scored"))
 
 
 def verdict_lines(suite: SuiteRecord) -> list[str]:
     """The table of the papers' claims this suite tests (``spdbench.verdicts.claims``), or a line
     saying it tests none."""
-    tested = claims(suite.runs)
-    if not tested:
+    table = verdict_table(suite)
+    if not table:
         return ["## Verdicts", "", "This suite's finished runs test none of the papers' claims.", ""]
-    header = ("claim", "measured", "estimate [95 % interval]", "runs", "verdict", "the claim is")
-    rows = [[c.claim, c.measure, c.estimate.text(".1f"), c.evidence, c.verdict, c.holds] for c in tested]
     intro = (
         "Each claim of the papers behind this benchmark that the runs can test. Differences are paired "
         "by training seed and their Student-t intervals are over seeds; slopes are fitted within "
@@ -335,7 +341,18 @@ def verdict_lines(suite: SuiteRecord) -> list[str]:
         "only when the interval excludes zero; \"no difference detected\" means this suite could not "
         "tell, not that there is no difference: the interval says how large a difference it could miss."
     )
-    return ["## Verdicts", "", intro, "", markdown_text(frame(rows, header), left=header[:2] + header[3:]), ""]
+    return ["## Verdicts", "", intro, "", table, ""]
+
+
+def verdict_table(suite: SuiteRecord) -> str:
+    """The claims the suite's runs test (``spdbench.verdicts.claims``), one row each; empty
+    when they test none."""
+    tested = claims(suite.runs, suite.info.get("claims_about"))
+    if not tested:
+        return ""
+    header = ("claim", "measured", "estimate [95 % interval]", "runs", "verdict", "the claim is")
+    rows = [[c.claim, c.measure, c.estimate.text(".1f"), c.evidence, c.verdict, c.holds] for c in tested]
+    return markdown_text(frame(rows, header), left=header[:2] + header[3:])
 
 
 def training_lines(suite: SuiteRecord) -> list[str]:
@@ -350,7 +367,7 @@ def training_lines(suite: SuiteRecord) -> list[str]:
         if len(by_process) < 2:
             continue
         steps = sorted(set.intersection(*({entry["step"] for entry in run.evaluations} for run in runs)))
-        if not steps:
+        if len(steps) < 2:
             continue
         means = {
             label: [statistics.fmean(entry["fid"] for run in members for entry in run.evaluations
@@ -363,11 +380,12 @@ def training_lines(suite: SuiteRecord) -> list[str]:
         samples = sorted({entry["samples"] for run in runs for entry in run.evaluations})
         rows = [[label, *(format(value, ".1f") for value in values)] for label, values in means.items()]
         last = " < ".join(orders[-1])
-        if orders[-1] == orders[-2] == (orders[-3] if len(orders) > 2 else orders[-2]):
-            said = f"The order ({last}) is the same at the last evaluations and at the end: stable."
+        if orders[-1] == orders[-2] == orders[-3]:
+            said = (f"The order of the mean FIDs ({last}) is the same at the last two evaluations and at the end "
+                    "(an order of means, without intervals).")
         else:
             changes = [f"{points[i - 1]} → {points[i]}" for i in range(1, len(points)) if orders[i] != orders[i - 1]]
-            said = f"The order is still changing ({', '.join(changes)}); at the end: {last}."
+            said = f"The order of the mean FIDs is still changing ({', '.join(changes)}); at the end: {last}."
         intro = (
             f"Mean FID over seeds during training (periodic evaluations of {', '.join(map(str, samples))} "
             f"samples; the end: the runs' own {suite.info.get('samples', '?')} samples, whose FID is lower for "

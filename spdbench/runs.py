@@ -436,17 +436,19 @@ def sample_again(
     run = resolve_run(request)
     if json.loads(json.dumps(run.config())) != config:
         raise UserError(f"{run_dir} does not rebuild as recorded: it was made by another version of spdbench")
+    given = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0}
+    changed = {key: value for key, value in given.items() if value is not None}
+    if changed.keys() & {"sampler"}:  # another solver: the run's settings may not apply to it
+        changed = {"eta": None, "variance": None, "clip_x0": None, **changed}
+    full = len(run.process.time_grid()) - 1
+    variants = [  # every request is checked before anything is sampled
+        resolve_run(dataclasses.replace(request, nfe=full if count is None else count, **changed)) for count in nfes
+    ]
     net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
     net.load_state_dict(load_checkpoint(run_dir).ema)
     images = load_images(run.dataset, "train")
     records = []
-    for count in nfes:
-        nfe = len(run.process.time_grid()) - 1 if count is None else count  # None: the full grid
-        given = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0}
-        changed = {key: value for key, value in given.items() if value is not None}
-        if changed.keys() & {"sampler"}:  # another solver: the run's settings may not apply to it
-            changed = {"eta": None, "variance": None, "clip_x0": None, **changed}
-        variant = resolve_run(dataclasses.replace(request, nfe=nfe, **changed))
+    for variant in variants:
         started = time.perf_counter()
         samples = sample_from(variant, net.eval(), images, run.samples, bf16=False)
         seconds = time.perf_counter() - started

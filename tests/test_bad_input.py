@@ -675,6 +675,7 @@ def test_hostile_feature_cache_is_recomputed(payload: Callable[[], bytes], workd
 
     class Stub:
         name = "stub"
+        weights = "stub-weights"
         calls = 0
 
         def features(self, images: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spdbench.errors import DEBUG_VARIABLE, UserError, command_errors
-from spdbench.files import check_output_directory, write_text_atomically
+from spdbench.files import HOST, check_output_directory, write_text_atomically
 
 
 def exit_of(error: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
@@ -69,13 +69,15 @@ with command_errors("spdbench test"):
 def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path: Path) -> None:
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead, alive = int(gone.stdout), os.getpid()
-    stale = tmp_path / f".fid.{dead}.{'0' * 32}.png"
-    writing = tmp_path / f".fid.{alive}.{'1' * 32}.png"  # another writer of this process, still at work
-    other = tmp_path / f".eval.{dead}.{'2' * 32}.png"  # the temporary of another file
-    for path in (stale, writing, other):
+    stale = tmp_path / f".fid.{HOST}.{dead}.{'0' * 32}.png"
+    writing = tmp_path / f".fid.{HOST}.{alive}.{'1' * 32}.png"  # another writer of this process, still at work
+    other = tmp_path / f".eval.{HOST}.{dead}.{'2' * 32}.png"  # the temporary of another file
+    elsewhere = tmp_path / f".fid.another-host.{dead}.{'3' * 32}.png"  # on a shared file system
+    for path in (stale, writing, other, elsewhere):
         path.write_bytes(b"")
     write_text_atomically(tmp_path / "fid.png", "done")
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["fid.png", writing.name, other.name])
+    kept = ["fid.png", writing.name, other.name, elsewhere.name]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
 
 
 def test_an_output_directory_is_checked_before_any_work(tmp_path: Path) -> None:

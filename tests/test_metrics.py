@@ -314,3 +314,25 @@ def test_a_local_inception_file_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp
     with pytest.raises(UserError, match="cannot load the Inception weights"):
         metrics.InceptionFeatures()
 
+
+
+@needs_fmnist
+def test_cached_reference_features_are_used_only_with_the_same_weights(cache: Path) -> None:
+    """Features cached under one extractor name are recomputed for other weights of that name (a
+    classifier retrained elsewhere), and reused for the same weights."""
+
+    class Projection:
+        name = "projection"
+
+        def __init__(self, weights: str, scale: float) -> None:
+            self.weights, self.scale, self.calls = weights, scale, 0
+
+        def features(self, images: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return self.scale * images.flatten(1)[:, :4].double()
+
+    first, retrained = Projection("a", 1.0), Projection("b", 2.0)
+    values = metrics.split_features(first, "fmnist", "test", 8)
+    again = metrics.split_features(retrained, "fmnist", "test", 8)
+    assert retrained.calls == 1 and torch.equal(again, 2 * values)
+    assert torch.equal(metrics.split_features(retrained, "fmnist", "test", 8), again) and retrained.calls == 1

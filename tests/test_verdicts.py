@@ -67,7 +67,7 @@ def test_claims_are_decided_by_their_intervals() -> None:
     runs += [run("heat", seed, 100.0 + 40.0 * (-1) ** seed) for seed in range(4)]  # too noisy to tell
     runs += [run("spd", seed, 100.0 + seed + 20.0 * abs(p) + (seed % 2), perturb=p) for seed in range(4)
              for p in (-0.5, 0.5)]
-    decided = {claim.claim: claim for claim in claims(runs)}
+    decided = {claim.claim: claim for claim in claims(runs, "spd")}
     assert decided["spd's FID is lower than ddpm's"].holds == "supported"
     assert decided["spd's FID is lower than ddpm's"].verdict == "lower"
     assert decided["spd's FID is lower than heat's"].verdict == "no difference detected"
@@ -75,7 +75,7 @@ def test_claims_are_decided_by_their_intervals() -> None:
     (slope,) = [claim for name, claim in decided.items() if "rises as perturb" in name]
     assert slope.verdict == "FID rises" and slope.holds == "supported" and slope.evidence == "12 runs, seeds 0, 1, 2, 3"
     flipped = [run(r.process, r.seed or 0, 300.0 - (r.scores or {})["fid"], **r.options) for r in runs]
-    assert {claim.holds for claim in claims(flipped) if "ddpm" in claim.claim or "rises" in claim.claim} == {
+    assert {claim.holds for claim in claims(flipped, "spd") if "ddpm" in claim.claim or "rises" in claim.claim} == {
         "contradicted"
     }
 
