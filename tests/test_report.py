@@ -27,7 +27,7 @@ from spdbench.cli import app
 from spdbench.errors import UserError
 from spdbench.groups import option_sweeps
 from spdbench.records import read_suite
-from spdbench.report import COLUMNS, write_report
+from spdbench.report import COLUMNS, ordered, seed_table, verdict_table, write_report
 from spdbench.show import tile
 
 runner = CliRunner()
@@ -347,3 +347,12 @@ def test_reading_results_needs_none_of_the_machinery_that_made_them(tmp_path: Pa
     assert not report & machinery and not any(name.startswith("cleanfid") for name in report)
     torch_alone = imported_modules("-c", "import torch")
     assert not {name for name in report - torch_alone if name.startswith("torch.distributed")}
+
+
+def test_the_readme_quotes_the_committed_quick_verdicts() -> None:
+    """The README's verdict and seed tables are the ones the report makes from the committed
+    ``results/quick/`` records (regenerate them after ``make bench``)."""
+    root = Path(__file__).parents[1]
+    suite = ordered(read_suite(root / "results" / "quick"))
+    readme = (root / "README.md").read_text()
+    assert verdict_table(suite) in readme and seed_table(suite) in readme
