@@ -44,10 +44,12 @@ bench-perturb: setup
 	$(BIN)/python -m benchmarks.harness perturb
 
 # CIFAR-10 on a GPU machine (GPUS=N for several: torchrun, DistributedDataParallel);
-# the archive is downloaded, its hash checked, on first use.
+# the archive is downloaded, its hash checked, on first use. SUITE=short: the suite
+# cifar-short (at most 8 GPU-hours on one H100-class GPU) instead of the paper-scale one.
 GPUS ?= 1
+SUITE ?=
 bench-cifar: setup
-	$(BIN)/torchrun --standalone --nproc_per_node=$(GPUS) -m benchmarks.harness cifar
+	$(BIN)/torchrun --standalone --nproc_per_node=$(GPUS) -m benchmarks.harness cifar$(if $(SUITE),-$(SUITE))
 
 report: setup
 	$(BIN)/spdbench report

@@ -20,6 +20,7 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +87,28 @@ def measure_costs(run: Run, repeats: int = 3) -> Costs:
     return Costs(train_step, (time.perf_counter() - started) / repeats)
 
 
-def estimate_seconds(runs: list[Run], done: set[str]) -> float:
+@dataclass(frozen=True)
+class Estimate:
+    """The estimated seconds of the runs left, and its basis: the costs of each setting timed."""
+
+    seconds: float
+    costs: dict[tuple[str, int, int], Costs]
+
+    def basis(self, device: str) -> list[str]:
+        """One line per (network, training batch, sampling batch): the costs the estimate used."""
+        return [
+            f"  basis: network {network}: {cost.train_step:.3f} s a training step at batch {batch}, "
+            f"{cost.sampler_call:.3f} s a sampler call on {sample_batch} images, timed on this {device} now "
+            "(feature extraction and data loading not counted)"
+            for (network, batch, sample_batch), cost in self.costs.items()
+        ]
+
+
+def estimate_seconds(
+    runs: list[Run], done: set[str], costs_of: Callable[[Run], Costs] = measure_costs
+) -> Estimate:
     """Estimated seconds of the runs not yet done: steps × step cost + sampler calls (final
-    samples and periodic evaluations) × call cost; feature extraction is not counted."""
+    samples and periodic evaluations) × call cost, the costs from ``costs_of`` once per setting."""
     costs: dict[tuple[str, int, int], Costs] = {}
     total = 0.0
     for run in runs:
@@ -96,12 +116,12 @@ def estimate_seconds(runs: list[Run], done: set[str]) -> float:
             continue
         key = (run.network, run.train.batch, run.sample_batch)
         if key not in costs:
-            costs[key] = measure_costs(run)
+            costs[key] = costs_of(run)
         evaluations = (run.train.train_steps - 1) // run.eval_every
         batches = -(-run.samples // run.sample_batch)
         batches += evaluations * -(-run.eval_samples // run.sample_batch)
         total += run.train.train_steps * costs[key].train_step + run.nfe * batches * costs[key].sampler_call
-    return total
+    return Estimate(total, costs)
 
 
 def duration(seconds: float) -> str:
@@ -132,7 +152,10 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     say(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = "GPU" if torch.cuda.is_available() else "CPU"
-    say(estimate_line(estimate_seconds(runs, done), len(runs) - len(done), world, device))
+    estimate = estimate_seconds(runs, done)
+    say(estimate_line(estimate.seconds, len(runs) - len(done), world, device))
+    for line in estimate.basis(device):
+        say(line)
     if suite.dataset == "fmnist" and not classifier_available(ClassifierConfig()):
         seconds = estimate_training_seconds(ClassifierConfig())
         say(f"  plus {duration(seconds)} to train the Fashion-MNIST feature classifier (once; then cached)")
@@ -206,7 +229,7 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
 
 
 def main(
-    suite: str = typer.Argument(help="suite to run: smoke, quick or cifar"),
+    suite: str = typer.Argument(help="suite to run: smoke, quick, perturb, cifar or cifar-short"),
     results: Path = typer.Option(Path("results"), help="directory of suite directories"),
     estimate_only: bool = typer.Option(False, "--estimate-only", metavar="", help="print the time estimate and stop"),
     quiet: bool = typer.Option(False, "--quiet", metavar="", help="no progress bars"),

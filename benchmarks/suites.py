@@ -8,6 +8,8 @@ steps, sample count, FID features, seeds), run by ``benchmarks.harness``.
   p = ±0.5, with three seeds (the design of results/perturb/README.md).
 - ``cifar``: CIFAR-10 on GPUs: each paper's recipe (``paper`` budget) and a matched-budget
   comparison in which every process gets the same network, steps and sampler budget.
+- ``cifar-short``: CIFAR-10 on one GPU in at most 8 GPU-hours (``short`` budget): the four
+  processes with two seeds, and SPD perturbed by ``desync`` at p = ±0.5 with the same seeds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ QUICK_SEEDS = (0, 1, 2, 3)
 PERTURB_SEEDS = (0, 1, 2)
 PERTURBATIONS = (-0.5, 0.5)
 CIFAR_PERTURBATIONS = (-0.2, -0.1, 0.1, 0.2)
+SHORT_SEEDS = (0, 1)
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,22 @@ def comparison(dataset: str, budget: str, seeds: tuple[int, ...]) -> tuple[RunRe
 
 
 def perturbation_sweep(
-    dataset: str, budget: str, seeds: tuple[int, ...], kinds: tuple[str, ...], strengths: tuple[float, ...]
+    dataset: str,
+    budget: str,
+    seeds: tuple[int, ...],
+    kinds: tuple[str, ...],
+    strengths: tuple[float, ...],
+    unperturbed: bool = True,
 ) -> tuple[RunRequest, ...]:
-    """For every seed: SPD, then SPD perturbed by each kind at each strength ``p`` (the slope test
-    of ``spdbench.verdicts`` fits FID against ``|p|`` within seeds)."""
+    """For every seed: SPD (if ``unperturbed``; a suite that has it already says ``False``), then
+    SPD perturbed by each kind at each strength ``p`` (the slope test of ``spdbench.verdicts`` fits
+    FID against ``|p|`` within seeds)."""
     shared = {"dataset": dataset, "budget": budget}
+    perturbed = [{"perturb": p, "perturb_kind": kind} for kind in kinds for p in strengths]
     return tuple(
         RunRequest("spd", options, seed=s, **shared)  # type: ignore[arg-type]
         for s in seeds
-        for options in [{}, *({"perturb": p, "perturb_kind": kind} for kind in kinds for p in strengths)]
+        for options in ([{}] if unperturbed else []) + perturbed
     )
 
 
@@ -101,10 +111,23 @@ SUITES: dict[str, Suite] = {
         runs=(
             *comparison("cifar10", "paper", seeds=(0,)),
             *comparison("cifar10", "matched", seeds=(0,)),
-            *perturbation_sweep("cifar10", "matched", (0,), ("desync", "spectrum", "time"), CIFAR_PERTURBATIONS)[1:],
+            *perturbation_sweep(
+                "cifar10", "matched", (0,), ("desync", "spectrum", "time"), CIFAR_PERTURBATIONS, unperturbed=False
+            ),
         ),
         smoke=False,
         command="make bench-cifar",
+    ),
+    "cifar-short": Suite(
+        name="cifar-short",
+        title="cifar-short: CIFAR-10 on one GPU in at most 8 GPU-hours",
+        dataset="cifar10",
+        runs=(
+            *comparison("cifar10", "short", seeds=SHORT_SEEDS),
+            *perturbation_sweep("cifar10", "short", SHORT_SEEDS, ("desync",), PERTURBATIONS, unperturbed=False),
+        ),
+        smoke=False,
+        command="make bench-cifar SUITE=short",
     ),
 }
 

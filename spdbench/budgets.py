@@ -20,6 +20,14 @@
   x̂_0 is ours).
 - ``matched`` (ours): the fair GPU comparison: every process with DDPM's network and
   optimiser, 200k steps, 100 sampler steps.
+- ``short`` (ours): ``matched`` cut to what a researcher can afford on one GPU: 15k steps,
+  an EMA decay of 0.9995 (with warm-up) that forgets the early weights within the run, 10,000
+  samples for FID (biased upwards against 50,000, the same for every process). Its cost per run,
+  counted with ``torch.utils.flop_counter`` on this package's ``ddpm-cifar`` network (37.3 GFLOP a
+  training image, 12.4 GFLOP a sampler call on one image), is 71.7 PFLOP of training and 14.9 of
+  sampling: 29 minutes at an achieved 50 TFLOP/s (5 % of an H100's dense bf16 peak, a
+  deliberately low figure), so the 12 runs of the ``cifar-short`` suite take about 5.8 GPU-hours
+  (``SHORT_ASSUMED_FLOPS``; the harness measures the real rate before it starts).
 Every budget trains every process with the same settings, except ``paper``, where each
 process gets its own recipe.
 """
@@ -34,7 +42,7 @@ import torch
 from spdbench.errors import UserError
 from spdbench.solvers import SamplerSettings
 
-BUDGETS = ("smoke", "quick", "paper", "matched")
+BUDGETS = ("smoke", "quick", "paper", "matched", "short")
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,17 @@ MATCHED = dataclasses.replace(
     eval_every=20_000,
 )
 
+SHORT = dataclasses.replace(
+    MATCHED,
+    name="short",
+    train=dataclasses.replace(MATCHED.train, train_steps=15_000, warmup=1000, ema_decay=0.9995, ema_warmup=True),
+    samples=10_000,
+    eval_every=5000,
+    eval_samples=1000,
+)
+SHORT_ASSUMED_FLOPS = 50e12
+"""The achieved rate (FLOP/s) the ``short`` budget was sized for: 5 % of an H100's dense bf16 peak."""
+
 
 def resolve_budget(name: str, process: str) -> Budget:
     """The budget ``name`` for ``process`` (only ``paper`` differs by process)."""
@@ -217,4 +236,6 @@ def resolve_budget(name: str, process: str) -> Budget:
         return QUICK
     if name == "matched":
         return MATCHED
+    if name == "short":
+        return SHORT
     return {"spd": SPD_RECIPE, "blurring": BLURRING_RECIPE}.get(process, DDPM_RECIPE)

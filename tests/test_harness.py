@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from benchmarks import harness
-from benchmarks.suites import SUITES, Suite
+from benchmarks.suites import SUITES, Suite, get_suite
 from corruptions import PROCESSES
+from models import UNet, network_config
 from spdbench import metrics, runs
-from spdbench.budgets import resolve_budget
+from spdbench.budgets import SHORT_ASSUMED_FLOPS, resolve_budget
 from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
 from spdbench.cli import app
@@ -56,8 +58,11 @@ def tiny_floor(dataset: str, count: int) -> metrics.Score:
     return metrics.floor_score(dataset, count, features=tiny, reference_count=200, resamples=20)
 
 
-def no_estimate(runs: list[runs.Run], done: set[str]) -> float:
-    return 0.0
+def no_estimate(runs: list[runs.Run], done: set[str]) -> harness.Estimate:
+    return harness.Estimate(0.0, {})
+
+
+ESTIMATE_SECONDS = harness.estimate_seconds  #: the real one (the suites here are given ``no_estimate``)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -163,6 +168,37 @@ def test_the_estimate_is_split_over_the_devices_and_given_in_device_hours() -> N
     assert harness.estimate_line(36000.0, 3, 4, "GPU") == (
         "estimated time for the 3 runs left: 2.5 hours on 4 GPUs (10.00 GPU-hours)"
     )
+
+
+def flop_costs(run: runs.Run) -> harness.Costs:
+    """The costs of ``run``'s settings at the rate the ``short`` budget assumes, from the FLOPs
+    ``torch.utils.flop_counter`` counts for one image on the meta device."""
+    net = UNet(network_config(run.network, *run.process.image_shape[:2])).to("meta")
+    x, t = torch.zeros(1, *run.process.image_shape, device="meta"), torch.zeros(1, device="meta")
+    with FlopCounterMode(display=False) as training:
+        net(x, t).square().mean().backward()
+    with FlopCounterMode(display=False) as sampling, torch.no_grad():
+        net(x, t)
+    per_image = (training.get_total_flops() / SHORT_ASSUMED_FLOPS, sampling.get_total_flops() / SHORT_ASSUMED_FLOPS)
+    return harness.Costs(per_image[0] * run.train.batch, per_image[1] * run.sample_batch)
+
+
+def test_the_short_cifar_suite_ranks_the_processes_within_8_gpu_hours() -> None:
+    """``cifar-short``: every process with two seeds, SPD perturbed at two strengths with the same
+    seeds, all on one network and protocol, within 8 GPU-hours at the achieved rate its budget
+    was sized for; the estimate says its basis, one line per setting. (The runs are resolved with
+    the papers' spectrum, which costs the same and needs no CIFAR-10 here.)"""
+    suite = get_suite("cifar-short")
+    requests = [(r.process, r.seed, dict(r.options)) for r in suite.runs]
+    assert {(p, s) for p, s, options in requests if not options} == {(p, s) for p in PROCESSES for s in (0, 1)}
+    perturbed = {(s, options["perturb"]) for p, s, options in requests if options}
+    assert perturbed == {(s, p) for s in (0, 1) for p in (-0.5, 0.5)}
+    assert len(requests) == len({repr(request) for request in requests}) == 12
+    resolved = [runs.resolve_run(dataclasses.replace(r, spectrum="paper")) for r in suite.runs]
+    estimate = ESTIMATE_SECONDS(resolved, set(), flop_costs)
+    assert 4 * 3600 < estimate.seconds < 8 * 3600
+    (line,) = estimate.basis("GPU")
+    assert line.startswith("  basis: network ddpm-cifar: 0.") and "at batch 128" in line and "on 1000 images" in line
 
 
 FOUR = dataclasses.replace(
