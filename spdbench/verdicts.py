@@ -19,7 +19,9 @@ include every source of noise; the per-run bootstrap interval holds only the sec
 The claims tested (``claims``) are those of the papers behind this benchmark: the process a suite's
 claims are about (SPD) has a lower FID than every other process at its defaults (paired by seed),
 and FID rises as an option leaves its default (for SPD's perturbations: any deviation from the
-shortest path worsens FID), for every sweep of one numeric option in the suite. Each claim is
+shortest path worsens FID), for every sweep of one numeric option in the suite: as a slope over
+the sweep, and as the paired difference of the process at its defaults and each configuration
+of the sweep (a slope on ``|v − v₀|`` assumes both directions cost alike; the pairs do not). Each claim is
 tested at 95 % on its own, with no correction for testing several.
 
 A verdict reads the interval: ``lower`` or ``higher`` when it excludes zero, else ``no difference
@@ -160,20 +162,9 @@ def claims(runs: list[RunRecord], reference: str | None) -> list[Claim]:
             if is_default(run):
                 by_process.setdefault(run.process, {})[seed_of(run)] = fid_of(run)
         ours = by_process.get(reference or "")
-        for other in [name for name in PROCESSES if name in by_process and name != reference]:
-            if ours is None:
-                break
-            estimate = paired_difference(ours, by_process[other])
-            seeds = sorted(ours.keys() & by_process[other].keys())
-            verdict = difference_verdict(estimate)
-            tested.append(Claim(
-                claim=f"{reference}'s FID is lower than {other}'s{where}",
-                measure=f"FID({reference}) − FID({other}), paired by seed",
-                estimate=estimate,
-                evidence=seed_list(seeds),
-                verdict=verdict,
-                holds={"lower": "supported", "higher": "contradicted"}.get(verdict, "undecided at this budget"),
-            ))
+        if ours is not None:
+            others = [name for name in PROCESSES if name in by_process and name != reference]
+            tested += [lower_claim(str(reference), ours, other, by_process[other], where) for other in others]
         for sweep in option_sweeps(members):
             for series, sweep_runs in sweep.series.items():
                 origins = {run.options[sweep.option] for run in sweep_runs if is_default(run)}
@@ -197,7 +188,28 @@ def claims(runs: list[RunRecord], reference: str | None) -> list[Claim]:
                         verdict, "undecided at this budget"
                     ),
                 ))
+                by_label: dict[str, dict[int, float]] = {}
+                for run in sweep_runs:
+                    by_label.setdefault(run.label, {})[seed_of(run)] = fid_of(run)
+                origin_fids = by_label.pop(sweep.process, {})
+                tested += [
+                    lower_claim(sweep.process, origin_fids, label, fids, where) for label, fids in by_label.items()
+                ]
     return tested
+
+
+def lower_claim(ours: str, our_fids: dict[int, float], other: str, other_fids: dict[int, float], where: str) -> Claim:
+    """The claim that ``ours`` has a lower FID than ``other`` (FIDs by seed), paired by seed."""
+    estimate = paired_difference(our_fids, other_fids)
+    verdict = difference_verdict(estimate)
+    return Claim(
+        claim=f"{ours}'s FID is lower than {other}'s{where}",
+        measure=f"FID({ours}) − FID({other}), paired by seed",
+        estimate=estimate,
+        evidence=seed_list(sorted(our_fids.keys() & other_fids.keys())),
+        verdict=verdict,
+        holds={"lower": "supported", "higher": "contradicted"}.get(verdict, "undecided at this budget"),
+    )
 
 
 def seed_list(seeds: list[int]) -> str:

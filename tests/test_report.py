@@ -349,10 +349,12 @@ def test_reading_results_needs_none_of_the_machinery_that_made_them(tmp_path: Pa
     assert not {name for name in report - torch_alone if name.startswith("torch.distributed")}
 
 
-def test_the_readme_quotes_the_committed_quick_verdicts() -> None:
+@pytest.mark.parametrize("name", ["quick", "perturb"])
+def test_the_readme_quotes_the_committed_verdicts(name: str) -> None:
     """The README's verdict and seed tables are the ones the report makes from the committed
-    ``results/quick/`` records (regenerate them after ``make bench``)."""
+    ``results/quick/`` and ``results/perturb/`` records (regenerate them after ``make bench``
+    and ``make bench-perturb``)."""
     root = Path(__file__).parents[1]
-    suite = ordered(read_suite(root / "results" / "quick"))
+    suite = ordered(read_suite(root / "results" / name))
     readme = (root / "README.md").read_text()
     assert verdict_table(suite) in readme and seed_table(suite) in readme

@@ -80,6 +80,20 @@ def test_claims_are_decided_by_their_intervals() -> None:
     }
 
 
+def test_each_configuration_of_a_sweep_is_paired_with_the_default() -> None:
+    """A perturbation that hurts in one direction and helps in the other has no slope on ``|p|``;
+    the paired claims of the default against each configuration show both directions."""
+    runs = [run("spd", seed, 100.0 + 10.0 * seed, perturb=0.0) for seed in range(3)]
+    runs += [run("spd", seed, 100.0 + 10.0 * seed + 30.0 * p / 0.5 + seed % 2, perturb=p) for seed in range(3)
+             for p in (-0.5, 0.5)]
+    decided = {claim.claim: claim for claim in claims(runs, "spd")}
+    (slope,) = [claim for name, claim in decided.items() if "rises as perturb" in name]
+    assert slope.verdict == "no trend detected"
+    assert decided["spd's FID is lower than spd-perturb=0.5's"].holds == "supported"
+    assert decided["spd's FID is lower than spd-perturb=-0.5's"].holds == "contradicted"
+    assert decided["spd's FID is lower than spd-perturb=-0.5's"].evidence == "seeds 0, 1, 2"
+
+
 def test_the_perturbation_design_detects_its_stated_slope_80_percent_of_the_time() -> None:
     """``benchmarks.power``'s detectable slope, simulated: seeds with their own levels, noise σ,
     SPD and each strength once per seed; the slope test rejects zero about 80 % of the time."""
