@@ -146,8 +146,8 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     suite_dir = results / suite.name
     runs_dir = suite_dir / RUNS_DIR
     leader = launch_rank() == 0  # under torchrun, only rank 0 writes records and reports
-    runs = [resolve_run(request) for request in suite.runs]
     check_output_directory(suite_dir)
+    runs = [resolve_run(request) for request in suite.runs]
     done = {run.run_id for run in runs if (runs_dir / run.run_id / SUMMARY).exists()}
     say(f"suite {suite.name}: {len(runs)} runs, {len(done)} done; timing this machine for the estimate…")
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -196,27 +196,27 @@ def resolve_run(request: RunRequest) -> Run:
 
 def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectrum: Spectrum) -> tuple[Solver, str]:
     """The run's solver and grid: those the request names (a solver is refused if it does not
-    serve ``process``), else the budget's: the first of its solvers that serves the process, on
-    its grid. With the grid ``auto`` (the request's or the budget's), the pair that the exact
-    measure ranks best at the run's NFE for the process at its defaults (so that every run of one
-    process, its variants too, samples alike), among the named solver, or the budget's when its
-    grid is ``auto``, or else every solver that serves the process."""
+    serve ``process``), else the budget's first pair whose solver serves the process; a solver
+    the budget does not list runs on the request's grid, else the native one. With the grid
+    ``auto``, the pair that the exact measure ranks best at the run's NFE for the process at its
+    defaults (so that every run of one process, its variants too, samples alike), among the named
+    solver, or else every solver that serves the process."""
     if request.sampler is not None:
         get_solver(request.sampler).check(process)
     serving = solvers_for(process)
-    preferred = [name for name in budget.samplers if name in serving]
-    grid = request.grid or budget.grid
-    if grid != AUTO:
-        if not (request.sampler or preferred):
-            raise UserError(f"budget {budget.name!r} names no sampler for {process.name!r}; give one with --sampler")
-        return get_solver(request.sampler or preferred[0]), grid
-    solvers = [request.sampler] if request.sampler else preferred if budget.grid == AUTO else serving
-    nfe = request.nfe or budget.nfe
-    if nfe is None:
-        raise UserError(f"budget {budget.name!r} chooses its grid by measure, which needs --nfe")
-    defaults = make_process(process.name, process.image_shape, spectrum=spectrum)
-    solver, grid = best_sampler(defaults, process_spectrum(spectrum, defaults), solvers, list(GRIDS), nfe)
-    return get_solver(solver), grid
+    if request.grid == AUTO:
+        nfe = request.nfe or budget.nfe
+        if nfe is None:
+            raise UserError(f"budget {budget.name!r} samples over the full grid; the grid auto needs --nfe")
+        defaults = make_process(process.name, process.image_shape, spectrum=spectrum)
+        solvers = [request.sampler] if request.sampler else serving
+        solver, grid = best_sampler(defaults, process_spectrum(spectrum, defaults), solvers, list(GRIDS), nfe)
+        return get_solver(solver), grid
+    preferred = {name: grid for name, grid in budget.samplers if name in serving}
+    if not (request.sampler or preferred):
+        raise UserError(f"budget {budget.name!r} names no sampler for {process.name!r}; give one with --sampler")
+    name = request.sampler or next(iter(preferred))
+    return get_solver(name), request.grid or preferred.get(name, "native")
 
 
 def sampler_settings(solver: Solver, request: RunRequest, budget: Budget) -> SamplerSettings:

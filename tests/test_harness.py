@@ -142,8 +142,8 @@ def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_pa
     assert again["scores"] == recorded and again["sampler"] == run.config()["sampler"]
     assert other["scores"]["fid"] != recorded["fid"] and other["sampler"]["solver"] == "dpmpp3m"
     assert {path.name for path in (run_dir / "resampled").iterdir()} == {
-        "ancestral-native-nfe3-eta1.0-variancesmall-clip_x0True.json",
-        "dpmpp3m-native-nfe2-clip_x0True.json",
+        "sdedpmpp2m-logsnr-nfe3-clip_x0True-spectrumempirical.json",
+        "dpmpp3m-logsnr-nfe2-clip_x0True-spectrumempirical.json",
     }
     result = CliRunner().invoke(app, ["sample", "--run", str(run_dir), "--nfe", "2", "--sampler", "ihdm"])
     assert result.exit_code == 2 and "sampler 'ihdm' serves the HeatDissipation processes" in result.output

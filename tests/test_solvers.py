@@ -16,7 +16,7 @@ from corruptions.oracle import OracleDenoiser, gaussian_images
 from spdbench.grids import GRIDS, Grids, make_grid
 from spdbench.samplerreport import floor_variance, output_variance, relative_w2
 from spdbench.sampling import PerImageNoise, sample
-from spdbench.solvers import SOLVERS, SamplerSettings, Solver, get_solver, solvers_for
+from spdbench.solvers import SOLVERS, SamplerSettings, Solver, get_solver, schedule, solvers_for
 from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
 
 CPU = torch.device("cpu")
@@ -207,6 +207,21 @@ def test_ancestral_reproduces_the_sampler_it_replaces(case, settings: SamplerSet
             settings,
         )
         assert torch.equal(new, x), nfe
+
+
+@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
+def test_the_stochastic_multistep_solver_is_ancestral_at_first_order(case) -> None:
+    """SDE-DPM-Solver++(2M)'s first step (no earlier x̂_0) is the posterior ``q(u_r | u_t, û_0)``:
+    the ancestral step, coefficient for coefficient; later steps add a history term."""
+    process = build(case)
+    times = schedule(process, make_grid("logsnr", process, 10, spectrum_of(process)))
+    first, ancestral = (
+        SOLVERS[name].step(process, times, 0, SamplerSettings())
+        for name in ("sdedpmpp2m", "ancestral")
+    )
+    for mine, theirs in ((first.x, ancestral.x), (first.x0, ancestral.x0), (first.noise, ancestral.noise)):
+        torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
+    assert len(SOLVERS["sdedpmpp2m"].step(process, times, 3, SamplerSettings()).history) == 1
 
 
 def test_bad_solver_grid_and_settings_are_refused() -> None:
