@@ -112,7 +112,7 @@ GridOption = Annotated[
 EtaOption = Annotated[float | None, typer.Option(help="noise scale η in [0, 1] (ancestral, ihdm)")]
 VarianceOption = Annotated[str | None, typer.Option(help="small or large step variance (ancestral)")]
 ClipOption = Annotated[
-    bool | None, typer.Option("--clip/--no-clip", metavar=FLAG, help="clip x̂0 to [-1, 1] (ancestral, ddim, dpmpp2m)")
+    bool | None, typer.Option("--clip/--no-clip", metavar=FLAG, help="clip x̂0 to [-1, 1] (every sampler but ihdm)")
 ]
 
 
@@ -295,6 +295,24 @@ def sample(
         described = ", ".join(f"{key} {value}" for key, value in record["sampler"].items() if key != "nfe")
         table.add_row(described, str(record["sampler"]["nfe"]), interval, f"{record['sampling_seconds']:.0f}")
     Console().print(table)
+
+
+@command
+def geometry(
+    run: Annotated[Path, typer.Option(help="a finished run directory (config.json and checkpoints/)")],
+    samples: Annotated[int, typer.Option(help="how many of the run's samples to follow (at most its count)")] = 200,
+) -> None:
+    """The geometry of a finished run's sampling paths: chord deviation of the sampling and
+    denoising trajectories, off-plane share, the gap from the empirical optimal denoiser, and FID
+    when stopping early and returning x̂0 (geometry/ in the run directory)."""
+    from spdbench.geometryreport import geometry_report
+
+    if samples < 2:
+        raise UserError(f"--samples must be at least 2, got {samples}")
+    files = geometry_report(run, samples, f"spdbench geometry --run {run} --samples {samples}")
+    typer.echo(files[1].read_text())
+    for path in files:
+        typer.echo(f"wrote {path}")
 
 
 @command

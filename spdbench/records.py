@@ -43,6 +43,13 @@ RUNS_DIR = "runs"
 SUITE_KEYS = ("suite", "title", "budget", "dataset", "features", "samples", "reference", "command", "machine")
 #: What ``resampled/<sampler>.json`` must hold.
 RESAMPLED_KEYS = ("sampler", "scores", "sampling_seconds")
+GEOMETRY = "geometry"  #: ``geometry/``: the geometry of the run's sampling paths (``spdbench geometry``)
+GEOMETRY_SUMMARY = "summary.json"
+#: What ``geometry/summary.json`` must hold.
+GEOMETRY_KEYS = (
+    "sampling_deviation_max", "sampling_deviation_mean", "denoising_deviation_max", "denoising_deviation_mean",
+    "sampling_off_plane", "optimal_gap_mean", "final_fid", "best_jump_step", "best_jump_fid", "steps", "samples",
+)
 
 
 def read_json(path: Path) -> Any:
@@ -135,6 +142,7 @@ class RunRecord:
     error: str | None
     evaluations: list[dict[str, Any]]  #: the lines of ``eval.jsonl``
     resampled: list[dict[str, Any]]  #: ``resampled/*.json``: the sample set drawn again, by file name
+    geometry: dict[str, Any] | None = None  #: ``geometry/summary.json``, when ``spdbench geometry`` ran
 
     @property
     def status(self) -> str:
@@ -192,6 +200,7 @@ def read_run(directory: Path) -> RunRecord:
     summary = directory / SUMMARY
     failed = directory / FAILED
     evaluations = directory / EVALUATIONS
+    geometry = directory / GEOMETRY / GEOMETRY_SUMMARY
     return RunRecord(
         run_id=directory.name,
         directory=directory,
@@ -200,6 +209,7 @@ def read_run(directory: Path) -> RunRecord:
         error=str(read_record(failed, ("error",))["error"]) if failed.is_file() else None,
         evaluations=[entry for entry in step_log(evaluations) if {"fid", "samples"} <= entry.keys()],
         resampled=[read_record(path, RESAMPLED_KEYS) for path in sorted((directory / RESAMPLED).glob("*.json"))],
+        geometry=read_record(geometry, GEOMETRY_KEYS) if geometry.is_file() else None,
     )
 
 

@@ -437,6 +437,7 @@ def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[
     lines += seed_lines(suite)
     lines += training_lines(suite)
     lines += nfe_lines(suite)
+    lines += geometry_lines(suite)
     return "\n".join(lines) + "\n"
 
 
@@ -481,6 +482,48 @@ def nfe_lines(suite: SuiteRecord) -> list[str]:
     )
     table = markdown_text(frame(rows, header), left=("process", "seed", "sampler"))
     return ["", "## FID against the sampler and NFE", "", intro, "", table]
+
+
+def geometry_lines(suite: SuiteRecord) -> list[str]:
+    """A table of the sampling paths' geometry of the runs ``spdbench geometry`` measured; none
+    without."""
+    measured = sorted((run for run in suite.scored() if run.geometry is not None), key=table_order)
+    if not measured:
+        return []
+    rows = []
+    for run in measured:
+        shape = run.geometry or {}
+        gap = shape["optimal_gap_mean"]
+        rows.append([
+            run_label(suite, run),
+            number(run.seed, "d"),
+            f"{sampler_cell(shape.get('sampler', {}))}, {shape['steps']} NFE",
+            number(shape["samples"], "d"),
+            f"{shape['sampling_deviation_max']:.3f} / {shape['sampling_deviation_mean']:.3f}",
+            f"{shape['denoising_deviation_max']:.3f} / {shape['denoising_deviation_mean']:.3f}",
+            f"{shape['sampling_off_plane'][0]:.4f}",
+            "" if gap is None else f"{gap:.3f}",
+            f"{shape['final_fid']:.2f}",
+            f"{shape['best_jump_fid']:.2f} at {shape['best_jump_step'] + 1}",
+        ])
+    header = (
+        "process", "seed", "sampler", "samples", "chord deviation, sampling (max / mean)",
+        "chord deviation, denoising (max / mean)", "off-plane share", "gap from r*", "FID, last call",
+        "best jump: FID at call",
+    )
+    intro = (
+        "Measured by `spdbench geometry` on the first samples of each run's own sample set "
+        "(`spdbench.geometry`). Chord deviation: the distance of each point of a path from the straight "
+        "line through its ends, over that line's length (0 for a straight path), averaged over samples; "
+        "max and mean over the path. Sampling trajectory: the states the network sees; denoising "
+        "trajectory: the x̂₀ the solver uses. Off-plane share: the path's variance that its chord and one "
+        "more principal direction leave out. Gap from r*: the RMS per pixel of the network's x̂₀ minus the "
+        "empirical optimal denoiser's (the posterior mean over the training set under the process's own "
+        "forward law), averaged over the path. Jump: FID of the x̂₀ of one call taken as the sample "
+        "(scored on these samples only, so comparable within this table, not with the table above)."
+    )
+    table = markdown_text(frame(rows, header), left=("process", "seed", "sampler"))
+    return ["", "## Geometry of the sampling paths", "", intro, "", table]
 
 
 def nfe_figure(suite: SuiteRecord) -> Figure:

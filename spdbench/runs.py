@@ -196,8 +196,9 @@ def resolve_run(request: RunRequest) -> Run:
 
 def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectrum: Spectrum) -> tuple[Solver, str]:
     """The run's solver and grid: those the request names (a solver is refused if it does not
-    serve ``process``), else the budget's first pair whose solver serves the process; a solver
-    the budget does not list runs on the request's grid, else the native one. With the grid
+    serve ``process``), else the budget's first pair whose solver serves the process (its
+    exceptions for the process first); a solver the budget does not list runs on the request's
+    grid, else the native one. With the grid
     ``auto``, the pair that the exact measure ranks best at the run's NFE for the process at its
     defaults (so that every run of one process, its variants too, samples alike), among the named
     solver, or else every solver that serves the process."""
@@ -212,11 +213,13 @@ def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectr
         solvers = [request.sampler] if request.sampler else serving
         solver, grid = best_sampler(defaults, process_spectrum(spectrum, defaults), solvers, list(GRIDS), nfe)
         return get_solver(solver), grid
-    preferred = {name: grid for name, grid in budget.samplers if name in serving}
+    own = [(solver, grid) for name, solver, grid in budget.exceptions if name == process.name]
+    preferred = [(solver, grid) for solver, grid in [*own, *budget.samplers] if solver in serving]
     if not (request.sampler or preferred):
         raise UserError(f"budget {budget.name!r} names no sampler for {process.name!r}; give one with --sampler")
-    name = request.sampler or next(iter(preferred))
-    return get_solver(name), request.grid or preferred.get(name, "native")
+    name = request.sampler or preferred[0][0]
+    grids = [grid for solver, grid in preferred if solver == name]
+    return get_solver(name), request.grid or (grids[0] if grids else "native")
 
 
 def sampler_settings(solver: Solver, request: RunRequest, budget: Budget) -> SamplerSettings:
@@ -414,6 +417,22 @@ def request_from_config(config: dict[str, Any]) -> RunRequest:
         raise UserError(f"the run configuration lacks {error}: it was written by another version of spdbench") from None
 
 
+def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
+    """A finished run's request, its resolved run (checked to rebuild as recorded) and its
+    network with the final EMA weights, in eval mode."""
+    config_path = run_dir / CONFIG
+    if not config_path.is_file() or latest_checkpoint(run_dir) is None:
+        raise UserError(f"{run_dir} is not a finished run with its checkpoints: it needs {CONFIG} and checkpoints/")
+    config = read_record(config_path)
+    request = request_from_config(config)
+    run = resolve_run(request)
+    if json.loads(json.dumps(run.config())) != config:
+        raise UserError(f"{run_dir} does not rebuild as recorded: it was made by another version of spdbench")
+    net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
+    net.load_state_dict(load_checkpoint(run_dir).ema)
+    return request, run, net.eval()
+
+
 def sample_again(
     run_dir: Path,
     nfes: list[int | None],
@@ -428,14 +447,7 @@ def sample_again(
     score it like the run, and write each
     record (``{"sampler", "scores", "sampling_seconds"}``) as ``resampled/<sampler>.json``;
     returns them. At the run's own settings it reproduces the run's samples and FID exactly."""
-    config_path = run_dir / CONFIG
-    if not config_path.is_file() or latest_checkpoint(run_dir) is None:
-        raise UserError(f"{run_dir} is not a finished run with its checkpoints: it needs {CONFIG} and checkpoints/")
-    config = read_record(config_path)
-    request = request_from_config(config)
-    run = resolve_run(request)
-    if json.loads(json.dumps(run.config())) != config:
-        raise UserError(f"{run_dir} does not rebuild as recorded: it was made by another version of spdbench")
+    request, run, net = load_finished_run(run_dir)
     given = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0}
     changed = {key: value for key, value in given.items() if value is not None}
     if changed.keys() & {"sampler"}:  # another solver: the run's settings may not apply to it
@@ -444,13 +456,11 @@ def sample_again(
     variants = [  # every request is checked before anything is sampled
         resolve_run(dataclasses.replace(request, nfe=full if count is None else count, **changed)) for count in nfes
     ]
-    net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
-    net.load_state_dict(load_checkpoint(run_dir).ema)
     images = load_images(run.dataset, "train")
     records = []
     for variant in variants:
         started = time.perf_counter()
-        samples = sample_from(variant, net.eval(), images, run.samples, bf16=False)
+        samples = sample_from(variant, net, images, run.samples, bf16=False)
         seconds = time.perf_counter() - started
         assert samples is not None  # one process: it gets every image
         scores = score_images(samples, run.dataset, seed=run.seed)

@@ -101,16 +101,25 @@ def generate(
 ) -> Tensor:
     """Images ``first … first + count − 1`` of the sample set ``seed``, as uint8.
 
-    Image ``i`` draws its noise from seed ``seed · 10⁶ + i`` and, for a data-dependent prior,
-    starts from training image ``perm[i]`` of a permutation seeded by ``seed``: any subset
-    of a sample set is regenerated exactly, whatever the batch size."""
-    order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
+    Each image's noise and reference are its own (``sample_set_inputs``): any subset of a sample
+    set is regenerated exactly, whatever the batch size."""
     chunks = []
     for start in range(first, first + count, batch):
-        indices = torch.arange(start, min(start + batch, first + count))
-        noise = PerImageNoise([seed * 1_000_000 + int(i) for i in indices], process.image_shape, device)
-        reference = train_images[order[indices % len(train_images)]]
+        indices = range(start, min(start + batch, first + count))
+        noise, reference = sample_set_inputs(process, train_images, seed, indices, device)
         chunks.append(to_uint8(sample(denoiser, process, noise, reference, grid, solver, settings)).cpu())
         if callback is not None:
             callback(len(indices))
     return torch.cat(chunks)
+
+
+def sample_set_inputs(
+    process: Process, train_images: Tensor, seed: int, indices: range, device: torch.device
+) -> tuple[PerImageNoise, Tensor]:
+    """The noise and reference images of images ``indices`` of the sample set ``seed``: image
+    ``i`` draws its noise from seed ``seed · 10⁶ + i`` and, for a data-dependent prior, starts
+    from training image ``perm[i]`` of a permutation seeded by ``seed``."""
+    order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
+    chosen = torch.tensor(list(indices), dtype=torch.long)
+    noise = PerImageNoise([seed * 1_000_000 + int(i) for i in chosen], process.image_shape, device)
+    return noise, train_images[order[chosen % len(train_images)]]

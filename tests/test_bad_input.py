@@ -417,6 +417,12 @@ CASES: list[Case] = [
     Case("sample-unknown-sampler", [*SAMPLE, "--nfe", "10", "--sampler", "nope"], "nope", run_with(checkpoint=True)),
     Case("sample-unknown-grid", [*SAMPLE, "--nfe", "10", "--grid", "nope"], "nope", run_with(checkpoint=True)),
     Case("sample-eta-2", [*SAMPLE, "--nfe", "10", "--eta", "2"], "eta", run_with(checkpoint=True)),
+    # geometry
+    Case("geometry-run-missing", ["geometry", "--run", "nowhere"], "nowhere"),
+    Case("geometry-no-checkpoints", ["geometry", "--run", RUN], "checkpoint", run_with()),
+    Case("geometry-samples-1", ["geometry", "--run", RUN, "--samples", "1"], "--samples", run_with(checkpoint=True)),
+    Case("geometry-more-samples-than-the-run", ["geometry", "--run", RUN, "--samples", "100000"], "--samples",
+         run_with(checkpoint=True)),
     # report
     Case("report-results-missing", ["report", "--results", "nowhere"], "nowhere"),
     Case("report-results-is-a-file", ["report", "--results", "afile"], "afile", a_file),
@@ -490,7 +496,7 @@ def test_the_table_is_large_and_covers_every_command() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
     commands = {case.args[0] for case in CASES if case.cli == "spdbench"}
     registered = {command.name or command.callback.__name__ for command in app.registered_commands}  # type: ignore[union-attr]
-    assert commands == registered == {"paths", "samplers", "show", "run", "sample", "report", "score"}
+    assert commands == registered == {"paths", "samplers", "show", "run", "sample", "report", "score", "geometry"}
     assert any(case.cli == "harness" for case in CASES)
 
 

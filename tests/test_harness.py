@@ -20,12 +20,13 @@ from benchmarks import harness
 from benchmarks.suites import SUITES, Suite, get_suite
 from corruptions import PROCESSES
 from models import UNet, network_config
-from spdbench import metrics, runs
+from spdbench import geometryreport, metrics, runs
 from spdbench.budgets import SHORT_ASSUMED_FLOPS, resolve_budget
 from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
 from spdbench.cli import app
 from spdbench.metrics import ClassifierFeatures
+from spdbench.report import write_report
 from spdbench.runs import RunRequest, resolve_run
 
 pytestmark = pytest.mark.skipif(
@@ -147,6 +148,38 @@ def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_pa
     }
     result = CliRunner().invoke(app, ["sample", "--run", str(run_dir), "--nfe", "2", "--sampler", "ihdm"])
     assert result.exit_code == 2 and "sampler 'ihdm' serves the HeatDissipation processes" in result.output
+
+
+def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``spdbench geometry``: one row per point of the path, a summary, a plot; returning the last
+    step's x̂_0 is the run's own sample, so its FID is the run's (the Gaussian processes' last step
+    returns x̂_0); the optimal denoiser's gap is measured where it exists (not for heat)."""
+    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    monkeypatch.setattr(geometryreport, "score_images", tiny_score)
+    for request in SUITE.runs:
+        run = resolve_run(request)
+        run_dir = suite_dir / "runs" / run.run_id
+        files = geometryreport.geometry_report(run_dir, run.samples, "pytest")
+        assert [path.name for path in files] == ["geometry.csv", "summary.json", "geometry.png"]
+        with files[0].open() as file:
+            rows = list(csv.DictReader(file))
+        assert [int(row["step"]) for row in rows] == list(range(run.nfe + 1))
+        assert float(rows[0]["path_fraction"]) == 0.0 and float(rows[-1]["path_fraction"]) == pytest.approx(1.0)
+        summary = json.loads(files[1].read_text())
+        recorded = json.loads((run_dir / "summary.json").read_text())["scores"]["fid"]
+        assert summary["steps"] == run.nfe and summary["sampler"] == run.config()["sampler"]
+        assert 0 <= summary["sampling_deviation_mean"] <= summary["sampling_deviation_max"]
+        if run.process.name == "heat":
+            assert summary["optimal_gap_mean"] is None
+        else:
+            assert summary["final_fid"] == recorded and summary["optimal_gap_mean"] > 0
+    result = CliRunner().invoke(app, ["geometry", "--run", str(run_dir), "--samples", "1000"])
+    assert result.exit_code == 2 and "--samples must be at most the run's 6 samples" in result.output
+    write_report(suite_dir)
+    section = (suite_dir / "fid.md").read_text().split("## Geometry of the sampling paths")[1]
+    assert [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:] == [
+        "ddpm", "heat", "spd"
+    ]
 
 
 def test_the_suites_share_one_protocol() -> None:

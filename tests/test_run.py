@@ -279,7 +279,7 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "ddpm", "--budget", "huge"], "unknown budget 'huge'"),
         (["--process", "ddpm", "--steps", "0"], "--steps (train_steps) must be at least 1"),
         (["--process", "heat", "--nfe", "500"], "--nfe must lie in [1, 100] for heat (the levels"),
-        (["--process", "blurring", "--nfe", "5000"], "--nfe must lie in [1, 1000] for blurring (on the logsnr grid"),
+        (["--process", "blurring", "--nfe", "5000"], "--nfe must lie in [1, 1000] for blurring (the levels"),
         (["--process", "spd", "--spectrum", "flat"], "valid: empirical, fit, paper"),
         (["--process", "ddpm", "--budget", "paper"], "the network ddpm-cifar does not fit fmnist's 1×28×28 images"),
         (["--process", "ddpm", "--sampler", "euler"], "unknown sampler 'euler'; valid: ancestral, ddim, dpmpp2m"),
