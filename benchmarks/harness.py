@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import typer
 
-from benchmarks.suites import Suite, get_suite
+from benchmarks.suites import SUITES, Suite, get_suite
 from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, classifier_available, estimate_training_seconds
 from spdbench.errors import OneLineCommand, command_errors
@@ -229,7 +229,7 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
 
 
 def main(
-    suite: str = typer.Argument(help="suite to run: smoke, quick, perturb, cifar or cifar-short"),
+    suite: str = typer.Argument(help=f"suite to run: {', '.join(SUITES)}"),
     results: Path = typer.Option(Path("results"), help="directory of suite directories"),
     estimate_only: bool = typer.Option(False, "--estimate-only", metavar="", help="print the time estimate and stop"),
     quiet: bool = typer.Option(False, "--quiet", metavar="", help="no progress bars"),

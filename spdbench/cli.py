@@ -300,16 +300,29 @@ def sample(
 @command
 def geometry(
     run: Annotated[Path, typer.Option(help="a finished run directory (config.json and checkpoints/)")],
-    samples: Annotated[int, typer.Option(help="how many of the run's samples to follow (at most its count)")] = 200,
+    samples: Annotated[
+        int | None, typer.Option(help="how many of the run's samples to follow (default: 200, or all it has)")
+    ] = None,
+    nfe: Annotated[int | None, typer.Option(help="network calls of the sampler (default: the run's)")] = None,
+    sampler: SamplerOption = None,
+    grid: GridOption = None,
+    eta: EtaOption = None,
+    device: Annotated[str, typer.Option(help="device of the network and the optimal denoiser: cpu, cuda")] = "cpu",
 ) -> None:
     """The geometry of a finished run's sampling paths: chord deviation of the sampling and
     denoising trajectories, off-plane share, the gap from the empirical optimal denoiser, and FID
-    when stopping early and returning x̂0 (geometry/ in the run directory)."""
+    when stopping early and returning x̂0 (geometry/ in the run directory). Its own sampler by
+    default; a deterministic one (--sampler ddim, or --eta 0 for heat) measures the
+    probability-flow path, as Chen et al. do."""
     from spdbench.geometryreport import geometry_report
 
-    if samples < 2:
+    if samples is not None and samples < 2:
         raise UserError(f"--samples must be at least 2, got {samples}")
-    files = geometry_report(run, samples, f"spdbench geometry --run {run} --samples {samples}")
+    changes = {"nfe": nfe, "sampler": sampler, "grid": grid, "eta": eta}
+    given = {"--samples": samples, **{f"--{key}": value for key, value in changes.items()}}
+    given["--device"] = device if device != "cpu" else None
+    command = " ".join([f"spdbench geometry --run {run}", *(f"{k} {v}" for k, v in given.items() if v is not None)])
+    files = geometry_report(run, samples, changes, device, command)
     typer.echo(files[1].read_text())
     for path in files:
         typer.echo(f"wrote {path}")

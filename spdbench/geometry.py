@@ -135,8 +135,8 @@ def path_fraction(path: Tensor) -> Tensor:
 
 
 class EmpiricalOptimalDenoiser:
-    """``(x_t, t) ↦`` the network output that predicts ``r*(x_t)``, the posterior mean of
-    ``x_0`` over ``images`` under the process's forward law (see the module's docstring).
+    """``r*(x_t)``, the posterior mean of ``x_0`` over ``images`` under the process's forward law
+    (see the module's docstring).
 
     The Gaussian log-likelihoods are ``−½ ‖W x_t − V y_i‖²`` with ``W = B⁻¹ diag(1/s_t) B`` and
     ``V = B⁻¹ diag(a_t/s_t) B`` (the basis is orthonormal, so norms are the same in pixels and
@@ -170,16 +170,13 @@ class EmpiricalOptimalDenoiser:
             top = new_top
         return (weighted / weight_sum[:, None]).reshape(x_t.shape)
 
-    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.process.net_output_from_x0(self.posterior_mean(x_t, t), x_t.to(torch.float64), t)
-
 
 def optimal_gap(optimal: EmpiricalOptimalDenoiser, trajectory: Trajectory) -> Tensor:
     """Per step (``M``): the root-mean-square per pixel of ``x̂_0 − r*(x_t)`` over the samples,
     with ``x̂_0`` what the solver used at that step (the network's, clipped if the sampler clips)
-    and ``r*`` the empirical optimal denoiser at the same state."""
+    and ``r*`` the empirical optimal denoiser at the same state (on the device of its images)."""
     gaps = []
     for state, used, t in zip(trajectory.states[:-1], trajectory.denoised, trajectory.times, strict=True):
-        best = optimal.posterior_mean(state, t)
+        best = optimal.posterior_mean(state.to(optimal.images.device), t).cpu()
         gaps.append((used - best).square().mean().sqrt())
     return torch.stack(gaps)

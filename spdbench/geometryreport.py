@@ -1,21 +1,25 @@
 """``spdbench geometry --run DIR``: the geometry of a finished run's sampling paths
 (``spdbench.geometry``), written under the run in ``geometry/``:
 
-- ``geometry.csv``: one row per point of the path (the state at each network call, then the
-  sample): its step, time, path fraction, the mean chord deviation of the sampling and of the
-  denoising trajectory over the samples, the gap of the network's ``x̂_0`` from the empirical
-  optimal denoiser (frequency-diagonal Gaussian processes), and the FID of the ``x̂_0`` of that
-  step taken as the sample ("jump");
+- ``geometry.csv``: one row per point of the path (``step`` 0 … M: the state at each of the M
+  network calls, then the sample): its time, path fraction, the mean chord deviation of the
+  sampling and of the denoising trajectory over the samples, the gap of the network's ``x̂_0``
+  from the empirical optimal denoiser (frequency-diagonal Gaussian processes), and the FID of the
+  ``x̂_0`` of that call taken as the sample ("jump": after ``step + 1`` calls);
 - ``summary.json``: the max and mean over the path of both deviation curves, the off-plane
-  shares, the jump FIDs' best step, and how it was made (what the suite report tables);
+  shares, the FID of the samples, the number of calls after which a jump scores best, and how it
+  was made (what the suite report tables);
 - ``geometry.png``: the curves.
 
-The samples are the first ``samples`` images of the run's own sample set (same noise, same
-sampler), so the last step's FID is the run's sampler on that subset.
+The samples are the first ``samples`` images of the run's own sample set (same noise), with the
+run's sampler (or at ``nfe`` calls), so at the run's settings their FID is the run's sampler's
+on that subset. The empirical optimal denoiser averages over the training images the run saw
+(flipped copies too when it trained with flips).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +47,14 @@ from spdbench.metrics import score_images
 from spdbench.pathreport import save_figure
 from spdbench.progress import progress_bar
 from spdbench.records import GEOMETRY, GEOMETRY_SUMMARY, write_json
-from spdbench.runs import Run, load_finished_run
+from spdbench.runs import Run, load_finished_run, resolve_run, torch_device
 from spdbench.sampling import network_denoiser, sample_set_inputs, to_uint8
 from spdbench.tables import csv_text, frame
 
 matplotlib.use("Agg")
 
+SAMPLES = 200  #: the samples followed unless told otherwise
+MAX_NFE = 200  #: the paths of 200 samples over 200 calls hold about 250 MB of float64 states at 28×28
 COLUMNS = (
     "step", "time", "path_fraction", "sampling_deviation", "denoising_deviation", "optimal_gap", "jump_fid"
 )
@@ -67,6 +73,7 @@ class Geometry:
     denoising_off_plane: tuple[float, float]
     optimal_gap: Tensor | None
     jump_fid: list[float]
+    final_fid: float
 
     def rows(self) -> list[list[Any]]:
         """The rows of ``geometry.csv``."""
@@ -95,8 +102,8 @@ class Geometry:
             "sampling_off_plane": list(self.sampling_off_plane),
             "denoising_off_plane": list(self.denoising_off_plane),
             "optimal_gap_mean": None if self.optimal_gap is None else float(self.optimal_gap.mean()),
-            "final_fid": self.jump_fid[-1],
-            "best_jump_step": best,
+            "final_fid": self.final_fid,
+            "best_jump_calls": best + 1,
             "best_jump_fid": self.jump_fid[best],
             "steps": len(self.jump_fid),
         }
@@ -121,18 +128,20 @@ def run_trajectory(run: Run, net: torch.nn.Module, images: Tensor, samples: int)
     )
 
 
-def measure_geometry(run: Run, trajectory: Trajectory, images: Tensor) -> Geometry:
-    """Every diagnostic of ``trajectory`` (see the module's docstring)."""
-    optimal = (
-        optimal_gap(EmpiricalOptimalDenoiser(run.process, images), trajectory)
-        if isinstance(run.process, FrequencyDiagonalGaussian)
-        else None
-    )
+def measure_geometry(run: Run, trajectory: Trajectory, images: Tensor, device: torch.device) -> Geometry:
+    """Every diagnostic of ``trajectory`` (see the module's docstring); the optimal denoiser runs
+    on ``device``."""
+    optimal = None
+    if isinstance(run.process, FrequencyDiagonalGaussian):
+        seen = torch.cat([images, images.flip(-1)]) if run.train.flips else images
+        optimal = optimal_gap(EmpiricalOptimalDenoiser(run.process, seen.to(device)), trajectory)
     jump = []
-    with progress_bar("scoring the jumps", len(trajectory.denoised)) as bar:
+    with progress_bar("scoring the jumps", len(trajectory.denoised) + 1) as bar:
         for denoised in trajectory.denoised:
             jump.append(score_images(to_uint8(denoised), run.dataset, seed=run.seed).fid)
             bar.advance(1)
+        final = score_images(to_uint8(trajectory.states[-1]), run.dataset, seed=run.seed).fid
+        bar.advance(1)
     return Geometry(
         times=trajectory.times,
         fraction=path_fraction(trajectory.states),
@@ -142,6 +151,7 @@ def measure_geometry(run: Run, trajectory: Trajectory, images: Tensor) -> Geomet
         denoising_off_plane=mean_shares(trajectory.denoised),
         optimal_gap=optimal,
         jump_fid=jump,
+        final_fid=final,
     )
 
 
@@ -173,17 +183,32 @@ def geometry_figure(geometry: Geometry, title: str) -> Figure:
     return figure
 
 
-def geometry_report(run_dir: Path, samples: int, command: str) -> list[Path]:
-    """Measure the geometry of the run in ``run_dir`` on ``samples`` of its samples and write
-    ``geometry/geometry.csv``, ``geometry/summary.json`` and ``geometry/geometry.png``."""
-    _, run, net = load_finished_run(run_dir)
+def geometry_report(
+    run_dir: Path, samples: int | None, changes: dict[str, Any], device: str, command: str
+) -> list[Path]:
+    """Measure the geometry of the run in ``run_dir`` on ``samples`` of its samples (``None``:
+    ``SAMPLES``, or all it has), with its sampler changed by ``changes`` (``nfe``, ``sampler``,
+    ``grid``, ``eta``: those not ``None``; another sampler starts from its own settings), on
+    ``device``, and write ``geometry/geometry.csv``, ``geometry/summary.json`` and
+    ``geometry/geometry.png``. Chen et al. measure the probability-flow (deterministic) path: a
+    stochastic sampler's path also carries the noise it injects."""
+    target = torch.device(torch_device(device))
+    request, run, net = load_finished_run(run_dir)
+    samples = min(SAMPLES, run.samples) if samples is None else samples
     if samples > run.samples:
         raise UserError(f"--samples must be at most the run's {run.samples} samples, got {samples}")
+    changed = {key: value for key, value in changes.items() if value is not None}
+    if "sampler" in changed:  # another solver: the run's settings may not apply to it
+        changed = {"eta": None, "variance": None, "clip_x0": None, **changed}
+    run = resolve_run(dataclasses.replace(request, **changed))
+    if run.nfe > MAX_NFE:
+        raise UserError(f"geometry follows at most {MAX_NFE} network calls and this sampler makes {run.nfe}; "
+                        "give --nfe")
     out = run_dir / GEOMETRY
     check_output_directory(out)
     images = load_images(run.dataset, "train")
-    trajectory = run_trajectory(run, net, images, samples)
-    geometry = measure_geometry(run, trajectory, images)
+    trajectory = run_trajectory(run, net.to(target), images, samples)
+    geometry = measure_geometry(run, trajectory, images, target)
     paths = [out / "geometry.csv", out / GEOMETRY_SUMMARY, out / "geometry.png"]
     write_text_atomically(paths[0], csv_text(frame(geometry.rows(), COLUMNS)))
     sampler = run.config()["sampler"]

@@ -48,7 +48,7 @@ GEOMETRY_SUMMARY = "summary.json"
 #: What ``geometry/summary.json`` must hold.
 GEOMETRY_KEYS = (
     "sampling_deviation_max", "sampling_deviation_mean", "denoising_deviation_max", "denoising_deviation_mean",
-    "sampling_off_plane", "optimal_gap_mean", "final_fid", "best_jump_step", "best_jump_fid", "steps", "samples",
+    "sampling_off_plane", "optimal_gap_mean", "final_fid", "best_jump_calls", "best_jump_fid", "steps", "samples",
 )
 
 

@@ -492,7 +492,8 @@ def geometry_lines(suite: SuiteRecord) -> list[str]:
         return []
     rows = []
     for run in measured:
-        shape = run.geometry or {}
+        shape = run.geometry
+        assert shape is not None
         gap = shape["optimal_gap_mean"]
         rows.append([
             run_label(suite, run),
@@ -504,12 +505,12 @@ def geometry_lines(suite: SuiteRecord) -> list[str]:
             f"{shape['sampling_off_plane'][0]:.4f}",
             "" if gap is None else f"{gap:.3f}",
             f"{shape['final_fid']:.2f}",
-            f"{shape['best_jump_fid']:.2f} at {shape['best_jump_step'] + 1}",
+            f"{shape['best_jump_fid']:.2f} after {shape['best_jump_calls']}",
         ])
     header = (
         "process", "seed", "sampler", "samples", "chord deviation, sampling (max / mean)",
-        "chord deviation, denoising (max / mean)", "off-plane share", "gap from r*", "FID, last call",
-        "best jump: FID at call",
+        "chord deviation, denoising (max / mean)", "off-plane share", "gap from r*", "FID",
+        "best jump: FID after calls",
     )
     intro = (
         "Measured by `spdbench geometry` on the first samples of each run's own sample set "
@@ -519,8 +520,9 @@ def geometry_lines(suite: SuiteRecord) -> list[str]:
         "trajectory: the x̂₀ the solver uses. Off-plane share: the path's variance that its chord and one "
         "more principal direction leave out. Gap from r*: the RMS per pixel of the network's x̂₀ minus the "
         "empirical optimal denoiser's (the posterior mean over the training set under the process's own "
-        "forward law), averaged over the path. Jump: FID of the x̂₀ of one call taken as the sample "
-        "(scored on these samples only, so comparable within this table, not with the table above)."
+        "forward law), averaged over the path. FID: of these samples; jump: of the x̂₀ of one call taken as "
+        "the sample (both scored on these samples only, so comparable within this table, not with the "
+        "table above)."
     )
     table = markdown_text(frame(rows, header), left=("process", "seed", "sampler"))
     return ["", "## Geometry of the sampling paths", "", intro, "", table]

@@ -381,7 +381,8 @@ CASES: list[Case] = [
     Case("run-unknown-sampler", ["run", "--process", "ddpm", "--sampler", "nope", *DRY], "nope"),
     Case("run-sampler-of-another-family", ["run", "--process", "ddpm", "--sampler", "ihdm", *DRY], "ihdm"),
     Case("run-unknown-grid", ["run", "--process", "ddpm", "--grid", "nope", *DRY], "nope"),
-    Case("run-unknown-variance", ["run", "--process", "ddpm", "--sampler", "ancestral", "--variance", "x", *DRY], "'x'"),
+    Case("run-unknown-variance", ["run", "--process", "ddpm", "--sampler", "ancestral", "--variance", "x", *DRY],
+         "'x'"),
     Case("run-steps-0", ["run", "--process", "ddpm", "--steps", "0", *DRY], "--steps"),
     Case("run-batch-0", ["run", "--process", "ddpm", "--batch", "0", *DRY], "--batch"),
     Case("run-samples-0", ["run", "--process", "ddpm", "--samples", "0", *DRY], "--samples"),
@@ -421,6 +422,8 @@ CASES: list[Case] = [
     Case("geometry-run-missing", ["geometry", "--run", "nowhere"], "nowhere"),
     Case("geometry-no-checkpoints", ["geometry", "--run", RUN], "checkpoint", run_with()),
     Case("geometry-samples-1", ["geometry", "--run", RUN, "--samples", "1"], "--samples", run_with(checkpoint=True)),
+    Case("geometry-device-nope", ["geometry", "--run", RUN, "--device", "nope"], "nope", run_with(checkpoint=True)),
+    Case("geometry-nfe-500", ["geometry", "--run", RUN, "--nfe", "500"], "at most 200", run_with(checkpoint=True)),
     Case("geometry-more-samples-than-the-run", ["geometry", "--run", RUN, "--samples", "100000"], "--samples",
          run_with(checkpoint=True)),
     # report

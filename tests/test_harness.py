@@ -151,15 +151,16 @@ def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_pa
 
 
 def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``spdbench geometry``: one row per point of the path, a summary, a plot; returning the last
-    step's x̂_0 is the run's own sample, so its FID is the run's (the Gaussian processes' last step
-    returns x̂_0); the optimal denoiser's gap is measured where it exists (not for heat)."""
+    """``spdbench geometry``: one row per point of the path, a summary, a plot; the samples are the
+    run's own, so their FID is the run's (and for the Gaussian processes, whose last step returns
+    x̂_0, so is the last jump's); the optimal denoiser's gap is measured where it exists (not for
+    heat)."""
     suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
     monkeypatch.setattr(geometryreport, "score_images", tiny_score)
     for request in SUITE.runs:
         run = resolve_run(request)
         run_dir = suite_dir / "runs" / run.run_id
-        files = geometryreport.geometry_report(run_dir, run.samples, "pytest")
+        files = geometryreport.geometry_report(run_dir, run.samples, {}, "cpu", "pytest")
         assert [path.name for path in files] == ["geometry.csv", "summary.json", "geometry.png"]
         with files[0].open() as file:
             rows = list(csv.DictReader(file))
@@ -169,10 +170,12 @@ def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: 
         recorded = json.loads((run_dir / "summary.json").read_text())["scores"]["fid"]
         assert summary["steps"] == run.nfe and summary["sampler"] == run.config()["sampler"]
         assert 0 <= summary["sampling_deviation_mean"] <= summary["sampling_deviation_max"]
+        assert summary["final_fid"] == recorded
         if run.process.name == "heat":
             assert summary["optimal_gap_mean"] is None
-        else:
-            assert summary["final_fid"] == recorded and summary["optimal_gap_mean"] > 0
+        else:  # the last call returns x̂_0: the sample
+            assert summary["best_jump_fid"] <= recorded == float(rows[-2]["jump_fid"])
+            assert summary["optimal_gap_mean"] > 0
     result = CliRunner().invoke(app, ["geometry", "--run", str(run_dir), "--samples", "1000"])
     assert result.exit_code == 2 and "--samples must be at most the run's 6 samples" in result.output
     write_report(suite_dir)
