@@ -11,7 +11,7 @@ setup: $(VENV)/.installed data
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 # The embedded default dataset: Debian's Fashion-MNIST package, when we can install it
@@ -53,3 +53,11 @@ bench-cifar: setup
 
 report: setup
 	$(BIN)/spdbench report
+
+# The GPU self-check (benchmarks/gpu_check.py): every process trained, sampled and compared with
+# diffusers' example, and torchrun over every GPU, in at most 8 minutes on one GPU, nothing
+# downloaded; writes results/perf/gpu-<device>.md. DEVICE=cpu: the same at toy sizes.
+.PHONY: gpu-check
+DEVICE ?=
+gpu-check: setup
+	$(BIN)/python -m benchmarks.gpu_check $(if $(DEVICE),--device $(DEVICE))

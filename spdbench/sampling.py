@@ -3,11 +3,13 @@
 The process supplies its prior and ``predict_x0``; the solver (``spdbench.solvers``) the
 coefficients of each step; this loop walks the grid and applies them. The state is kept in
 float64 (the denoiser decides its own dtype). Noise is drawn per image from its own seed, one
-draw for the prior and one per step, so any subset of a sample set can be regenerated exactly.
+draw for the prior and one per step, on the sampling device (``PerImageNoise``), so any subset
+of a sample set can be regenerated exactly.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,17 +27,66 @@ Callback = Callable[[int, Tensor, Tensor, Tensor], None]
 """``(i, t, x, x0_hat)`` after each step, k-diffusion style."""
 
 
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  #: splitmix64's increment (2⁶⁴ / φ)
+_MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  #: splitmix64's finaliser multipliers
+
+
+def _signed(value: int) -> int:
+    """The unsigned 64-bit ``value`` as the int64 with the same bits."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _shift_right(x: Tensor, bits: int) -> Tensor:
+    """The logical right shift of int64 bit patterns (torch's ``>>`` shifts arithmetically)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix64(x: Tensor) -> Tensor:
+    """splitmix64's finaliser on int64 bit patterns, with products taken modulo 2⁶⁴:
+    ``z ← (z ⊕ z≫30)·m₁; z ← (z ⊕ z≫27)·m₂; z ⊕ z≫31``."""
+    x = x ^ _shift_right(x, 30)
+    x.mul_(_signed(_MIX[0]))
+    x.bitwise_xor_(_shift_right(x, 27))
+    x.mul_(_signed(_MIX[1]))
+    return x.bitwise_xor_(_shift_right(x, 31))
+
+
 class PerImageNoise:
-    """Standard normal pixel noise, one generator per image seeded by ``seeds[i]``."""
+    """Standard normal pixel noise, each image's its own: a counter-based generator on the
+    sampling device, so drawing it costs a few element-wise kernels, never the CPU.
+
+    Draw ``k`` of the image with seed ``s`` fills pixel ``j`` (row-major) by Box–Muller,
+    ``√(−2 ln u₁) · cos(2π u₂)``, with ``u₁`` and ``u₂`` in (0, 1] the high and the low 32 bits
+    of ``splitmix64(key + (j + 1)·γ)`` (plus one, over 2³²), where
+    ``key = splitmix64(splitmix64(s·γ) + k·γ)`` and ``γ`` is splitmix64's increment (so no
+    draw lies beyond 6.7σ). A pixel's value depends only on ``(s, k, j)``: any subset of a
+    sample set, in batches of any size, draws the same noise (the rounding of ``log`` and
+    ``cos`` may differ between devices)."""
 
     def __init__(self, seeds: Sequence[int], image_shape: tuple[int, int, int], device: torch.device) -> None:
-        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         self.image_shape = image_shape
         self.device = device
+        self.streams = splitmix64(torch.tensor([_times_golden(int(seed)) for seed in seeds], dtype=torch.long))
+        self.streams = self.streams.to(device)
+        self.counters = torch.arange(1, math.prod(image_shape) + 1, dtype=torch.long) * _signed(_GOLDEN)
+        self.counters = self.counters.to(device)
+        self.draws = 0
 
     def draw(self) -> Tensor:
-        noise = [torch.randn(self.image_shape, generator=g, dtype=torch.float64) for g in self.generators]
-        return torch.stack(noise).to(self.device)
+        """The next draw of every image: float64, ``len(seeds) × image_shape``."""
+        key = splitmix64(self.streams + _times_golden(self.draws))
+        self.draws += 1
+        bits = splitmix64(key[:, None] + self.counters)
+        u1 = (_shift_right(bits, 32) + 1).double() / 2.0**32
+        u2 = ((bits & 0xFFFFFFFF) + 1).double() / 2.0**32
+        normal = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+        return normal.reshape(len(key), *self.image_shape)
+
+
+def _times_golden(value: int) -> int:
+    """``value · γ`` modulo 2⁶⁴, as an int64."""
+    return _signed(value * _GOLDEN & _MASK64)
 
 
 def sample(

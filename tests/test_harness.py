@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from benchmarks import harness
+from benchmarks.flops import network_flops
 from benchmarks.suites import SUITES, Suite, get_suite
 from corruptions import PROCESSES
-from models import UNet, network_config
+from models import network_config
 from spdbench import geometryreport, metrics, runs
 from spdbench.budgets import SHORT_ASSUMED_FLOPS, resolve_budget
 from spdbench.checkpoint import load_checkpoint
@@ -209,14 +209,9 @@ def test_the_estimate_is_split_over_the_devices_and_given_in_device_hours() -> N
 def flop_costs(run: runs.Run) -> harness.Costs:
     """The costs of ``run``'s settings at the rate the ``short`` budget assumes, from the FLOPs
     ``torch.utils.flop_counter`` counts for one image on the meta device."""
-    net = UNet(network_config(run.network, *run.process.image_shape[:2])).to("meta")
-    x, t = torch.zeros(1, *run.process.image_shape, device="meta"), torch.zeros(1, device="meta")
-    with FlopCounterMode(display=False) as training:
-        net(x, t).square().mean().backward()
-    with FlopCounterMode(display=False) as sampling, torch.no_grad():
-        net(x, t)
-    per_image = (training.get_total_flops() / SHORT_ASSUMED_FLOPS, sampling.get_total_flops() / SHORT_ASSUMED_FLOPS)
-    return harness.Costs(per_image[0] * run.train.batch, per_image[1] * run.sample_batch)
+    training, call = network_flops(network_config(run.network, *run.process.image_shape[:2]))
+    seconds = training / SHORT_ASSUMED_FLOPS, call / SHORT_ASSUMED_FLOPS
+    return harness.Costs(seconds[0] * run.train.batch, seconds[1] * run.sample_batch)
 
 
 def test_the_short_cifar_suite_ranks_the_processes_within_8_gpu_hours() -> None:

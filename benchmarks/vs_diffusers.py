@@ -1,0 +1,370 @@
+"""Our U-Net and trainer against diffusers' ``UNet2DModel`` and its unconditional training example.
+
+Three comparisons, each run alternately (ours, diffusers, ours, …) in one process, with the
+median of the repetitions and the ratio ours / diffusers printed and appended to
+``results/perf/vs_diffusers.csv`` with the machine, device, precision and commit:
+
+- ``network``: one training step of the network alone on a fixed batch of DDPM-corrupted
+  images (forward, MSE to the noise, backward, clipping at 1, AdamW), our ``UNet`` against a
+  ``UNet2DModel`` of the identical architecture (equal parameter counts, asserted);
+- ``trainer``: our whole trainer step (:func:`spdbench.train.train` on the DDPM process:
+  corruption, network, loss, AdamW, clipping, EMA) against the step of diffusers' own
+  unconditional training example (``examples/unconditional_image_generation``:
+  ``DDPMScheduler.add_noise``, ``UNet2DModel``, MSE, AdamW, clipping, the cosine learning-rate
+  schedule, ``EMAModel``, and the ``loss.item()`` it logs every step), on the same batches held
+  on the device;
+- ``inference``: network calls without gradients, in images per second.
+
+diffusers is the optional ``bench`` extra (``pip install -e '.[bench]'``), never a dependency
+of spdbench. Precision: ``fp32``, or ``bf16`` autocast on both sides; ``--compile`` compiles
+ours only (diffusers' example does not compile).
+
+    python -m benchmarks.vs_diffusers [--network quick] [--batch 64] [--steps 5] [--repeats 5]
+        [--precision fp32] [--compile] [--threads N] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import importlib.util
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import corruptions
+from models import UNet, UNetConfig, network_config
+from spdbench.budgets import TrainConfig
+from spdbench.train import TrainState, train
+
+CSV = Path("results/perf/vs_diffusers.csv")
+COLUMNS = (
+    "date", "machine", "device", "commit", "network", "batch", "precision", "compiled", "comparison",
+    "repeats", "ours_images_per_s", "diffusers_images_per_s", "ratio",
+)
+TRAIN_STEPS = 1000
+"""The DDPM noise levels both sides train on."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where and how a comparison runs.
+
+    Attributes:
+        network: a size of :func:`models.network_config` (built at ``image_shape``).
+        image_shape: C×H×W of the random training images.
+        batch: images per step (or per inference call).
+        steps: timed steps (or calls) per repetition, after ``warm`` untimed ones.
+        warm: untimed steps first (compilation, allocator, cuDNN's choice of algorithms).
+        bf16: bf16 autocast on both sides, else fp32.
+        compile: ``torch.compile`` our network (diffusers' example does not).
+        device: where both run.
+    """
+
+    network: str
+    image_shape: tuple[int, int, int]
+    batch: int
+    steps: int
+    warm: int
+    bf16: bool
+    compile: bool
+    device: torch.device
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    def config(self) -> UNetConfig:
+        return network_config(self.network, self.image_shape[0], self.image_shape[1])
+
+
+def installed() -> bool:
+    """Whether diffusers (the ``bench`` extra) can be imported."""
+    return importlib.util.find_spec("diffusers") is not None
+
+
+def diffusers_unet(config: UNetConfig) -> nn.Module:
+    """diffusers' ``UNet2DModel`` with the architecture of our ``UNet(config)``: the same levels,
+    residual blocks, attention resolutions and heads, GroupNorm groups, dropout, time embedding
+    width and time conditioning (added, or scale-shift).
+
+    Raises:
+        AssertionError: the two parameter counts differ.
+    """
+    from diffusers import UNet2DModel
+
+    attention = [size in config.attention_resolutions for size in config.resolutions]
+    channels = tuple(config.base_channels * mult for mult in config.channel_mult)
+    net = UNet2DModel(
+        sample_size=config.image_size,
+        in_channels=config.in_channels,
+        out_channels=config.in_channels,
+        block_out_channels=channels,
+        layers_per_block=config.num_res_blocks,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
+        attention_head_dim=channels[-1] // config.num_heads,
+        norm_num_groups=config.norm_groups,
+        dropout=config.dropout,
+        resnet_time_scale_shift="scale_shift" if config.scale_shift_norm else "default",
+    )
+    ours = sum(p.numel() for p in UNet(config).parameters())
+    theirs = sum(p.numel() for p in net.parameters())
+    assert ours == theirs, f"parameter counts differ: ours {ours:,}, diffusers {theirs:,}"
+    return net
+
+
+def random_images(setting: Setting, count: int) -> Tensor:
+    """``count`` random float32 images in [-1, 1] of the setting's shape, on the CPU."""
+    return torch.rand(count, *setting.image_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def timed(setting: Setting, step: Callable[[], object]) -> float:
+    """Images per second of ``step`` over ``setting.steps`` calls after ``setting.warm`` calls."""
+    for _ in range(setting.warm):
+        step()
+    synchronize(setting.device)
+    start = time.perf_counter()
+    for _ in range(setting.steps):
+        step()
+    synchronize(setting.device)
+    return setting.steps * setting.batch / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def network_rate(setting: Setting, side: str) -> float:
+    """Images per second of one training step of the network alone (``side``: ``ours`` or
+    ``diffusers``) on a fixed batch of DDPM-corrupted images."""
+    torch.manual_seed(0)
+    config = setting.config()
+    net = (UNet(config) if side == "ours" else diffusers_unet(config)).to(setting.device)
+    call = _network_call(net, side, setting)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x0 = random_images(setting, setting.batch).to(setting.device)
+    noise = torch.randn_like(x0)
+    levels = torch.randint(0, TRAIN_STEPS, (setting.batch,), device=setting.device)
+    alpha_bar = _alpha_bar(setting.device)[levels][:, None, None, None]
+    x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+
+    def step() -> None:
+        with torch.autocast(setting.device.type, dtype=torch.bfloat16, enabled=setting.bf16):
+            out = call(x_t, levels)
+        loss = F.mse_loss(out.float(), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+
+    return timed(setting, step)
+
+
+def inference_rate(setting: Setting, side: str) -> float:
+    """Images per second of network calls without gradients at ``setting.batch``."""
+    torch.manual_seed(0)
+    net = (UNet(setting.config()) if side == "ours" else diffusers_unet(setting.config())).to(setting.device).eval()
+    call = _network_call(net, side, setting)
+    x = torch.randn(setting.batch, *setting.image_shape, device=setting.device)
+    levels = torch.full((setting.batch,), TRAIN_STEPS // 2, device=setting.device)
+
+    def step() -> None:
+        with torch.no_grad(), torch.autocast(setting.device.type, dtype=torch.bfloat16, enabled=setting.bf16):
+            call(x, levels)
+
+    return timed(setting, step)
+
+
+def trainer_rate(setting: Setting, side: str) -> float:
+    """Images per second of a whole training step: ours through :func:`spdbench.train.train`
+    on the DDPM process, or diffusers' unconditional training example."""
+    torch.manual_seed(0)
+    images = random_images(setting, 4 * setting.batch)
+    if side == "diffusers":
+        return timed(setting, _diffusers_example_step(setting, images.to(setting.device)))
+    total = setting.warm + setting.steps + 1  # the last step writes the checkpoint: not timed
+    config = TrainConfig(
+        train_steps=total, batch=setting.batch, warmup=0, checkpoint_every=total, log_every=total,
+        bf16=setting.bf16, compile=setting.compile,
+    )
+    marks: dict[int, float] = {}
+
+    def mark(state: TrainState) -> None:
+        if state.step in (setting.warm, setting.warm + setting.steps):
+            synchronize(setting.device)
+            marks[state.step] = time.perf_counter()
+
+    process = corruptions.make_process("ddpm", setting.image_shape)
+    with tempfile.TemporaryDirectory() as run_dir:
+        train(process, UNet(setting.config()), images, config, Path(run_dir), mark, device=setting.device, quiet=True)
+    return setting.steps * setting.batch / (marks[setting.warm + setting.steps] - marks[setting.warm])
+
+
+def _diffusers_example_step(setting: Setting, images: Tensor) -> Callable[[], float]:
+    """One step of diffusers' ``train_unconditional.py`` at its defaults (AdamW with betas
+    (0.95, 0.999), weight decay 1e-6, ε 1e-8; cosine schedule with 500 warm-up steps; EMA with
+    warm-up, inverse γ 1 and power ¾; ε-prediction; clipping at 1), with bf16 autocast in place
+    of ``accelerate``'s mixed precision."""
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    model = diffusers_unet(setting.config()).to(setting.device)
+    ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
+    ema.to(setting.device)
+    scheduler = DDPMScheduler(num_train_timesteps=TRAIN_STEPS, beta_schedule="linear")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
+    lr_scheduler = get_scheduler("cosine", optimizer=optimizer, num_warmup_steps=500, num_training_steps=10_000)
+    batches = images.split(setting.batch)
+    position = [0]
+
+    def step() -> float:
+        clean = batches[position[0] % len(batches)]
+        position[0] += 1
+        noise = torch.randn_like(clean)
+        timesteps = torch.randint(0, TRAIN_STEPS, (len(clean),), device=clean.device).long()
+        noisy = scheduler.add_noise(clean, noise, timesteps)
+        with torch.autocast(setting.device.type, dtype=torch.bfloat16, enabled=setting.bf16):
+            output = model(noisy, timesteps).sample
+        loss = F.mse_loss(output.float(), noise.float())
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad()
+        ema.step(model.parameters())
+        return loss.detach().item()
+
+    return step
+
+
+def _network_call(net: nn.Module, side: str, setting: Setting) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(x_t, level) ↦`` output: ours takes the level as a fraction of the path (compiled if
+    asked), diffusers' the integer level."""
+    if side == "diffusers":
+        return lambda x, levels: net(x, levels).sample
+    model = torch.compile(net) if setting.compile else net
+    return lambda x, levels: model(x, levels.float() / TRAIN_STEPS)
+
+
+def _alpha_bar(device: torch.device) -> Tensor:
+    """DDPM's ᾱ over the 1000 levels of the linear β schedule 1e-4 … 0.02."""
+    return torch.cumprod(1 - torch.linspace(1e-4, 0.02, TRAIN_STEPS, device=device), 0)
+
+
+COMPARISONS: dict[str, Callable[[Setting, str], float]] = {
+    "network": network_rate,
+    "trainer": trainer_rate,
+    "inference": inference_rate,
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """The medians of one comparison's alternating repetitions."""
+
+    comparison: str
+    setting: Setting
+    repeats: int
+    ours: float
+    diffusers: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.diffusers
+
+
+def compare(comparison: str, setting: Setting, repeats: int) -> Result:
+    """Run ``comparison`` ``repeats`` times on each side, alternating, and take the medians."""
+    rates: dict[str, list[float]] = {"ours": [], "diffusers": []}
+    for _ in range(repeats):
+        for side in rates:
+            rates[side].append(COMPARISONS[comparison](setting, side))
+    return Result(comparison, setting, repeats, statistics.median(rates["ours"]), statistics.median(rates["diffusers"]))
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or ``cpu``."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def machine() -> str:
+    """The host: architecture and cores."""
+    return f"{platform.machine()}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+
+
+def commit() -> str:
+    """The checked-out commit (with ``+changes`` when the tree differs), or ``unknown``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def append_rows(results: list[Result], path: Path = CSV) -> None:
+    """Append one CSV row per result (the header first if the file is new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    with path.open("a", newline="") as file:
+        writer = csv.writer(file)
+        if new:
+            writer.writerow(COLUMNS)
+        for r in results:
+            s = r.setting
+            writer.writerow([
+                when, machine(), device_name(s.device), commit(), s.network, s.batch, s.precision, s.compile,
+                r.comparison, r.repeats, f"{r.ours:.2f}", f"{r.diffusers:.2f}", f"{r.ratio:.3f}",
+            ])
+
+
+def main() -> None:
+    """Measure, print and append (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--network", default="quick", choices=["quick", "ddpm-cifar"])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
+    parser.add_argument("--warm", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile our network")
+    parser.add_argument("--comparisons", default=",".join(COMPARISONS), help="comma-separated")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--csv", type=Path, default=CSV)
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    shape = (1, 28, 28) if args.network == "quick" else (3, 32, 32)
+    setting = Setting(args.network, shape, args.batch, args.steps, args.warm, args.precision == "bf16",
+                      args.compile, torch.device(args.device))
+    print(f"{machine()}, {device_name(setting.device)}; torch {torch.__version__}; commit {commit()}")
+    results = []
+    for comparison in args.comparisons.split(","):
+        result = compare(comparison, setting, args.repeats)
+        results.append(result)
+        print(f"{comparison:<10} {setting.network} batch {setting.batch} {setting.precision}"
+              f"{' compiled' if setting.compile else ''}: ours {result.ours:8.1f} images/s, "
+              f"diffusers {result.diffusers:8.1f} images/s, ratio {result.ratio:.3f} (median of {args.repeats})")
+    append_rows(results, args.csv)
+    print(f"appended to {args.csv}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The performance checks run before any GPU sees them: the GPU self-check at toy sizes on the
+CPU, and the comparison with diffusers on a network of the identical architecture."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import gpu_check, vs_diffusers
+from corruptions import PROCESSES
+from models import UNet, network_config
+
+CPU = torch.device("cpu")
+
+
+def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
+    """Every process trains in every mode and samples; ours meets diffusers' example in each
+    pairing; two gloo ranks end with identical weights; the page is generated from the record."""
+    gpu_check.main(["--device", "cpu", "--out", str(tmp_path), "--commit", "abc1234"])
+    record = json.loads((tmp_path / "gpu-cpu.json").read_text())
+    assert record["failed"] == [] and record["skipped"] == []
+    modes = [mode.name for mode in gpu_check.TOY.modes]
+    assert [(r["process"], r["mode"]) for r in record["training"]] == [(p, m) for p in PROCESSES for m in modes]
+    assert all(r["images_per_s"] > 0 and 0 < r["mfu"] for r in record["training"])
+    assert [s["process"] for s in record["sampling"]] == list(PROCESSES)
+    assert all(s["nfe"] == gpu_check.TOY.nfe and 0 <= s["outside_share"] < 1 for s in record["sampling"])
+    assert [(c["ours"], c["theirs"]) for c in record["comparisons"]] == [
+        (ours.name, theirs.name) for ours, theirs in gpu_check.TOY.comparisons
+    ]
+    assert record["distributed"] == {**record["distributed"], "ok": True, "ranks": 2, "backend": "gloo",
+                                     "identical": True}
+    page = (tmp_path / "gpu-cpu.md").read_text()
+    assert page == gpu_check.page(record) and "commit `abc1234`" in page
+    assert "the weights of every rank identical" in page
+
+
+def test_a_gpu_check_without_a_gpu_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(SystemExit) as stopped:
+        gpu_check.main(["--device", "cuda"])
+    assert stopped.value.code == 2 and capsys.readouterr().err.startswith("error: no CUDA device")
+
+
+@pytest.mark.parametrize("size, shape", [("quick", (1, 28)), ("ddpm-cifar", (3, 32))])
+def test_diffusers_builds_the_identical_network(size: str, shape: tuple[int, int]) -> None:
+    config = network_config(size, *shape)
+    theirs = vs_diffusers.diffusers_unet(config)
+    assert sum(p.numel() for p in theirs.parameters()) == sum(p.numel() for p in UNet(config).parameters())
+
+
+def test_the_comparison_alternates_and_appends_one_row_per_measurement(tmp_path: Path) -> None:
+    setting = vs_diffusers.Setting("smoke", (1, 28, 28), 4, 1, 1, False, False, CPU)
+    results = [vs_diffusers.compare(name, setting, repeats=2) for name in vs_diffusers.COMPARISONS]
+    assert all(r.ours > 0 and r.diffusers > 0 and r.ratio == r.ours / r.diffusers for r in results)
+    path = tmp_path / "perf" / "vs_diffusers.csv"
+    vs_diffusers.append_rows(results[:1], path)
+    vs_diffusers.append_rows(results[1:], path)
+    rows = list(csv.DictReader(path.open()))
+    assert [row["comparison"] for row in rows] == list(vs_diffusers.COMPARISONS)
+    assert all(row["network"] == "smoke" and row["precision"] == "fp32" and row["repeats"] == "2" for row in rows)
