@@ -54,14 +54,15 @@ from torch import Tensor
 
 from benchmarks import vs_diffusers
 from benchmarks.flops import network_flops
-from benchmarks.vs_diffusers import commit, device_name, synchronize
+from benchmarks.timing import calls_per_second, synchronize, timed_training
+from benchmarks.vs_diffusers import commit, device_name
 from corruptions import PROCESSES
 from models import UNet, network_config
 from spdbench.errors import one_line
 from spdbench.files import write_atomically
 from spdbench.runs import Run, RunRequest, resolve_run
 from spdbench.sampling import generate, network_denoiser
-from spdbench.train import TrainState, train
+from spdbench.train import train
 
 OUT = Path("results/perf")
 
@@ -144,14 +145,7 @@ def random_images(shape: tuple[int, ...], count: int) -> Tensor:
 def matmul_rate(n: int, dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
     """FLOP/s of an n×n×n product on random data (the mean of ``repeats`` after 3 warm-ups)."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
+    return 2 * n**3 * calls_per_second(device, lambda: a @ b, repeats, warm=3)
 
 
 @contextlib.contextmanager
@@ -169,24 +163,12 @@ def training(run: Run, mode: Mode, sizes: Sizes, images: Tensor, device: torch.d
     """Train ``run``'s network from scratch for ``sizes.train_steps`` in ``mode``: the images per
     second of the steps after ``warm`` (the last, which writes the checkpoint, left out), the
     seconds of the first ``warm`` steps, the peak memory, and the trained network (``net``)."""
-    config = dataclasses.replace(
-        run.train, train_steps=sizes.train_steps, checkpoint_every=sizes.train_steps, log_every=sizes.train_steps,
-        bf16=mode.bf16, compile=mode.compile,
-    )
-    marks: dict[int, float] = {}
-    last = sizes.train_steps - 1
-
-    def mark(state: TrainState) -> None:
-        if state.starting or state.step in (sizes.warm, last):
-            synchronize(device)
-            marks[-1 if state.starting else state.step] = time.perf_counter()
-
+    config = dataclasses.replace(run.train, train_steps=sizes.train_steps, bf16=mode.bf16, compile=mode.compile)
     torch.manual_seed(0)
     net = UNet(network_config(run.network, *run.process.image_shape[:2]))
-    with peak_memory(device) as peak, tempfile.TemporaryDirectory() as run_dir:
-        train(run.process, net, images, config, Path(run_dir), mark, device=device, quiet=True)
-    rate = (last - sizes.warm) * config.batch / (marks[last] - marks[sizes.warm])
-    return {"images_per_s": rate, "warm_s": marks[sizes.warm] - marks[-1], "peak_gib": peak["gib"], "net": net}
+    with peak_memory(device) as peak:
+        timed = timed_training(run.process, net, images, config, device, sizes.warm)
+    return {"images_per_s": timed.images_per_s, "warm_s": timed.warm_s, "peak_gib": peak["gib"], "net": net}
 
 
 def sampling(run: Run, net: UNet, sizes: Sizes, images: Tensor, device: torch.device) -> dict[str, Any]:

@@ -33,8 +33,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import corruptions
+from benchmarks.timing import calls_per_second, timed_training
 from models import UNet, UNetConfig, network_config
 from spdbench.budgets import TrainConfig
-from spdbench.train import TrainState, train
 
 CSV = Path("results/perf/vs_diffusers.csv")
 COLUMNS = (
@@ -132,20 +130,7 @@ def random_images(setting: Setting, count: int) -> Tensor:
 
 def timed(setting: Setting, step: Callable[[], object]) -> float:
     """Images per second of ``step`` over ``setting.steps`` calls after ``setting.warm`` calls."""
-    for _ in range(setting.warm):
-        step()
-    synchronize(setting.device)
-    start = time.perf_counter()
-    for _ in range(setting.steps):
-        step()
-    synchronize(setting.device)
-    return setting.steps * setting.batch / (time.perf_counter() - start)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return setting.batch * calls_per_second(setting.device, step, setting.steps, setting.warm)
 
 
 def network_rate(setting: Setting, side: str) -> float:
@@ -196,22 +181,13 @@ def trainer_rate(setting: Setting, side: str) -> float:
     images = random_images(setting, 4 * setting.batch)
     if side == "diffusers":
         return timed(setting, _diffusers_example_step(setting, images.to(setting.device)))
-    total = setting.warm + setting.steps + 1  # the last step writes the checkpoint: not timed
     config = TrainConfig(
-        train_steps=total, batch=setting.batch, warmup=0, checkpoint_every=total, log_every=total,
-        bf16=setting.bf16, compile=setting.compile,
+        train_steps=setting.warm + setting.steps + 1, batch=setting.batch, warmup=0, bf16=setting.bf16,
+        compile=setting.compile,
     )
-    marks: dict[int, float] = {}
-
-    def mark(state: TrainState) -> None:
-        if state.step in (setting.warm, setting.warm + setting.steps):
-            synchronize(setting.device)
-            marks[state.step] = time.perf_counter()
-
     process = corruptions.make_process("ddpm", setting.image_shape)
-    with tempfile.TemporaryDirectory() as run_dir:
-        train(process, UNet(setting.config()), images, config, Path(run_dir), mark, device=setting.device, quiet=True)
-    return setting.steps * setting.batch / (marks[setting.warm + setting.steps] - marks[setting.warm])
+    net = UNet(setting.config())
+    return timed_training(process, net, images, config, setting.device, setting.warm).images_per_s
 
 
 def _diffusers_example_step(setting: Setting, images: Tensor) -> Callable[[], float]:
@@ -317,11 +293,13 @@ def commit() -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
-def append_rows(results: list[Result], path: Path = CSV) -> None:
-    """Append one CSV row per result (the header first if the file is new)."""
+def append_rows(results: list[Result], path: Path = CSV, at_commit: str | None = None) -> None:
+    """Append one CSV row per result (the header first if the file is new), with ``at_commit``
+    (default: git's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    at_commit = at_commit or commit()
     with path.open("a", newline="") as file:
         writer = csv.writer(file)
         if new:
@@ -329,7 +307,7 @@ def append_rows(results: list[Result], path: Path = CSV) -> None:
         for r in results:
             s = r.setting
             writer.writerow([
-                when, machine(), device_name(s.device), commit(), s.network, s.batch, s.precision, s.compile,
+                when, machine(), device_name(s.device), at_commit, s.network, s.batch, s.precision, s.compile,
                 r.comparison, r.repeats, f"{r.ours:.2f}", f"{r.diffusers:.2f}", f"{r.ratio:.3f}",
             ])
 
@@ -348,6 +326,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--csv", type=Path, default=CSV)
+    parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -362,7 +341,7 @@ def main() -> None:
         print(f"{comparison:<10} {setting.network} batch {setting.batch} {setting.precision}"
               f"{' compiled' if setting.compile else ''}: ours {result.ours:8.1f} images/s, "
               f"diffusers {result.diffusers:8.1f} images/s, ratio {result.ratio:.3f} (median of {args.repeats})")
-    append_rows(results, args.csv)
+    append_rows(results, args.csv, args.commit)
     print(f"appended to {args.csv}")
 
 
