@@ -420,6 +420,36 @@ def page(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(record: dict[str, Any]) -> str:
+    """The README's digest of a check: per process, training images/s in each mode (with the
+    model FLOPs utilisation) and sampling images/s with the share outside the network; then
+    each comparison with diffusers' example."""
+    modes = list(dict.fromkeys(r["mode"] for r in record["training"]))
+    trained = {(r["process"], r["mode"]): r for r in record["training"]}
+    sampled = {s["process"]: s for s in record["sampling"]}
+    head = f"| {record['environment']['device']} | " + " | ".join(f"training, {m}" for m in modes)
+    lines = [head + " | sampling | outside the network |", "|---|" + "--:|" * (len(modes) + 2)]
+    for process in dict.fromkeys(r["process"] for r in record["training"]):
+        cells = [
+            f"{trained[process, m]['images_per_s']:.0f} images/s ({100 * trained[process, m]['mfu']:.1f} % MFU)"
+            if (process, m) in trained else "—"
+            for m in modes
+        ]
+        s = sampled.get(process)
+        if s is None:
+            cells += ["—", "—"]
+        else:
+            cells += [f"{s['images_per_s']:.0f} images/s at {s['nfe']} NFE", f"{100 * s['outside_share']:.1f} %"]
+        lines.append(f"| {process} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [
+        f"- ours in {c['ours']} against diffusers' example in {c['theirs']}: {c['ratio']:.2f}× "
+        f"({c['ours_images_per_s']:.0f} against {c['theirs_images_per_s']:.0f} images/s)"
+        for c in record["comparisons"]
+    ]
+    return "\n".join(lines)
+
+
 def record_name(env: dict[str, Any]) -> str:
     """The record's file name."""
     return f"gpu-{slug(env['device'])}.json"

@@ -63,3 +63,22 @@ def test_the_comparison_alternates_and_appends_one_row_per_measurement(tmp_path:
     rows = list(csv.DictReader(path.open()))
     assert [row["comparison"] for row in rows] == list(vs_diffusers.COMPARISONS)
     assert all(row["network"] == "smoke" and row["precision"] == "fp32" and row["repeats"] == "2" for row in rows)
+
+
+def test_the_readme_quotes_the_committed_gpu_check() -> None:
+    """The README's digest of the GPU check is the one ``summary_table`` makes from the committed
+    ``results/perf/gpu-nvidia-h200.json`` (regenerate it after ``make gpu-check``)."""
+    root = Path(__file__).parents[1]
+    record = json.loads((root / "results" / "perf" / "gpu-nvidia-h200.json").read_text())
+    readme = (root / "README.md").read_text()
+    assert gpu_check.summary_table(record) in readme
+    assert (root / "results" / "perf" / "gpu-nvidia-h200.md").read_text() == gpu_check.page(record)
+    ddpm = next(r for r in record["training"] if r["process"] == "ddpm" and r["mode"] == "bf16 + compile")
+    sampled = next(s for s in record["sampling"] if s["process"] == "ddpm")
+    flops = record["network"]
+    training = ddpm["images_per_s"] * flops["training_flops_per_image"] / 1e12
+    sampling = sampled["images_per_s"] * sampled["nfe"] * flops["call_flops_per_image"] / 1e12
+    assert f"it took {record['seconds']:.0f} s" in readme
+    assert f"DDPM trained at {ddpm['images_per_s']:,.0f} images/s ({training:.0f} TFLOP/s" in readme
+    rate = f"{sampled['images_per_s']:.0f} images/s at {sampled['nfe']} NFE"
+    assert f"sampled at {rate} ({sampling:.0f} TFLOP/s)" in readme
