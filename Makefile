@@ -55,8 +55,9 @@ report: setup
 	$(BIN)/spdbench report
 
 # The GPU self-check (benchmarks/gpu_check.py): every process trained, sampled and compared with
-# diffusers' example, and torchrun over every GPU, in at most 8 minutes on one GPU, nothing
-# downloaded; writes results/perf/gpu-<device>.md. DEVICE=cpu: the same at toy sizes.
+# diffusers' example, and torchrun over every GPU, in at most 8 minutes on one GPU, on random
+# images (the check downloads nothing; `setup` installs the venv from the package registries);
+# writes results/perf/gpu-<device>.md. DEVICE=cpu: the same at toy sizes.
 .PHONY: gpu-check
 DEVICE ?=
 gpu-check: setup

@@ -2,7 +2,7 @@
 
     make gpu-check              # on a GPU machine: at most 8 minutes, nothing downloaded
     make gpu-check DEVICE=cpu   # the same script at toy sizes on the CPU (a test runs it)
-    python -m benchmarks.gpu_check [--device cuda] [--out results/perf] [--limit-s 450]
+    python -m benchmarks.gpu_check [--device cuda] [--out results/perf] [--limit-s 420] [--commit C]
 
 It writes ``<out>/gpu-<device name>.json`` and the page generated from it, ``.md``, with the
 commit, after every measurement (an interrupted check keeps what it measured):
@@ -28,7 +28,8 @@ commit, after every measurement (an interrupted check keeps what it measured):
 
 Every size is the toy's (``TOY``) on the CPU: the ``smoke`` budget's network at 1×28×28 and a
 few steps of everything. A measurement that would start after ``--limit-s`` seconds is
-recorded as skipped.
+recorded as skipped, and ``torchrun`` is stopped with its workers 60 seconds after it; a
+measurement that fails is recorded with its error, the others go on, and the command exits 1.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,12 +56,12 @@ from torch import Tensor
 
 from benchmarks import vs_diffusers
 from benchmarks.flops import network_flops
-from benchmarks.timing import calls_per_second, synchronize, timed_training
+from benchmarks.timing import calls_per_second, random_images, synchronize, timed_training
 from benchmarks.vs_diffusers import commit, device_name
 from corruptions import PROCESSES
 from models import UNet, network_config
-from spdbench.errors import one_line
-from spdbench.files import write_atomically
+from spdbench.errors import OneLineArgumentParser, UserError, command_errors, one_line
+from spdbench.files import check_output_directory, write_atomically
 from spdbench.runs import Run, RunRequest, resolve_run
 from spdbench.sampling import generate, network_denoiser
 from spdbench.train import train
@@ -94,6 +96,7 @@ class Sizes:
         sample_batch: images per sampling batch.
         compare_steps: timed steps of each side of a comparison with diffusers.
         compare_warm: untimed steps before them.
+        compare_repeats: repetitions of each side, alternating (the medians are compared).
         rank_steps: steps of the distributed run.
         matmul: n of the n×n×n products that measure the device's rates.
         modes: the modes every process trains in.
@@ -110,6 +113,7 @@ class Sizes:
     sample_batch: int
     compare_steps: int
     compare_warm: int
+    compare_repeats: int
     rank_steps: int
     matmul: int
     modes: tuple[Mode, ...]
@@ -118,13 +122,20 @@ class Sizes:
 
 
 FULL = Sizes(
-    "cifar10", "short", 200, 20, 2000, 50, 1000, 50, 10, 50, 8192,
-    modes=(FP32, BF16_COMPILED), comparisons=((BF16_COMPILED, BF16), (BF16, BF16), (FP32, FP32)),
+    dataset="cifar10", budget="short", train_steps=200, warm=20, samples=2000, nfe=50, sample_batch=1000,
+    compare_steps=30, compare_warm=5, compare_repeats=3, rank_steps=50, matmul=8192, modes=(FP32, BF16_COMPILED),
+    # ours at its best against the example at its own best (fp32 at batch 128), then like for like
+    comparisons=((BF16_COMPILED, BF16), (BF16_COMPILED, FP32), (BF16, BF16), (FP32, FP32)),
 )
 TOY = Sizes(  # no compilation: on the CPU it takes minutes, and Triton's GPU path is another
-    "fmnist", "smoke", 4, 1, 6, 2, 4, 2, 1, 2, 256,
-    modes=(FP32, BF16), comparisons=((BF16, BF16), (FP32, FP32)), batch=4,
+    dataset="fmnist", budget="smoke", train_steps=4, warm=1, samples=6, nfe=2, sample_batch=4, compare_steps=2,
+    compare_warm=1, compare_repeats=2, rank_steps=2, matmul=256, modes=(FP32, BF16),
+    comparisons=((BF16, FP32), (FP32, FP32)), batch=4,
 )
+PEAK_MEMORY = {  # what a record's peak memory means (records before this key: absolute)
+    "beyond the start": "the peak allocated during the row beyond what was allocated when it began",
+    "absolute": "the peak allocated during the row, including the networks (with gradients) kept from earlier rows",
+}
 TARGET_RATIO = 1.3
 TARGET_OUTSIDE = 0.10
 
@@ -136,12 +147,6 @@ def resolve(process: str, sizes: Sizes) -> Run:
     return resolve_run(request)
 
 
-def random_images(shape: tuple[int, ...], count: int) -> Tensor:
-    """``count`` random 8-bit images as float32 in [-1, 1], as the CIFAR-10 loader gives them."""
-    pixels = torch.randint(0, 256, (count, *shape), generator=torch.Generator().manual_seed(0))
-    return pixels.float() / 127.5 - 1
-
-
 def matmul_rate(n: int, dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
     """FLOP/s of an n×n×n product on random data (the mean of ``repeats`` after 3 warm-ups)."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
@@ -150,31 +155,35 @@ def matmul_rate(n: int, dtype: torch.dtype, device: torch.device, repeats: int =
 
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
-    """``{"gib": …}``: the peak memory allocated on ``device`` inside the block (``None`` on the CPU)."""
+    """``{"gib": …}``: the peak memory allocated on ``device`` inside the block beyond what was
+    allocated when it began (``None`` on the CPU)."""
     found: dict[str, float | None] = {"gib": None}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
     yield found
     if device.type == "cuda":
-        found["gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        found["gib"] = (torch.cuda.max_memory_allocated(device) - before) / 2**30
 
 
 def training(run: Run, mode: Mode, sizes: Sizes, images: Tensor, device: torch.device) -> dict[str, Any]:
     """Train ``run``'s network from scratch for ``sizes.train_steps`` in ``mode``: the images per
     second of the steps after ``warm`` (the last, which writes the checkpoint, left out), the
-    seconds of the first ``warm`` steps, the peak memory, and the trained network (``net``)."""
+    seconds of the first ``warm`` steps, the peak memory, and the trained network (``net``, on
+    the CPU, without gradients)."""
     config = dataclasses.replace(run.train, train_steps=sizes.train_steps, bf16=mode.bf16, compile=mode.compile)
     torch.manual_seed(0)
     net = UNet(network_config(run.network, *run.process.image_shape[:2]))
     with peak_memory(device) as peak:
         timed = timed_training(run.process, net, images, config, device, sizes.warm)
-    return {"images_per_s": timed.images_per_s, "warm_s": timed.warm_s, "peak_gib": peak["gib"], "net": net}
+    net.zero_grad(set_to_none=True)
+    return {"images_per_s": timed.images_per_s, "warm_s": timed.warm_s, "peak_gib": peak["gib"], "net": net.cpu()}
 
 
 def sampling(run: Run, net: UNet, sizes: Sizes, images: Tensor, device: torch.device) -> dict[str, Any]:
     """Sample ``sizes.samples`` images with the run's sampler: images per second and the share of
     the wall time outside the network calls (each call is timed between two synchronisations)."""
-    denoise = network_denoiser(net.eval(), run.process, bf16=device.type == "cuda")
+    denoise = network_denoiser(net.to(device).eval(), run.process, bf16=device.type == "cuda")
     inside = [0.0]
 
     def timed_denoise(x: Tensor, t: Tensor) -> Tensor:
@@ -191,6 +200,7 @@ def sampling(run: Run, net: UNet, sizes: Sizes, images: Tensor, device: torch.de
              sizes.sample_batch, device)
     synchronize(device)
     seconds = time.perf_counter() - start
+    net.cpu()
     return {
         "sampler": f"{run.solver.name} on the {run.grid_name} grid",
         "nfe": run.nfe,
@@ -201,20 +211,22 @@ def sampling(run: Run, net: UNet, sizes: Sizes, images: Tensor, device: torch.de
 
 def comparison(ours: Mode, theirs: Mode, sizes: Sizes, device: torch.device) -> dict[str, Any]:
     """Our trainer in mode ``ours`` against diffusers' example in mode ``theirs`` (DDPM, the
-    sizes' network, batch and shape), one repetition each."""
+    sizes' network, batch and shape): the medians of ``compare_repeats`` alternating repetitions."""
     run = resolve("ddpm", sizes)
     setting = vs_diffusers.Setting(
         run.network, run.process.image_shape, run.train.batch, sizes.compare_steps, sizes.compare_warm,
-        ours.bf16, ours.compile, device,
+        ours.bf16, ours.compile, device, their_bf16=theirs.bf16,
     )
-    ours_rate = vs_diffusers.trainer_rate(setting, "ours")
-    theirs_rate = vs_diffusers.trainer_rate(dataclasses.replace(setting, bf16=theirs.bf16, compile=False), "diffusers")
-    return {"ours": ours.name, "theirs": theirs.name, "ours_images_per_s": ours_rate,
-            "theirs_images_per_s": theirs_rate, "ratio": ours_rate / theirs_rate}
+    result = vs_diffusers.compare("trainer", setting, sizes.compare_repeats)
+    return {"ours": ours.name, "theirs": theirs.name, "ours_images_per_s": result.ours,
+            "theirs_images_per_s": result.diffusers, "ratio": result.ratio, "repeats": result.repeats}
 
 
-def distributed(sizes: Sizes, device: torch.device, limit_s: float) -> dict[str, Any]:
-    """Run this module's rank check under ``torchrun`` on every visible GPU (2 CPU processes)."""
+def distributed(sizes: Sizes, device: torch.device, seconds: float) -> dict[str, Any]:
+    """Run this module's rank check under ``torchrun`` on every visible GPU (2 CPU processes),
+    stopped with all its workers after ``seconds``; then the same training in this one process,
+    at the same global batch from the same weights, and the relative L2 distance between the two
+    final weights (DDP averages the same gradients up to rounding)."""
     ranks = torch.cuda.device_count() if device.type == "cuda" else 2
     with tempfile.TemporaryDirectory() as scratch:
         found = Path(scratch) / "ranks.json"
@@ -222,42 +234,64 @@ def distributed(sizes: Sizes, device: torch.device, limit_s: float) -> dict[str,
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
             "-m", "benchmarks.gpu_check", "--device", device.type, "--rank-check", str(found),
         ]
-        finished = subprocess.run(command, capture_output=True, text=True, timeout=limit_s)
-        if finished.returncode != 0 or not found.exists():
-            tail = " ".join((finished.stderr or finished.stdout).split()[-60:])
-            return {"ranks": ranks, "ok": False, "error": f"exit {finished.returncode}: {tail}"}
-        return {**json.loads(found.read_text()), "ok": True}
+        launched = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+        try:
+            output, _ = launched.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(launched.pid, signal.SIGKILL)
+            launched.communicate()
+            return {"ranks": ranks, "ok": False, "error": f"stopped after {seconds:.0f} s"}
+        if launched.returncode != 0 or not found.exists():
+            tail = " ".join(output.split()[-60:])
+            return {"ranks": ranks, "ok": False, "error": f"exit {launched.returncode}: {tail}"}
+        record = json.loads(found.read_text())
+        ranked = torch.load(found.with_suffix(".pt"))
+    single = rank_training(sizes, device, world=ranks, seed=0)
+    distance = float((single - ranked).norm() / ranked.norm())
+    return {**record, "ok": True, "single_process_distance": distance}
+
+
+def rank_training(sizes: Sizes, device: torch.device, world: int, seed: int) -> Tensor:
+    """DDPM trained for ``rank_steps`` at a global batch of the budget's per rank × ``world``,
+    from the weights seeded by ``seed``, without dropout (whose masks are drawn per rank): the
+    final weights, flattened, on the CPU (in a process group, every rank calls this and trains
+    its share)."""
+    run = resolve("ddpm", sizes)
+    config = dataclasses.replace(
+        run.train, train_steps=sizes.rank_steps, batch=run.train.batch * world, bf16=False,
+        checkpoint_every=sizes.rank_steps, log_every=sizes.rank_steps,
+    )
+    images = random_images(run.process.image_shape, 2 * config.batch)
+    torch.manual_seed(seed)
+    net = UNet(dataclasses.replace(network_config(run.network, *run.process.image_shape[:2]), dropout=0.0))
+    with tempfile.TemporaryDirectory() as run_dir:
+        train(run.process, net, images, config, Path(run_dir), device=device, quiet=True)
+    return torch.cat([p.detach().flatten() for p in net.parameters()]).cpu()
 
 
 def rank_check(device_type: str, found: Path) -> None:
-    """One rank of :func:`distributed`: DDPM trained in a process group (NCCL on the
-    ``LOCAL_RANK``-th GPU, gloo on the CPU); rank 0 writes whether every rank's weights are
-    identical, gathered over the group."""
+    """One rank of :func:`distributed`, in a process group (NCCL on the ``LOCAL_RANK``-th GPU,
+    gloo on the CPU), each rank starting from other weights (DDP must broadcast rank 0's): rank 0
+    writes whether the final weights of every rank are identical, gathered over the group, to
+    ``found`` and its weights beside it (``.pt``)."""
     sizes = FULL if device_type == "cuda" else TOY
-    rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", rank) if device_type == "cuda" else torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if device_type == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        run = resolve("ddpm", sizes)
-        world = dist.get_world_size()
-        config = dataclasses.replace(
-            run.train, train_steps=sizes.rank_steps, batch=run.train.batch * world, bf16=False,
-            checkpoint_every=sizes.rank_steps, log_every=sizes.rank_steps,
-        )
-        images = random_images(run.process.image_shape, 2 * config.batch)
-        torch.manual_seed(dist.get_rank())  # different initial weights: DDP must broadcast rank 0's
-        net = UNet(network_config(run.network, *run.process.image_shape[:2]))
-        with tempfile.TemporaryDirectory() as run_dir:
-            train(run.process, net, images, config, Path(run_dir), device=device, quiet=True)
-        weights = torch.cat([p.detach().flatten() for p in net.parameters()])
+        rank, world = dist.get_rank(), dist.get_world_size()
+        weights = rank_training(sizes, device, world, seed=rank).to(device)
         gathered = [torch.empty_like(weights) for _ in range(world)]
         dist.all_gather(gathered, weights)
         difference = max(float((g - gathered[0]).abs().max()) for g in gathered)
-        if dist.get_rank() == 0:
+        if rank == 0:
+            torch.save(weights.cpu(), found.with_suffix(".pt"))
             record = {"ranks": world, "backend": dist.get_backend(), "steps": sizes.rank_steps,
-                      "batch": config.batch, "identical": difference == 0.0, "max_difference": difference}
+                      "batch": resolve("ddpm", sizes).train.batch * world,
+                      "identical": difference == 0.0, "max_difference": difference}
             found.write_text(json.dumps(record))
     finally:
         dist.destroy_process_group()
@@ -295,7 +329,8 @@ def check(device: torch.device, out: Path, limit_s: float, at_commit: str) -> tu
     started = time.perf_counter()
     sizes = FULL if device.type == "cuda" else TOY
     record: dict[str, Any] = {"environment": environment(sizes, device, at_commit), "training": [], "comparisons": [],
-                              "sampling": [], "distributed": None, "skipped": [], "failed": []}
+                              "sampling": [], "distributed": None, "skipped": [], "failed": [],
+                              "peak_memory": "beyond the start"}
     runs = {name: resolve(name, sizes) for name in PROCESSES}
     first = next(iter(runs.values()))
     training_flops, call_flops = network_flops(network_config(first.network, *first.process.image_shape[:2]))
@@ -341,7 +376,8 @@ def check(device: torch.device, out: Path, limit_s: float, at_commit: str) -> tu
                 record["comparisons"].append(found)
     else:
         record["skipped"].append("the comparison with diffusers: not installed (pip install -e '.[bench]')")
-    record["distributed"] = attempt("the distributed run", lambda: distributed(sizes, device, max(60.0, limit_s)))
+    left = lambda: max(60.0, limit_s + 60 - (time.perf_counter() - started))  # noqa: E731
+    record["distributed"] = attempt("the distributed run", lambda: distributed(sizes, device, left()))
     record["seconds"] = time.perf_counter() - started
     save()
     return path, record
@@ -360,10 +396,10 @@ def page(record: dict[str, Any]) -> str:
     lines = [
         f"# GPU self-check: {env['device']}",
         "",
-        f"`make gpu-check` (`python -m benchmarks.gpu_check`) at commit `{env['commit']}`, {env['date']}; "
+        f"`python -m benchmarks.gpu_check` (what `make gpu-check` runs) at commit `{env['commit']}`, {env['date']}; "
         f"torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}, {env['gpus']} GPU(s); "
         f"TF32 convolutions {env['tf32_convolutions']}, fp32 matrix-product precision {env['matmul_precision']!r}. "
-        f"Generated from [{Path(record_name(env)).name}]({Path(record_name(env)).name}).",
+        f"Generated from [{record_name(env)}]({record_name(env)}).",
         "",
         f"Measured ceilings ({env['matmul_n']}³ products on random data): bf16 "
         f"{env['bf16_flops'] / 1e12:.1f} TFLOP/s, fp32 {env['fp32_flops'] / 1e12:.1f} TFLOP/s. "
@@ -371,12 +407,15 @@ def page(record: dict[str, Any]) -> str:
         f"{net['training_flops_per_image'] / 1e9:.1f} GFLOP per training image (forward and backward) and "
         f"{net['call_flops_per_image'] / 1e9:.1f} GFLOP per sampler call, counted once by "
         "`torch.utils.flop_counter` on the meta device (matrix products and convolutions). "
-        "MFU: images/s × training FLOPs per image ÷ the measured bf16 rate.",
+        "MFU: images/s × training FLOPs per image ÷ the measured bf16 product rate (for every row; "
+        "fp32 training runs its convolutions in TF32 when cuDNN allows it).",
         "",
         "## Training, random images in the dataset's format",
         "",
         f"{record['environment']['sizes']['train_steps']} steps per row; images/s over the steps after the first "
-        f"{record['environment']['sizes']['warm']} (their seconds, compilation included, on their own).",
+        f"{record['environment']['sizes']['warm']} (their seconds, compilation included, on their own: "
+        "the first compiled process compiles the network, the others reuse it). Peak memory: "
+        + PEAK_MEMORY.get(record.get("peak_memory", "absolute"), "?") + ".",
         "",
         "| process | mode | images/s | first steps, s | peak memory, GiB | MFU |",
         "|---|---|--:|--:|--:|--:|",
@@ -388,11 +427,14 @@ def page(record: dict[str, Any]) -> str:
         "",
         f"## Ours against diffusers' unconditional training example (target ≥ {TARGET_RATIO}×)",
         "",
-        "| ours | example | ours, images/s | example, images/s | ratio |",
-        "|---|---|--:|--:|--:|",
+        "Medians of alternating repetitions of each side (ours, the example, ours, …)."
+        if any(c.get("repeats", 1) > 1 for c in record["comparisons"]) else "One repetition of each side.",
+        "",
+        "| ours | example | repetitions | ours, images/s | example, images/s | ratio |",
+        "|---|---|--:|--:|--:|--:|",
         *(
-            f"| {c['ours']} | {c['theirs']} | {c['ours_images_per_s']:.1f} | {c['theirs_images_per_s']:.1f} | "
-            f"{c['ratio']:.2f}{'' if c['ratio'] >= TARGET_RATIO else ' (below target)'} |"
+            f"| {c['ours']} | {c['theirs']} | {c.get('repeats', 1)} | {c['ours_images_per_s']:.1f} | "
+            f"{c['theirs_images_per_s']:.1f} | {c['ratio']:.2f}{'' if c['ratio'] >= TARGET_RATIO else ' (below)'} |"
             for c in record["comparisons"]
         ),
         "",
@@ -444,7 +486,8 @@ def summary_table(record: dict[str, Any]) -> str:
     lines.append("")
     lines += [
         f"- ours in {c['ours']} against diffusers' example in {c['theirs']}: {c['ratio']:.2f}× "
-        f"({c['ours_images_per_s']:.0f} against {c['theirs_images_per_s']:.0f} images/s)"
+        f"({c['ours_images_per_s']:.0f} against {c['theirs_images_per_s']:.0f} images/s, "
+        f"{'median of ' + str(c['repeats']) if c.get('repeats', 1) > 1 else 'one repetition'})"
         for c in record["comparisons"]
     ]
     return "\n".join(lines)
@@ -458,35 +501,45 @@ def record_name(env: dict[str, Any]) -> str:
 def distributed_line(found: dict[str, Any] | None) -> str:
     """What the distributed run found, in a sentence."""
     if found is None:
-        return "Not run yet."
+        return "Not run."
     if not found["ok"]:
         return f"`torchrun` over {found['ranks']} ranks failed: {found['error']}"
-    verdict = "identical" if found["identical"] else f"NOT identical (max |Δ| {found['max_difference']:g})"
-    return (f"`torchrun` with {found['backend']} over {found['ranks']} rank(s), DDPM for {found['steps']} steps at a "
-            f"global batch of {found['batch']}: the weights of every rank {verdict}.")
+    run = (f"`torchrun` with {found['backend']} over {found['ranks']} rank(s), DDPM for {found['steps']} steps at a "
+           f"global batch of {found['batch']}")
+    if found["ranks"] == 1:
+        verdict = "one rank only, so no weights were compared across ranks and DDP was not used"
+    elif found["identical"]:
+        verdict = "the weights of every rank identical"
+    else:
+        verdict = f"the weights of the ranks NOT identical (max |Δ| {found['max_difference']:g})"
+    distance = found.get("single_process_distance")
+    against = "" if distance is None else (
+        f"; relative L2 distance from one process trained at the same global batch: {distance:.1e}")
+    return f"{run}: {verdict}{against}."
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the check (module docstring), or one rank of its distributed run."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineArgumentParser(prog="benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--limit-s", type=float, default=450.0, help="start no measurement after this many seconds")
+    parser.add_argument("--limit-s", type=float, default=420.0,
+                        help="start no measurement after this many seconds (torchrun is stopped 60 s after it)")
     parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
     parser.add_argument("--rank-check", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rank_check is not None:
         rank_check(args.device, args.rank_check)
         return
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: no CUDA device is visible; use --device cpu for the toy check", file=sys.stderr)
-        raise SystemExit(2)
-    path, record = check(torch.device(args.device), args.out, args.limit_s, args.commit or commit())
-    print(path.read_text())
-    print(f"wrote {path} and {path.with_suffix('.json')}")
-    if record["failed"]:
-        print(f"error: {len(record['failed'])} measurement(s) failed; see {path}", file=sys.stderr)
-        raise SystemExit(1)
+    with command_errors("benchmarks.gpu_check"):
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("no CUDA device is visible; use --device cpu for the toy check")
+        check_output_directory(args.out)
+        path, record = check(torch.device(args.device), args.out, args.limit_s, args.commit or commit())
+        print(path.read_text())
+        print(f"wrote {path} and {path.with_suffix('.json')}")
+        if record["failed"]:
+            raise UserError(f"{len(record['failed'])} measurement(s) failed; see {path}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Timing on any device: wait for the queued work, time a step, time the trainer's steps."""
+"""What the performance measurements share: random inputs, waiting for the device's queued
+work, timing a call, timing the trainer's steps."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from torch import Tensor, nn
 from corruptions import Process
 from spdbench.budgets import TrainConfig
 from spdbench.train import TrainState, train
+
+
+def random_images(shape: tuple[int, ...], count: int) -> Tensor:
+    """``count`` random 8-bit images of C×H×W ``shape`` as float32 in [-1, 1] on the CPU, as
+    the dataset loaders give them."""
+    pixels = torch.randint(0, 256, (count, *shape), generator=torch.Generator().manual_seed(0))
+    return pixels.float() / 127.5 - 1
 
 
 def synchronize(device: torch.device) -> None:

@@ -2,13 +2,14 @@
 
 Prints, on this machine:
 
-1. for every registered process, the time of ``process.sample_time`` + ``process.corrupt`` on one
-   batch, as a fraction of one training step of the network with the default settings
-   (the target is under 2%);
-2. the training images per second of the network through :func:`spdbench.train.train` in each
+1. the training images per second of the network through :func:`spdbench.train.train` in each
    variant asked for, measured side by side in one run: ``eager`` or ``compiled``
    (``torch.compile``), ``fp32`` or ``bf16`` (autocast), and ``-cl`` for channels-last memory
-   format; the first ``--warm`` steps (for ``compiled``, the compilation) are timed on their own.
+   format; the first ``--warm`` steps (for ``compiled``, the compilation) are timed on their own;
+2. for every registered process, the time of ``process.sample_time`` + ``process.corrupt`` on one
+   batch, as a fraction of one training step of the first variant (the target is under 2%);
+3. the time of one AdamW step with gradient clipping in each of its implementations (for-loop,
+   foreach, fused), as a fraction of that step.
 
 The machine's load average is printed before and after: other jobs on the same cores skew both.
 
@@ -68,6 +69,31 @@ def training_speed(
     return timed_training(corruptions.make_process("ddpm", shape), net, images, config, device, warm)
 
 
+OPTIMIZERS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+"""AdamW's implementations: torch's default is the for-loop on the CPU and foreach on CUDA."""
+
+
+def optimizer_seconds(
+    network: str, shape: tuple[int, int, int], device: torch.device, settings: dict[str, bool], repeats: int
+) -> float:
+    """Median seconds of one AdamW step (with gradient clipping, as the trainer does) over the
+    network's parameters with random gradients, in one of :data:`OPTIMIZERS`."""
+    torch.manual_seed(0)
+    net = UNet(network_config(network, shape[0], shape[1])).to(device)
+    for p in net.parameters():
+        p.grad = torch.randn_like(p)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, **settings)
+    times = []
+    for _ in range(repeats + 1):  # the first step allocates the moments
+        synchronize(device)
+        start = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def _load() -> str:
     """The 1, 5 and 15 minute load averages, and the number of cores."""
     one, five, fifteen = os.getloadavg()
@@ -112,6 +138,10 @@ def main() -> None:
     for name in corruptions.PROCESSES:
         process = corruptions.make_process(name, shape, spectrum=PAPER_SPECTRUM)
         seconds = corruption_seconds(process, x0, args.repeats)
+        print(f"  {name:<10} {1000 * seconds:8.3f} ms   {100 * seconds / step:6.2f}% of a step")
+    print(f"\nAdamW step with clipping (median of {args.repeats}) vs one step of {next(iter(speeds))}")
+    for name, settings in OPTIMIZERS.items():
+        seconds = optimizer_seconds(args.network, shape, device, settings, args.repeats)
         print(f"  {name:<10} {1000 * seconds:8.3f} ms   {100 * seconds / step:6.2f}% of a step")
     print(f"\n{_load()}")
 

@@ -25,8 +25,8 @@ ours only (diffusers' example does not compile).
 
 from __future__ import annotations
 
-import argparse
 import csv
+import dataclasses
 import datetime
 import importlib.util
 import os
@@ -42,14 +42,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import corruptions
-from benchmarks.timing import calls_per_second, timed_training
+from benchmarks.timing import calls_per_second, random_images, timed_training
 from models import UNet, UNetConfig, network_config
 from spdbench.budgets import TrainConfig
+from spdbench.errors import OneLineArgumentParser, UserError, command_errors
 
 CSV = Path("results/perf/vs_diffusers.csv")
 COLUMNS = (
     "date", "machine", "device", "commit", "network", "batch", "precision", "compiled", "comparison",
-    "repeats", "ours_images_per_s", "diffusers_images_per_s", "ratio",
+    "repeats", "ours_images_per_s", "diffusers_images_per_s", "ratio", "diffusers_precision",
 )
 TRAIN_STEPS = 1000
 """The DDPM noise levels both sides train on."""
@@ -65,9 +66,10 @@ class Setting:
         batch: images per step (or per inference call).
         steps: timed steps (or calls) per repetition, after ``warm`` untimed ones.
         warm: untimed steps first (compilation, allocator, cuDNN's choice of algorithms).
-        bf16: bf16 autocast on both sides, else fp32.
+        bf16: our side in bf16 autocast, else fp32.
         compile: ``torch.compile`` our network (diffusers' example does not).
         device: where both run.
+        their_bf16: diffusers' side in bf16 autocast; ``None``: as ours.
     """
 
     network: str
@@ -78,10 +80,24 @@ class Setting:
     bf16: bool
     compile: bool
     device: torch.device
+    their_bf16: bool | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse sizes no measurement can be made with."""
+        for name in ("batch", "steps", "warm"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     @property
     def precision(self) -> str:
         return "bf16" if self.bf16 else "fp32"
+
+    def side(self, side: str) -> Setting:
+        """The setting of one side: diffusers' in its own precision and never compiled."""
+        if side == "ours":
+            return self
+        bf16 = self.bf16 if self.their_bf16 is None else self.their_bf16
+        return dataclasses.replace(self, bf16=bf16, compile=False, their_bf16=None)
 
     def config(self) -> UNetConfig:
         return network_config(self.network, self.image_shape[0], self.image_shape[1])
@@ -98,12 +114,18 @@ def diffusers_unet(config: UNetConfig) -> nn.Module:
     width and time conditioning (added, or scale-shift).
 
     Raises:
+        UserError: the configuration has attention at levels of different widths (diffusers sets
+            one head width for all).
         AssertionError: the two parameter counts differ.
     """
     from diffusers import UNet2DModel
 
     attention = [size in config.attention_resolutions for size in config.resolutions]
     channels = tuple(config.base_channels * mult for mult in config.channel_mult)
+    # diffusers sets one head width for every attention block: ours has num_heads everywhere, so
+    # the two agree only where every attention level (the middle's too) has the last level's width.
+    if any(c != channels[-1] for c, a in zip(channels, attention) if a):
+        raise UserError(f"diffusers cannot build {config}: its attention levels differ in width")
     net = UNet2DModel(
         sample_size=config.image_size,
         in_channels=config.in_channels,
@@ -123,11 +145,6 @@ def diffusers_unet(config: UNetConfig) -> nn.Module:
     return net
 
 
-def random_images(setting: Setting, count: int) -> Tensor:
-    """``count`` random float32 images in [-1, 1] of the setting's shape, on the CPU."""
-    return torch.rand(count, *setting.image_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-
-
 def timed(setting: Setting, step: Callable[[], object]) -> float:
     """Images per second of ``step`` over ``setting.steps`` calls after ``setting.warm`` calls."""
     return setting.batch * calls_per_second(setting.device, step, setting.steps, setting.warm)
@@ -141,7 +158,7 @@ def network_rate(setting: Setting, side: str) -> float:
     net = (UNet(config) if side == "ours" else diffusers_unet(config)).to(setting.device)
     call = _network_call(net, side, setting)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x0 = random_images(setting, setting.batch).to(setting.device)
+    x0 = random_images(setting.image_shape, setting.batch).to(setting.device)
     noise = torch.randn_like(x0)
     levels = torch.randint(0, TRAIN_STEPS, (setting.batch,), device=setting.device)
     alpha_bar = _alpha_bar(setting.device)[levels][:, None, None, None]
@@ -178,7 +195,7 @@ def trainer_rate(setting: Setting, side: str) -> float:
     """Images per second of a whole training step: ours through :func:`spdbench.train.train`
     on the DDPM process, or diffusers' unconditional training example."""
     torch.manual_seed(0)
-    images = random_images(setting, 4 * setting.batch)
+    images = random_images(setting.image_shape, 4 * setting.batch)
     if side == "diffusers":
         return timed(setting, _diffusers_example_step(setting, images.to(setting.device)))
     config = TrainConfig(
@@ -194,7 +211,9 @@ def _diffusers_example_step(setting: Setting, images: Tensor) -> Callable[[], fl
     """One step of diffusers' ``train_unconditional.py`` at its defaults (AdamW with betas
     (0.95, 0.999), weight decay 1e-6, ε 1e-8; cosine schedule with 500 warm-up steps; EMA with
     warm-up, inverse γ 1 and power ¾; ε-prediction; clipping at 1), with bf16 autocast in place
-    of ``accelerate``'s mixed precision."""
+    of ``accelerate``'s mixed precision. The ``loss.item()`` the example logs every step (a wait
+    for the device) is part of its step; its ``EMAModel`` updates parameter by parameter (its
+    default, ``foreach=False``)."""
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
@@ -266,10 +285,14 @@ class Result:
 
 def compare(comparison: str, setting: Setting, repeats: int) -> Result:
     """Run ``comparison`` ``repeats`` times on each side, alternating, and take the medians."""
+    if comparison not in COMPARISONS:
+        raise UserError(f"unknown comparison {comparison!r}; valid: {', '.join(COMPARISONS)}")
+    if repeats < 1:
+        raise UserError(f"repeats must be at least 1, got {repeats}")
     rates: dict[str, list[float]] = {"ours": [], "diffusers": []}
     for _ in range(repeats):
         for side in rates:
-            rates[side].append(COMPARISONS[comparison](setting, side))
+            rates[side].append(COMPARISONS[comparison](setting.side(side), side))
     return Result(comparison, setting, repeats, statistics.median(rates["ours"]), statistics.median(rates["diffusers"]))
 
 
@@ -309,40 +332,56 @@ def append_rows(results: list[Result], path: Path = CSV, at_commit: str | None =
             writer.writerow([
                 when, machine(), device_name(s.device), at_commit, s.network, s.batch, s.precision, s.compile,
                 r.comparison, r.repeats, f"{r.ours:.2f}", f"{r.diffusers:.2f}", f"{r.ratio:.3f}",
+                s.side("diffusers").precision,
             ])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Measure, print and append (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineArgumentParser(prog="benchmarks.vs_diffusers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", default="quick", choices=["quick", "ddpm-cifar"])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
     parser.add_argument("--warm", type=int, default=2, help="untimed steps first")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="ours, and diffusers' by default")
+    parser.add_argument("--their-precision", default=None, choices=["fp32", "bf16"], help="diffusers' side")
     parser.add_argument("--compile", action="store_true", help="torch.compile our network")
     parser.add_argument("--comparisons", default=",".join(COMPARISONS), help="comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--csv", type=Path, default=CSV)
     parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    shape = (1, 28, 28) if args.network == "quick" else (3, 32, 32)
-    setting = Setting(args.network, shape, args.batch, args.steps, args.warm, args.precision == "bf16",
-                      args.compile, torch.device(args.device))
-    print(f"{machine()}, {device_name(setting.device)}; torch {torch.__version__}; commit {commit()}")
-    results = []
-    for comparison in args.comparisons.split(","):
-        result = compare(comparison, setting, args.repeats)
-        results.append(result)
-        print(f"{comparison:<10} {setting.network} batch {setting.batch} {setting.precision}"
-              f"{' compiled' if setting.compile else ''}: ours {result.ours:8.1f} images/s, "
-              f"diffusers {result.diffusers:8.1f} images/s, ratio {result.ratio:.3f} (median of {args.repeats})")
-    append_rows(results, args.csv, args.commit)
-    print(f"appended to {args.csv}")
+    args = parser.parse_args(argv)
+    with command_errors("benchmarks.vs_diffusers"):
+        if not installed():
+            raise UserError("diffusers is not installed: pip install -e '.[bench]'")
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("no CUDA device is visible; use --device cpu")
+        comparisons = args.comparisons.split(",")
+        unknown = [name for name in comparisons if name not in COMPARISONS]
+        if unknown:
+            raise UserError(f"unknown comparison {unknown[0]!r}; valid: {', '.join(COMPARISONS)}")
+        if args.repeats < 1:
+            raise UserError(f"--repeats must be at least 1, got {args.repeats}")
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        shape = (1, 28, 28) if args.network == "quick" else (3, 32, 32)
+        theirs = None if args.their_precision is None else args.their_precision == "bf16"
+        setting = Setting(args.network, shape, args.batch, args.steps, args.warm, args.precision == "bf16",
+                          args.compile, torch.device(args.device), theirs)
+        at_commit = args.commit or commit()
+        print(f"{machine()}, {device_name(setting.device)}; torch {torch.__version__}; commit {at_commit}")
+        results = []
+        for comparison in comparisons:
+            result = compare(comparison, setting, args.repeats)
+            results.append(result)
+            print(f"{comparison:<10} {setting.network} batch {setting.batch}: ours {setting.precision}"
+                  f"{' compiled' if setting.compile else ''} {result.ours:8.1f} images/s, diffusers "
+                  f"{setting.side('diffusers').precision} {result.diffusers:8.1f} images/s, ratio {result.ratio:.3f} "
+                  f"(median of {args.repeats})")
+        append_rows(results, args.csv, at_commit)
+        print(f"appended to {args.csv}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ permission), 1 for an unexpected internal error (one line naming the command; ``
 shows the traceback), 130 for an interrupt (Ctrl-C, or ``SIGTERM``, which is turned into one so that
 every ``finally`` runs and no temporary file is left behind). Command-line usage errors (an
 unknown option, a value that is not a number) are one line too, through ``OneLineGroup`` and
-``OneLineCommand``.
+``OneLineCommand`` (typer) and ``OneLineArgumentParser`` (argparse).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -112,3 +113,11 @@ class OneLineGroup(_OneLineUsageErrors, TyperGroup):
 
 class OneLineCommand(_OneLineUsageErrors, TyperCommand):
     """A typer command with one-line usage errors (``app.command(cls=...)``)."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose usage errors are one line, ``error: <message>; see <prog> --help``,
+    and exit 2."""
+
+    def error(self, message: str) -> Any:
+        _exit(f"{one_line(message)}; see {self.prog} --help", USER_ERROR_EXIT_CODE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from scipy import stats
@@ -9,6 +11,7 @@ from scipy import stats
 from spdbench.sampling import PerImageNoise, splitmix64
 
 MASK = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
 DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
 
@@ -17,6 +20,26 @@ def reference_splitmix64(z: int) -> int:
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & MASK
     z = (z ^ (z >> 27)) * 0x94D049BB133111EB & MASK
     return z ^ (z >> 31)
+
+
+def reference_pixel(seed: int, draw: int, pixel: int) -> float:
+    """Pixel ``pixel`` of draw ``draw`` of the image seeded ``seed``, as ``PerImageNoise``'s
+    docstring defines it, on Python's integers and floats."""
+    key = reference_splitmix64((reference_splitmix64(seed * GOLDEN & MASK) + draw * GOLDEN) & MASK)
+    bits = reference_splitmix64((key + (pixel + 1) * GOLDEN) & MASK)
+    u1, u2 = ((bits >> 32) + 1) / 2**32, ((bits & 0xFFFFFFFF) + 1) / 2**32
+    return math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=str)
+def test_the_noise_is_the_documented_function_of_seed_draw_and_pixel(device: torch.device) -> None:
+    """Pinned: a change to the generator would silently change every sample set."""
+    noise = PerImageNoise([0, 1, 123_000_007], (2, 3, 3), device)
+    for draw in range(3):
+        drawn = noise.draw().flatten(1).cpu()
+        for i, seed in enumerate([0, 1, 123_000_007]):
+            expected = torch.tensor([reference_pixel(seed, draw, j) for j in range(18)], dtype=torch.float64)
+            torch.testing.assert_close(drawn[i], expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=str)
@@ -43,5 +66,12 @@ def test_the_draws_are_independent_standard_normals() -> None:
     values = torch.cat([first.flatten(), second.flatten()]).numpy()
     assert stats.kstest(values, "norm").pvalue > 1e-3
     assert abs(values.mean()) < 0.01 and abs(values.var() - 1) < 0.01
-    pairs = [(first, second), (first[:32], first[32:]), (first[:, 0], first[:, 1])]
-    assert all(abs(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) < 0.01 for a, b in pairs)
+    flat = first.flatten(1)
+    pairs = {
+        "draw k and k + 1": (first, second),
+        "neighbouring seeds": (first[:-1], first[1:]),
+        "neighbouring pixels": (flat[:, :-1], flat[:, 1:]),
+        "channels": (first[:, 0], first[:, 1]),
+    }
+    for what, (a, b) in pairs.items():
+        assert abs(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) < 0.01, what

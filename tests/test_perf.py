@@ -18,8 +18,10 @@ CPU = torch.device("cpu")
 
 
 def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
-    """Every process trains in every mode and samples; ours meets diffusers' example in each
-    pairing; two gloo ranks end with identical weights; the page is generated from the record."""
+    """Every process trains in every mode and samples; ours is timed against diffusers' example
+    in each pairing; two gloo ranks end with identical weights, those of one process trained at
+    the same global batch up to rounding; the page is generated from the record."""
+    pytest.importorskip("diffusers")
     gpu_check.main(["--device", "cpu", "--out", str(tmp_path), "--commit", "abc1234"])
     record = json.loads((tmp_path / "gpu-cpu.json").read_text())
     assert record["failed"] == [] and record["skipped"] == []
@@ -28,14 +30,35 @@ def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
     assert all(r["images_per_s"] > 0 and 0 < r["mfu"] for r in record["training"])
     assert [s["process"] for s in record["sampling"]] == list(PROCESSES)
     assert all(s["nfe"] == gpu_check.TOY.nfe and 0 <= s["outside_share"] < 1 for s in record["sampling"])
-    assert [(c["ours"], c["theirs"]) for c in record["comparisons"]] == [
-        (ours.name, theirs.name) for ours, theirs in gpu_check.TOY.comparisons
+    assert [(c["ours"], c["theirs"], c["repeats"]) for c in record["comparisons"]] == [
+        (ours.name, theirs.name, gpu_check.TOY.compare_repeats) for ours, theirs in gpu_check.TOY.comparisons
     ]
+    assert all(c["ours_images_per_s"] > 0 and c["theirs_images_per_s"] > 0 for c in record["comparisons"])
     assert record["distributed"] == {**record["distributed"], "ok": True, "ranks": 2, "backend": "gloo",
                                      "identical": True}
+    assert 0 < record["distributed"]["single_process_distance"] < 1e-5
     page = (tmp_path / "gpu-cpu.md").read_text()
     assert page == gpu_check.page(record) and "commit `abc1234`" in page
     assert "the weights of every rank identical" in page
+
+
+@pytest.mark.parametrize(
+    "main, argv, message",
+    [
+        (gpu_check.main, ["--device", "tpu"], "argument --device: invalid choice"),
+        (gpu_check.main, ["--limit-s", "soon"], "argument --limit-s: invalid float value"),
+        (vs_diffusers.main, ["--steps", "0"], "steps must be at least 1, got 0"),
+        (vs_diffusers.main, ["--comparisons", "network,speed"], "unknown comparison 'speed'"),
+        (vs_diffusers.main, ["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    ],
+)
+def test_bad_input_to_the_performance_checks_is_one_line_and_exit_2(
+    main, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
 def test_a_gpu_check_without_a_gpu_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,21 +71,38 @@ def test_a_gpu_check_without_a_gpu_is_refused(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize("size, shape", [("quick", (1, 28)), ("ddpm-cifar", (3, 32))])
 def test_diffusers_builds_the_identical_network(size: str, shape: tuple[int, int]) -> None:
+    pytest.importorskip("diffusers")
     config = network_config(size, *shape)
     theirs = vs_diffusers.diffusers_unet(config)
     assert sum(p.numel() for p in theirs.parameters()) == sum(p.numel() for p in UNet(config).parameters())
 
 
-def test_the_comparison_alternates_and_appends_one_row_per_measurement(tmp_path: Path) -> None:
-    setting = vs_diffusers.Setting("smoke", (1, 28, 28), 4, 1, 1, False, False, CPU)
-    results = [vs_diffusers.compare(name, setting, repeats=2) for name in vs_diffusers.COMPARISONS]
-    assert all(r.ours > 0 and r.diffusers > 0 and r.ratio == r.ours / r.diffusers for r in results)
+def test_the_comparison_alternates_and_appends_one_row_per_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each side runs ``repeats`` times, alternately, in its own precision (diffusers' never
+    compiled); the medians are compared; each comparison is one CSV row."""
+    pytest.importorskip("diffusers")
+    setting = vs_diffusers.Setting("smoke", (1, 28, 28), 4, 1, 1, True, False, CPU, their_bf16=False)
+    calls: list[tuple[str, bool, bool]] = []
+    measure = vs_diffusers.COMPARISONS["inference"]
+
+    def recorded(s: vs_diffusers.Setting, side: str) -> float:
+        calls.append((side, s.bf16, s.compile))
+        return measure(s, side)
+
+    monkeypatch.setitem(vs_diffusers.COMPARISONS, "inference", recorded)
+    result = vs_diffusers.compare("inference", setting, repeats=3)
+    assert calls == [("ours", True, False), ("diffusers", False, False)] * 3
+    assert result.ours > 0 and result.diffusers > 0
+    results = [vs_diffusers.compare(name, setting, repeats=1) for name in vs_diffusers.COMPARISONS]
     path = tmp_path / "perf" / "vs_diffusers.csv"
     vs_diffusers.append_rows(results[:1], path)
     vs_diffusers.append_rows(results[1:], path)
     rows = list(csv.DictReader(path.open()))
     assert [row["comparison"] for row in rows] == list(vs_diffusers.COMPARISONS)
-    assert all(row["network"] == "smoke" and row["precision"] == "fp32" and row["repeats"] == "2" for row in rows)
+    assert all(row["network"] == "smoke" and row["repeats"] == "1" for row in rows)
+    assert all(row["precision"] == "bf16" and row["diffusers_precision"] == "fp32" for row in rows)
 
 
 def test_the_readme_quotes_the_committed_gpu_check() -> None:
