@@ -164,7 +164,8 @@ def train(
             device_ids = [device.index] if device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
         ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # fused: one kernel for every parameter (4 % of a `quick` step saved on the CPU, benchmarks/README.md)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
         noise_generator = torch.Generator(device).manual_seed(_seed(config.seed, "noise"))
         batches = _Batches(images.to(device), config.batch, torch.Generator().manual_seed(_seed(config.seed, "data")))
         state = _State(net, ema, optimizer, noise_generator, batches)
