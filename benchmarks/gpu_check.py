@@ -16,15 +16,17 @@ commit, after every measurement (an interrupted check keeps what it measured):
    included, on their own), peak memory, and the model FLOPs utilisation, images/s × the
    FLOPs of one training image (:func:`benchmarks.flops.network_flops`, counted once on the
    meta device) over the measured bf16 product rate;
-3. our trainer against diffusers' unconditional training example
-   (:mod:`benchmarks.vs_diffusers`, when diffusers is installed): ours in bf16 + compile
-   against the example in bf16 autocast (target: ours ≥ 1.3×), then both in bf16 and both in
-   fp32 without compilation;
-4. sampling ``samples`` images at ``nfe`` network calls with each process's sampler of the
+3. sampling ``samples`` images at ``nfe`` network calls with each process's sampler of the
    ``short`` budget, from the network trained in 2 in bf16: images per second and the share of
    the wall time spent outside the network calls (noise, transforms, solver; target ≤ 10 %);
-5. ``torchrun`` over every visible GPU with NCCL (on the CPU: 2 processes with gloo), DDPM
-   trained for ``rank_steps``: every rank ends with identical weights.
+4. ``torchrun`` over every visible GPU with NCCL (on the CPU: 2 processes with gloo), DDPM
+   trained for ``rank_steps`` without dropout: every rank ends with identical weights, within
+   rounding of one process trained at the same global batch;
+5. our trainer against diffusers' unconditional training example
+   (:mod:`benchmarks.vs_diffusers`, when diffusers is installed), the medians of alternating
+   repetitions: ours in bf16 + compile against the example in bf16 autocast (target: ours ≥
+   1.3×) and against the example in its faster fp32, then both in bf16 and both in fp32
+   without compilation.
 
 Every size is the toy's (``TOY``) on the CPU: the ``smoke`` budget's network at 1×28×28 and a
 few steps of everything. A measurement that would start after ``--limit-s`` seconds is
@@ -64,7 +66,7 @@ from spdbench.errors import OneLineArgumentParser, UserError, command_errors, on
 from spdbench.files import check_output_directory, write_atomically
 from spdbench.runs import Run, RunRequest, resolve_run
 from spdbench.sampling import generate, network_denoiser
-from spdbench.train import train
+from spdbench.train import TrainState, train
 
 OUT = Path("results/perf")
 
@@ -98,6 +100,7 @@ class Sizes:
         compare_warm: untimed steps before them.
         compare_repeats: repetitions of each side, alternating (the medians are compared).
         rank_steps: steps of the distributed run.
+        profile_steps: steps profiled, after ``warm`` unprofiled ones.
         matmul: n of the n×n×n products that measure the device's rates.
         modes: the modes every process trains in.
         comparisons: (ours, the example's) modes of each comparison with diffusers.
@@ -115,6 +118,7 @@ class Sizes:
     compare_warm: int
     compare_repeats: int
     rank_steps: int
+    profile_steps: int
     matmul: int
     modes: tuple[Mode, ...]
     comparisons: tuple[tuple[Mode, Mode], ...]
@@ -123,13 +127,14 @@ class Sizes:
 
 FULL = Sizes(
     dataset="cifar10", budget="short", train_steps=200, warm=20, samples=2000, nfe=50, sample_batch=1000,
-    compare_steps=30, compare_warm=5, compare_repeats=3, rank_steps=50, matmul=8192, modes=(FP32, BF16_COMPILED),
+    compare_steps=25, compare_warm=5, compare_repeats=3, rank_steps=50, profile_steps=10, matmul=8192,
+    modes=(FP32, BF16_COMPILED),
     # ours at its best against the example at its own best (fp32 at batch 128), then like for like
     comparisons=((BF16_COMPILED, BF16), (BF16_COMPILED, FP32), (BF16, BF16), (FP32, FP32)),
 )
 TOY = Sizes(  # no compilation: on the CPU it takes minutes, and Triton's GPU path is another
     dataset="fmnist", budget="smoke", train_steps=4, warm=1, samples=6, nfe=2, sample_batch=4, compare_steps=2,
-    compare_warm=1, compare_repeats=2, rank_steps=2, matmul=256, modes=(FP32, BF16),
+    compare_warm=1, compare_repeats=2, rank_steps=2, profile_steps=2, matmul=256, modes=(FP32, BF16),
     comparisons=((BF16, FP32), (FP32, FP32)), batch=4,
 )
 PEAK_MEMORY = {  # what a record's peak memory means (records before this key: absolute)
@@ -178,6 +183,48 @@ def training(run: Run, mode: Mode, sizes: Sizes, images: Tensor, device: torch.d
         timed = timed_training(run.process, net, images, config, device, sizes.warm)
     net.zero_grad(set_to_none=True)
     return {"images_per_s": timed.images_per_s, "warm_s": timed.warm_s, "peak_gib": peak["gib"], "net": net.cpu()}
+
+
+def step_profile(run: Run, sizes: Sizes, images: Tensor, device: torch.device) -> dict[str, Any]:
+    """Where a training step's time goes, in the last of the sizes' modes: ``profile_steps``
+    steps after ``warm`` ones, under ``torch.profiler``: the wall milliseconds per step, the
+    milliseconds of device kernels per step (on CUDA; the rest of the wall time is the host's:
+    Python, launches, waits) and the five kernels (on the CPU: operators) that take the most.
+    The profiler's own work on the host lengthens the wall time a little."""
+    mode = sizes.modes[-1]
+    total = sizes.warm + sizes.profile_steps + 1
+    config = dataclasses.replace(run.train, train_steps=total, bf16=mode.bf16, compile=mode.compile)
+    cuda = device.type == "cuda"
+    profiler = torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    )
+    marks: dict[int, float] = {}
+
+    def mark(state: TrainState) -> None:
+        if not state.starting and state.step in (sizes.warm, sizes.warm + sizes.profile_steps):
+            synchronize(device)
+            marks[state.step] = time.perf_counter()
+            if state.step == sizes.warm:
+                profiler.start()
+            else:
+                profiler.stop()
+
+    torch.manual_seed(0)
+    net = UNet(network_config(run.network, *run.process.image_shape[:2]))
+    with tempfile.TemporaryDirectory() as run_dir:
+        train(run.process, net, images, config, Path(run_dir), mark, device=device, quiet=True)
+    events = profiler.key_averages()
+    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+    per_step = 1e-3 / sizes.profile_steps  # microseconds in all → milliseconds a step
+    top = sorted(events, key=own, reverse=True)[:5]
+    return {
+        "process": run.process.name,
+        "mode": mode.name,
+        "steps": sizes.profile_steps,
+        "wall_ms": 1e3 * (marks[sizes.warm + sizes.profile_steps] - marks[sizes.warm]) / sizes.profile_steps,
+        "device_ms": sum(own(e) for e in events) * per_step if cuda else None,
+        "top": [[e.key[:80], own(e) * per_step] for e in top],
+    }
 
 
 def sampling(run: Run, net: UNet, sizes: Sizes, images: Tensor, device: torch.device) -> dict[str, Any]:
@@ -363,11 +410,14 @@ def check(device: torch.device, out: Path, limit_s: float, at_commit: str) -> tu
                 nets[name] = measured.pop("net")
                 utilisation = measured["images_per_s"] * training_flops / record["environment"]["bf16_flops"]
                 record["training"].append({"process": name, "mode": mode.name, **measured, "mfu": utilisation})
+    record["profile"] = attempt("the profile of a step", lambda: step_profile(first, sizes, images, device))
     for name, run in runs.items():
         if name in nets:
             found = attempt(f"sampling {name}", lambda: sampling(run, nets[name], sizes, images, device))
             if found is not None:
                 record["sampling"].append({"process": name, **found})
+    left = lambda: max(60.0, limit_s + 60 - (time.perf_counter() - started))  # noqa: E731
+    record["distributed"] = attempt("the distributed run", lambda: distributed(sizes, device, left()))
     if vs_diffusers.installed():
         for ours, theirs in sizes.comparisons:
             what = f"ours in {ours.name} against diffusers' example in {theirs.name}"
@@ -376,8 +426,6 @@ def check(device: torch.device, out: Path, limit_s: float, at_commit: str) -> tu
                 record["comparisons"].append(found)
     else:
         record["skipped"].append("the comparison with diffusers: not installed (pip install -e '.[bench]')")
-    left = lambda: max(60.0, limit_s + 60 - (time.perf_counter() - started))  # noqa: E731
-    record["distributed"] = attempt("the distributed run", lambda: distributed(sizes, device, left()))
     record["seconds"] = time.perf_counter() - started
     save()
     return path, record
@@ -438,6 +486,7 @@ def page(record: dict[str, Any]) -> str:
             for c in record["comparisons"]
         ),
         "",
+        *profile_lines(record.get("profile")),
         f"## Sampling (target ≤ {100 * TARGET_OUTSIDE:.0f} % of the time outside the network)",
         "",
         "| process | sampler | NFE | images/s | outside the network |",
@@ -460,6 +509,26 @@ def page(record: dict[str, Any]) -> str:
     if "seconds" in record:
         lines += [f"The check took {record['seconds']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def profile_lines(found: dict[str, Any] | None) -> list[str]:
+    """The page's section on where a step's time goes (none for records made before it)."""
+    if found is None:
+        return []
+    kernels = "kernels" if found["device_ms"] is not None else "operators (self CPU time)"
+    device = "" if found["device_ms"] is None else (
+        f", of which the device's kernels take {found['device_ms']:.1f} ms: the rest is the host's")
+    return [
+        "## Where a training step's time goes",
+        "",
+        f"{found['process']} in {found['mode']}, {found['steps']} steps under `torch.profiler`: "
+        f"{found['wall_ms']:.1f} ms a step{device}. The five {kernels} that take the most:",
+        "",
+        f"| {kernels.split()[0][:-1]} | ms a step |",
+        "|---|--:|",
+        *(f"| `{name}` | {ms:.2f} |" for name, ms in found["top"]),
+        "",
+    ]
 
 
 def summary_table(record: dict[str, Any]) -> str:

@@ -18,9 +18,10 @@ CPU = torch.device("cpu")
 
 
 def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
-    """Every process trains in every mode and samples; ours is timed against diffusers' example
-    in each pairing; two gloo ranks end with identical weights, those of one process trained at
-    the same global batch up to rounding; the page is generated from the record."""
+    """Every process trains in every mode and samples; a step is profiled; ours is timed against
+    diffusers' example in each pairing; two gloo ranks end with identical weights, those of one
+    process trained at the same global batch up to rounding; the page is generated from the
+    record."""
     pytest.importorskip("diffusers")
     gpu_check.main(["--device", "cpu", "--out", str(tmp_path), "--commit", "abc1234"])
     record = json.loads((tmp_path / "gpu-cpu.json").read_text())
@@ -37,6 +38,10 @@ def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
     assert record["distributed"] == {**record["distributed"], "ok": True, "ranks": 2, "backend": "gloo",
                                      "identical": True}
     assert 0 < record["distributed"]["single_process_distance"] < 1e-5
+    profile = record["profile"]
+    assert profile["process"] == "ddpm" and profile["steps"] == gpu_check.TOY.profile_steps
+    assert profile["wall_ms"] > 0 and profile["device_ms"] is None and len(profile["top"]) == 5
+    assert all(ms > 0 for _, ms in profile["top"])
     page = (tmp_path / "gpu-cpu.md").read_text()
     assert page == gpu_check.page(record) and "commit `abc1234`" in page
     assert "the weights of every rank identical" in page
