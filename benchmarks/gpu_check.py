@@ -16,6 +16,8 @@ commit, after every measurement (an interrupted check keeps what it measured):
    included, on their own), peak memory, and the model FLOPs utilisation, images/s × the
    FLOPs of one training image (:func:`benchmarks.flops.network_flops`, counted once on the
    meta device) over the measured bf16 product rate;
+   then one DDPM run in the last mode profiled over ``profile_steps`` steps: where a step's
+   time goes (:func:`step_profile`);
 3. sampling ``samples`` images at ``nfe`` network calls with each process's sampler of the
    ``short`` budget, from the network trained in 2 in bf16: images per second and the share of
    the wall time spent outside the network calls (noise, transforms, solver; target ≤ 10 %);
@@ -607,8 +609,9 @@ def main(argv: list[str] | None = None) -> None:
         path, record = check(torch.device(args.device), args.out, args.limit_s, args.commit or commit())
         print(path.read_text())
         print(f"wrote {path} and {path.with_suffix('.json')}")
-        if record["failed"]:
-            raise UserError(f"{len(record['failed'])} measurement(s) failed; see {path}")
+        if record["failed"]:  # the check itself went wrong: an internal error, exit 1
+            print(f"error: {len(record['failed'])} measurement(s) failed; see {path}", file=sys.stderr)
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

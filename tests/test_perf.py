@@ -127,3 +127,25 @@ def test_the_readme_quotes_the_committed_gpu_check() -> None:
     assert f"DDPM trained at {ddpm['images_per_s']:,.0f} images/s ({training:.0f} TFLOP/s" in readme
     rate = f"{sampled['images_per_s']:.0f} images/s at {sampled['nfe']} NFE"
     assert f"sampled at {rate} ({sampling:.0f} TFLOP/s)" in readme
+
+
+def test_a_failed_measurement_is_recorded_and_the_check_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A measurement that raises is written into the record and the page with its error, the
+    others still run, and the command ends with one line and exit 1."""
+
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise RuntimeError("boom")
+
+    for name in ("training", "step_profile", "distributed"):
+        monkeypatch.setattr(gpu_check, name, broken)
+    monkeypatch.setattr(vs_diffusers, "installed", lambda: False)
+    with pytest.raises(SystemExit) as stopped:
+        gpu_check.main(["--device", "cpu", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "gpu-cpu.json").read_text())
+    modes = len(gpu_check.TOY.modes)
+    assert len(record["failed"]) == len(PROCESSES) * modes + 2
+    assert all(line.endswith("RuntimeError: boom") for line in record["failed"])
+    assert "## Failed" in (tmp_path / "gpu-cpu.md").read_text()
+    assert stopped.value.code == 1 and capsys.readouterr().err.startswith("error: ")
