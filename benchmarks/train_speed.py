@@ -33,6 +33,7 @@ from benchmarks.timing import Training, synchronize, timed_training
 from corruptions.spectrum import PAPER_SPECTRUM
 from models import UNet, network_config
 from spdbench.budgets import TrainConfig
+from spdbench.data import image_shape
 
 
 def corruption_seconds(process: corruptions.Process, x0: torch.Tensor, repeats: int) -> float:
@@ -116,7 +117,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    shape = (3, 32, 32) if args.network == "ddpm-cifar" else (1, 28, 28)
+    shape = image_shape("cifar10" if args.network == "ddpm-cifar" else "fmnist")
     print(f"{_load()}; torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     shown = "×".join(map(str, shape))
     print(f"network {args.network!r} at {shown}, batch {args.batch}, {args.steps} steps per variant")

@@ -45,6 +45,7 @@ import corruptions
 from benchmarks.timing import calls_per_second, random_images, timed_training
 from models import UNet, UNetConfig, network_config
 from spdbench.budgets import TrainConfig
+from spdbench.data import image_shape
 from spdbench.errors import OneLineArgumentParser, UserError, command_errors
 
 CSV = Path("results/perf/vs_diffusers.csv")
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--repeats must be at least 1, got {args.repeats}")
         if args.threads is not None:
             torch.set_num_threads(args.threads)
-        shape = (1, 28, 28) if args.network == "quick" else (3, 32, 32)
+        shape = image_shape("cifar10" if args.network == "ddpm-cifar" else "fmnist")
         theirs = None if args.their_precision is None else args.their_precision == "bf16"
         setting = Setting(args.network, shape, args.batch, args.steps, args.warm, args.precision == "bf16",
                           args.compile, torch.device(args.device), theirs)
