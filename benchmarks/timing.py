@@ -3,6 +3,7 @@ work, timing a call, timing the trainer's steps."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -67,7 +68,7 @@ def timed_training(
     last = config.train_steps - 1
     if not 0 < warm < last:
         raise ValueError(f"warm must lie in [1, {last - 1}] for {config.train_steps} steps, got {warm}")
-    config = TrainConfig(**{**config.__dict__, "checkpoint_every": config.train_steps, "log_every": config.train_steps})
+    config = dataclasses.replace(config, checkpoint_every=config.train_steps, log_every=config.train_steps)
     marks: dict[int, float] = {}
 
     def mark(state: TrainState) -> None:
