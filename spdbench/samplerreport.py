@@ -46,7 +46,7 @@ from spdbench.files import write_text_atomically
 from spdbench.grids import GRIDS, Grids
 from spdbench.pathreport import panel_grid, save_figure
 from spdbench.sampling import MAX_HISTORY
-from spdbench.solvers import SOLVERS, Solver, schedule, solvers_for
+from spdbench.solvers import SOLVERS, Schedule, Solver, schedule, solvers_for
 from spdbench.spectra import process_spectrum, resolve_size, resolve_spectrum
 from spdbench.tables import csv_text, frame, markdown_text
 
@@ -93,41 +93,67 @@ def prior_variance(process: Process, spectrum: Tensor) -> Tensor:
     return (from_noise.square() + from_reference.square() * spectrum)[0]
 
 
-def output_variance(
-    process: Process, solver: Solver, grid: Tensor, spectrum: Tensor, errors: tuple[float, ...] = (0.0,)
-) -> Tensor:
-    """The exact per-frequency variance of the samples of ``solver`` on ``grid`` with the oracle
-    denoiser, for each variance ``σ²`` in ``errors`` of a white error in the network output
+@dataclass(frozen=True)
+class OracleGrid:
+    """A time grid with what the exact measure needs on it, shared by every solver: the data's
+    spectrum ``D`` in the process's basis, the process's coefficients (``Schedule``), the oracle's
+    gains at its times and the prior's variance."""
+
+    process: Process
+    spectrum: Tensor
+    grid: Tensor
+    times: Schedule
+    gain: Gains
+    prior: Tensor
+
+
+def oracle_grid(process: Process, grid: Tensor, spectrum: Tensor) -> OracleGrid:
+    """``grid`` prepared for ``output_variance`` under the data spectrum ``spectrum`` (``D`` in the
+    process's basis)."""
+    oracle = OracleDenoiser(process, spectrum)
+    prior = prior_variance(process, spectrum)
+    return OracleGrid(process, spectrum, grid, schedule(process, grid), gains(process, oracle, grid[:-1]), prior)
+
+
+def output_variance(on: OracleGrid, solver: Solver, errors: tuple[float, ...] = (0.0,)) -> Tensor:
+    """The exact per-frequency variance of the samples of ``solver`` on the grid ``on`` with the
+    oracle denoiser, for each variance ``σ²`` in ``errors`` of a white error in the network output
     (``len(errors) × C × H × W``).
 
-    Per frequency the state is ``u`` and the two earlier steps' ``x̂_0`` (``p``, ``p'``: a solver
-    uses at most ``MAX_HISTORY = 2``). With ``x̂_0 = g u + q e`` a step is
-    ``u' = m u + h₁ p + h₂ p' + c q e + c_z z`` (``m = c_x + c_0 g``), ``p ← g u + q e``, ``p' ← p``,
-    and the six entries of the state's covariance follow from it."""
-    assert MAX_HISTORY == 2
+    Per frequency the state is ``y = (u, p_1, …, p_K)``: ``u`` and the ``K = MAX_HISTORY``
+    earlier steps' ``x̂_0``. With ``x̂_0 = g u + q e`` a step is
+    ``u' = Σ_l r_l y_l + c_0 q e + c_z z`` with ``r = (c_x + c_0 g, h_1, …, h_K)``,
+    ``p_1' = g u + q e`` and ``p_k' = p_{k−1}``; so with ``w_k = Σ_l r_l Σ_{kl}`` the covariance
+    becomes ``Σ'_{uu} = Σ_k r_k w_k + c_0² q² σ² + c_z²``, ``Σ'_{u p_1} = g w_0 + c_0 q² σ²``,
+    ``Σ'_{u p_k} = w_{k−1}``, ``Σ'_{p_1 p_1} = g² Σ_{uu} + q² σ²``, ``Σ'_{p_1 p_k} = g Σ_{u p_{k−1}}`` and
+    ``Σ'_{p_k p_l} = Σ_{p_{k−1} p_{l−1}}`` (``k, l ≥ 2``)."""
+    size = MAX_HISTORY + 1
     settings = solver.settings_for()
-    gain = gains(process, OracleDenoiser(process, spectrum), grid[:-1])
-    times = schedule(process, grid)
     sigma2 = torch.tensor(errors, dtype=torch.float64).reshape(-1, 1, 1, 1)
-    zero = torch.zeros(len(errors), *process.image_shape, dtype=torch.float64)
-    uu, u1, u2, p11, p12, p22 = prior_variance(process, spectrum) + zero, zero, zero, zero, zero, zero
-    for i in range(len(grid) - 1):
-        g, q = gain.x0[i], gain.net[i]
-        step = solver.step(process, times, i, settings)
-        a, c, s = (0.0 if k is None else k[0] for k in (step.x, step.x0, step.noise))
-        h1, h2 = (*(k[0] for k in step.history), 0.0, 0.0)[:2]
-        m = a + c * g
+    zero = torch.zeros(len(errors), *on.process.image_shape, dtype=torch.float64)
+    cov = [[zero] * size for _ in range(size)]  # cov[k][l]: the covariance of y_k and y_l
+    cov[0][0] = on.prior + zero
+    for i in range(len(on.grid) - 1):
+        g, q = on.gain.x0[i], on.gain.net[i]
+        step = solver.step(on.process, on.times, i, settings)
+        c_x, c_0, c_z = (0.0 if k is None else k[0] for k in (step.x, step.x0, step.noise))
+        row = [c_x + c_0 * g, *(h[0] for h in step.history)]
         error = q.square() * sigma2
-        uu, u1, u2, p11, p12, p22 = (
-            m * m * uu + h1 * h1 * p11 + h2 * h2 * p22 + 2 * m * h1 * u1 + 2 * m * h2 * u2 + 2 * h1 * h2 * p12
-            + c * c * error + s * s,
-            g * (m * uu + h1 * u1 + h2 * u2) + c * error,
-            m * u1 + h1 * p11 + h2 * p12,
-            g * g * uu + error,
-            g * u1,
-            p11,
-        )
-    return uu
+        w = [sum(r * cov[k][l] for l, r in enumerate(row)) for k in range(size)]
+        first = [sum(r * w[l] for l, r in enumerate(row)) + c_0 * c_0 * error + c_z * c_z, g * w[0] + c_0 * error]
+        second = [g * g * cov[0][0] + error, *(g * cov[0][k] for k in range(1, size - 1))]
+        new = [[zero] * size for _ in range(size)]
+        for k in range(size):
+            for l in range(k, size):
+                if k == 0:
+                    value = first[l] if l < 2 else w[l - 1]
+                elif k == 1:
+                    value = second[l - 1]
+                else:
+                    value = cov[k - 1][l - 1]
+                new[k][l] = new[l][k] = value
+        cov = new
+    return cov[0][0]
 
 
 def floor_variance(process: Process, spectrum: Tensor) -> Tensor:
@@ -158,6 +184,7 @@ class Measure:
     """One process × solver × grid × NFE, measured exactly."""
 
     process: Process
+    label: str  #: the process's label (``Process.label``)
     solver: str
     grid: str
     nfe: int
@@ -171,7 +198,7 @@ class Measure:
     def record(self) -> dict[str, object]:
         return {
             "process": self.process.name,
-            "label": self.process.label(),
+            "label": self.label,
             "solver": self.solver,
             "grid": self.grid,
             "nfe": self.nfe,
@@ -184,21 +211,20 @@ class Measure:
         }
 
 
-def measure(grids: Grids, solver: str, grid_name: str, nfe: int | None) -> Measure:
-    """The exact measures of one configuration (``nfe`` ``None``: the full grid) of the process
-    of ``grids`` under its spectrum."""
-    process, spectrum = grids.process, grids.spectrum
-    assert spectrum is not None
-    grid = grids.make(grid_name, nfe)
-    clean, noisy = output_variance(process, SOLVERS[solver], grid, spectrum, errors=(0.0, 1.0))
+def measure(on: OracleGrid, solver: str, grid_name: str, full: bool) -> Measure:
+    """The exact measures of ``solver`` on the grid ``on`` (named ``grid_name``; ``full``: the
+    process's full grid)."""
+    process, spectrum = on.process, on.spectrum
+    clean, noisy = output_variance(on, SOLVERS[solver], errors=(0.0, 1.0))
     data = spectrum.expand_as(clean)
     high = high_frequencies(process)
     return Measure(
         process=process,
+        label=process.label(),
         solver=solver,
         grid=grid_name,
-        nfe=len(grid) - 1,
-        full=nfe is None,
+        nfe=len(on.grid) - 1,
+        full=full,
         w2=relative_w2(clean, spectrum),
         w2_at_error=relative_w2(clean + ERROR_STD**2 * (noisy - clean), spectrum),
         high_variance=float(clean[high].sum() / data[high].sum()),
@@ -213,29 +239,29 @@ def best_sampler(process: Process, spectrum: Tensor, solvers: list[str], grids: 
     allowing for a trained network's error. ``spectrum``: the data's ``D`` in its basis."""
     chosen = Grids(process, spectrum)
     measured, refusals = [], []
-    for solver in solvers:
-        for grid in grids:
-            try:
-                measured.append(measure(chosen, solver, grid, nfe))
-            except ConfigurationError as refusal:  # a grid with fewer levels than nfe
-                refusals.append(refusal)
+    for grid in grids:
+        try:
+            on = oracle_grid(process, chosen.make(grid, nfe), spectrum)
+        except ConfigurationError as refusal:  # a grid with fewer levels than nfe
+            refusals.append(refusal)
+            continue
+        measured += [measure(on, solver, grid, full=False) for solver in solvers]
     if not measured:
         raise refusals[0]
     best = min(measured, key=lambda row: row.w2_at_error)
     return best.solver, best.grid
 
 
-def configurations(process: Process, full: bool) -> Iterator[tuple[str, str, int | None]]:
-    """Every solver that serves ``process`` × every grid × ``NFES`` below its levels, and, when
-    ``full``, the full grid once per solver (every grid gives the same full grid)."""
+def configurations(process: Process, full: bool) -> Iterator[tuple[str, int | None]]:
+    """Every grid × ``NFES`` below the process's levels, and, when ``full``, its full grid (every
+    grid gives the same full grid)."""
     levels = len(process.time_grid()) - 1
-    for solver in solvers_for(process):
-        if full:
-            yield solver, "native", None
-        for grid in GRIDS:
-            for nfe in NFES:
-                if nfe is not None and nfe < levels:
-                    yield solver, grid, nfe
+    if full:
+        yield "native", None
+    for grid in GRIDS:
+        for nfe in NFES:
+            if nfe is not None and nfe < levels:
+                yield grid, nfe
 
 
 def process_cases(image_shape: ImageShape, spectrum: Spectrum) -> list[tuple[Process, bool]]:
@@ -268,15 +294,16 @@ SUMMARY_NFES = (10, 20, 50)
 
 
 def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
-    """Every process case × its configurations, measured exactly."""
+    """Every process case × its configurations × every solver that serves it, measured exactly."""
     rows = []
     for process, full in process_cases(image_shape, spectrum):
         grids = Grids(process, process_spectrum(spectrum, process))
-        for configuration in configurations(process, full):
+        for grid_name, nfe in configurations(process, full):
             try:
-                rows.append(measure(grids, *configuration))
+                on = oracle_grid(process, grids.make(grid_name, nfe), process_spectrum(spectrum, process))
             except ConfigurationError:  # a grid the process cannot have (heat: non-native)
                 continue
+            rows += [measure(on, solver, grid_name, nfe is None) for solver in solvers_for(process)]
     return rows
 
 
@@ -300,7 +327,7 @@ def find(
     chosen = [
         row
         for row in rows
-        if row.process.label() == label
+        if row.label == label
         and (row.full if nfe is None else row.nfe == nfe and not row.full)
         and solver in (None, row.solver)
         and grid in (None, row.grid)
@@ -312,8 +339,8 @@ def summary_rows(rows: list[Measure]) -> list[list[str]]:
     """Per process case: today's sampler at 10, 20, 50, 100 NFE and on its full grid, and the
     best solver and grid at 10, 20 and 50 NFE (relative W2²)."""
     table = []
-    for label in dict.fromkeys(row.process.label() for row in rows):
-        process = next(row.process for row in rows if row.process.label() == label)
+    for label in dict.fromkeys(row.label for row in rows):
+        process = next(row.process for row in rows if row.label == label)
         solver = todays_solver(process)
         todays = [find(rows, label, nfe, solver, "native") for nfe in (*SUMMARY_NFES, 100, None)]
         bests = [find(rows, label, nfe) for nfe in SUMMARY_NFES]
@@ -327,6 +354,37 @@ def summary_rows(rows: list[Measure]) -> list[list[str]]:
     return table
 
 
+def few_call_rows(rows: list[Measure]) -> list[list[str]]:
+    """Per process case: today's sampler at 100 NFE (on its full grid where it has at most 100
+    levels), and the best solver
+    and grid at 10 and 20 NFE with their W2² over that reference (at most 1: as good with 10×
+    or 5× fewer calls)."""
+    table = []
+    for label in dict.fromkeys(row.label for row in rows):
+        process = next(row.process for row in rows if row.label == label)
+        solver = todays_solver(process)
+        reference = find(rows, label, 100, solver, "native") or find(rows, label, None, solver)
+        if reference is None:
+            continue
+        cells = [label, f"{reference.w2:.2g}" + ("" if reference.nfe == 100 else f" ({reference.nfe} levels)")]
+        for nfe in FEW_CALLS:
+            best = find(rows, label, nfe)
+            if best is None:
+                cells += ["", ""]
+            else:
+                cells += [f"{best.w2:.2g} ({best.solver}, {best.grid})", f"{best.w2 / reference.w2:.2g}"]
+        table.append(cells)
+    return table
+
+
+FEW_CALLS = (10, 20)
+FEW_CALL_COLUMNS = (
+    "process",
+    "today at 100",
+    *(column for nfe in FEW_CALLS for column in (f"best at {nfe}", f"ratio at {nfe}")),
+)
+
+
 def w2_cell(row: Measure | None, with_error: bool = False) -> str:
     return "" if row is None else f"{row.w2_at_error if with_error else row.w2:.2g}"
 
@@ -336,8 +394,8 @@ def robust_rows(rows: list[Measure]) -> list[list[str]]:
     at 20 and 100 NFE and on its full grid, and the best solver and grid by that measure at 10,
     20 and 50 NFE."""
     table = []
-    for label in dict.fromkeys(row.process.label() for row in rows if row.full):
-        process = next(row.process for row in rows if row.process.label() == label)
+    for label in dict.fromkeys(row.label for row in rows if row.full):
+        process = next(row.process for row in rows if row.label == label)
         solver = todays_solver(process)
         todays = [find(rows, label, nfe, solver, "native") for nfe in (20, 100, None)]
         bests = [find(rows, label, nfe, with_error=True) for nfe in SUMMARY_NFES]
@@ -375,11 +433,11 @@ def amplification_rows(rows: list[Measure], nfe: int) -> list[list[str]]:
     for row in rows:
         if row.nfe != nfe or row.full or row.process.changed_options():
             continue
-        if row is not find(rows, row.process.label(), nfe, row.solver):
+        if row is not find(rows, row.label, nfe, row.solver):
             continue
         table.append(
             [
-                row.process.label(),
+                row.label,
                 row.solver,
                 row.grid,
                 f"{row.w2:.2g}",
@@ -397,12 +455,12 @@ def w2_figure(rows: list[Measure], title: str) -> Figure:
     """W2² against NFE (log-log), one panel per process measured on its full grid too (each at its
     defaults): every solver × grid thin, today's sampler black and dashed, the best at each NFE
     as a thick line."""
-    labels = list(dict.fromkeys(row.process.label() for row in rows if row.full))
+    labels = list(dict.fromkeys(row.label for row in rows if row.full))
     figure = Figure(figsize=(12, 4.5 * math.ceil(len(labels) / 2)), layout="constrained")
     panels = panel_grid(figure, len(labels))
     floor = 1e-7
     for axes, label in zip(panels, labels, strict=True):
-        own = [row for row in rows if row.process.label() == label and not row.full]
+        own = [row for row in rows if row.label == label and not row.full]
         process = own[0].process
         pairs = list(dict.fromkeys((row.solver, row.grid) for row in own))
         for i, (solver, grid) in enumerate(pairs):
@@ -471,6 +529,13 @@ def sampler_markdown(rows: list[Measure], description: str, command: str) -> str
         "and grid (samplers.csv has every row).",
         "",
         markdown_text(frame(summary_rows(rows), SUMMARY_COLUMNS), left=("process",)),
+        "",
+        "## Few calls against many",
+        "",
+        "The best solver and grid at 10 and at 20 calls against today's sampler at 100 (on its full grid "
+        "where it has at most 100 levels): the ratio of their W2², at most 1 where the few calls do as well.",
+        "",
+        markdown_text(frame(few_call_rows(rows), FEW_CALL_COLUMNS), left=("process", "best at 10", "best at 20")),
         "",
         f"## With a network error of std {ERROR_STD:g}",
         "",

@@ -18,7 +18,7 @@ from torch import Tensor
 from corruptions import Process
 from spdbench.solvers import SamplerSettings, Solver, schedule
 
-MAX_HISTORY = 2  #: earlier ``x̂_0`` a solver may use (DPM-Solver++(3M) uses two)
+MAX_HISTORY = 3  #: earlier ``x̂_0`` a solver may use (UniPC-3 uses three)
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``(x_t, t) ↦`` network output, with ``t`` the process's own (scalar) time."""

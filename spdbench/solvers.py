@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -243,6 +244,92 @@ def sde_dpm_solver_2m(process: Process, grid: Schedule, i: int, settings: Sample
     return LinearStep(x=keep, x0=a_r * phi * (1 + half), history=(-a_r * phi * half,), noise=noise)
 
 
+def uni_pc_residuals(grid: Schedule, j: int, order: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """UniPC's step ``j`` (from ``t_j`` to ``t_{j+1}``) at order ``p = min(order, j + 1)``:
+    ``a_{j+1} B(h)`` and the weights of its predictor's and corrector's residuals,
+    ``Σ_{k<p} ρ^p_k D_k`` and ``Σ_{k≤p} ρ^c_k D_k``, on the ``x̂_0`` of steps
+    ``j + 1, j, j − 1, …, j − p + 1`` (in that order).
+
+    Per frequency, ``h = λ(t_{j+1}) − λ(t_j)``, ``r_k = (λ(t_{j−k}) − λ(t_j))/h`` and
+    ``D_k = (x̂_0^{(j−k)} − x̂_0^{(j)})/r_k`` for ``k < p``, ``r_p = 1`` and
+    ``D_p = x̂_0^{(j+1)} − x̂_0^{(j)}``; ``B(h) = expm1(−h)`` (the paper's ``B_2``),
+    ``b_n = n! (−h) φ_{n+1}(−h) / B(h)`` with ``φ_{n+1}(z) = (φ_n(z) − 1/n!)/z``,
+    ``φ_1(z) = expm1(z)/z``; ``ρ^c`` solves ``Σ_k r_k^{n−1} ρ^c_k = b_n`` for ``n = 1 … p`` and
+    ``ρ^p`` the same system without ``k = p`` and ``n = p`` (``ρ^p = ½`` at ``p = 2`` and
+    ``ρ^c = ½`` at ``p = 1``, as in the reference code)."""
+    p = min(order, j + 1)
+    lam = [grid.log_snr(j - k) for k in range(p)]
+    h = grid.log_snr(j + 1) - lam[0]
+    ones = torch.ones_like(h)
+    ranks = [(lam[k] - lam[0]) / h for k in range(1, p)] + [ones]
+    b_h = torch.expm1(-h)
+    b, h_phi, factorial = [], b_h / -h - 1, 1
+    for n in range(1, p + 1):
+        b.append(h_phi * factorial / b_h)
+        factorial *= n + 1
+        h_phi = h_phi / -h - 1 / factorial
+    rho_c = [0.5 * ones] if p == 1 else solve_vandermonde(ranks, b)
+    rho_p = [] if p == 1 else [0.5 * ones] if p == 2 else solve_vandermonde(ranks[:-1], b[:-1])
+    images = [*range(2, p + 1), 0]  # the index of D_k's newer x̂_0, k = 1 … p
+
+    def on_images(rho: list[Tensor]) -> list[Tensor]:
+        weights = [torch.zeros_like(h) for _ in range(p + 1)]
+        for image, rank, weight in zip(images, ranks, rho, strict=False):
+            weights[image] = weights[image] + weight / rank
+            weights[1] = weights[1] - weight / rank
+        return weights
+
+    a_r, _ = grid.at(j + 1)
+    return a_r * b_h, on_images(rho_p), on_images(rho_c)
+
+
+def solve_vandermonde(ranks: list[Tensor], b: list[Tensor]) -> list[Tensor]:
+    """Per frequency, ``ρ`` with ``Σ_k r_k^n ρ_k = b_n`` for ``n = 0 … len(ranks) − 1``:
+    ``ρ_k = Σ_n b_n [x^n] L_k(x)``, with ``L_k(x) = Π_{j≠k} (x − r_j)/(r_k − r_j)`` the Lagrange
+    basis of the nodes ``r`` (``Σ_k r_k^n L_k(x) = x^n``)."""
+    rho = []
+    for k, node in enumerate(ranks):
+        coefficients, scale = [torch.ones_like(node)], torch.ones_like(node)  # of Π_{j≠k}(x − r_j), lowest first
+        for j, other in enumerate(ranks):
+            if j != k:
+                times_x = [torch.zeros_like(node), *coefficients]
+                coefficients = [a - other * c for a, c in zip(times_x, [*coefficients, 0.0], strict=True)]
+                scale = scale * (node - other)
+        rho.append(sum(b_n * c for b_n, c in zip(b, coefficients, strict=True)) / scale)
+    return rho
+
+
+def uni_pc(process: Process, grid: Schedule, i: int, settings: SamplerSettings, order: int) -> LinearStep:
+    """UniPC (Zhao et al. 2023) in data prediction with ``B(h) = expm1(−h)``, per frequency: the
+    multistep predictor UniP-p and the corrector UniC-p, which reuses the network call at the
+    predicted point (so it costs no call). With the weights of ``uni_pc_residuals``, step ``j``
+    is
+
+        x^p_{j+1} = (s_{j+1}/s_j) x^c_j − a_{j+1} expm1(−h) x̂_0^{(j)} − a_{j+1} B(h) Σ_{k<p} ρ^p_k D_k,
+        x^c_{j+1} = x^p_{j+1} − a_{j+1} B(h) (Σ_{k≤p} ρ^c_k D_k − Σ_{k<p} ρ^p_k D_k),
+
+    and the network sees ``x^p``. The loop keeps ``x^p``: step ``i`` applies the correction of
+    step ``i − 1`` (it needs ``x̂_0`` at ``x^p_i``) and then its own predictor, which is linear in
+    ``x^p_i`` and the ``x̂_0`` of steps ``i … i − order``. The order warms up as
+    ``min(order, j + 1)`` and stays at ``order`` to the end: lowering it over the last steps
+    (diffusers' default) lost with a perfect network at 10 calls (``spdbench samplers``: SPD's
+    W2² 2.7e-4 against 6.5e-5 on the ``signal`` grid). The last step returns ``x̂_0``."""
+    if grid.is_data(i + 1):
+        return LinearStep(x0=ONE.to(grid.times.device))
+    (_, s_t), (a_r, s_r) = grid.at(i), grid.at(i + 1)
+    keep = s_r / s_t
+    scale, predictor, _ = uni_pc_residuals(grid, i, order)
+    lags = [torch.zeros_like(keep) for _ in range(min(order, i) + 1)]  # x̂_0 of steps i, i − 1, …
+    lags[0] = -a_r * torch.expm1(-(grid.log_snr(i + 1) - grid.log_snr(i)))
+    for lag, weight in enumerate(predictor[1:]):
+        lags[lag] = lags[lag] - scale * weight
+    if i > 0:
+        scale, predictor, corrector = uni_pc_residuals(grid, i - 1, order)
+        for lag, (p, c) in enumerate(zip(predictor, corrector, strict=True)):
+            lags[lag] = lags[lag] + keep * scale * (p - c)
+    return LinearStep(x=keep, x0=lags[0], history=tuple(lags[1:]))
+
+
 def ihdm(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
     """IHDM's sampler (Rissanen et al.), strided: with ``x̂ = u_k + f(u_k, k)`` (one level
     sharper) and ``d = k − k'``, ``μ = u_k + d f = (1 − d) u_k + d x̂`` and
@@ -291,6 +378,20 @@ SOLVERS: dict[str, Solver] = {
         sde_dpm_solver_2m,
         ("clip_x0",),
         "SDE-DPM-Solver++(2M): the ancestral sampler with a second-order multistep correction",
+    ),
+    "unipc2": Solver(
+        "unipc2",
+        FrequencyDiagonalGaussian,
+        partial(uni_pc, order=2),
+        ("clip_x0",),
+        "UniPC-2: a second-order multistep predictor and its corrector, per frequency",
+    ),
+    "unipc3": Solver(
+        "unipc3",
+        FrequencyDiagonalGaussian,
+        partial(uni_pc, order=3),
+        ("clip_x0",),
+        "UniPC-3: its third-order form",
     ),
     "ihdm": Solver("ihdm", HeatDissipation, ihdm, ("eta",), "IHDM's δ-sampler, strided in the level index"),
 }

@@ -11,11 +11,11 @@ from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.oracle import OracleDenoiser, gaussian_images
 from corruptions.spd import PERTURB_KINDS
 from spdbench.grids import make_grid
-from spdbench.sampling import PerImageNoise, sample
 from spdbench.samplerreport import todays_solver
+from spdbench.sampling import PerImageNoise, sample
 from spdbench.solvers import SOLVERS, ancestral, schedule
-from tests.test_solvers import unclipped
 from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
+from tests.test_solvers import unclipped
 
 GAUSSIAN = [name for name, cls in PROCESSES.items() if issubclass(cls, FrequencyDiagonalGaussian)]
 
@@ -123,7 +123,8 @@ def test_forward_marginal_variance_is_a2_d_plus_s2(process_case) -> None:
     spectrum = IMAGE_SPECTRUM.values(process.basis, process.image_shape)
     n = 2048
     generator = torch.Generator().manual_seed(0)
-    x0 = gaussian_images(spectrum, process, torch.randn(n, *process.image_shape, generator=generator, dtype=torch.float64))
+    noise = torch.randn(n, *process.image_shape, generator=generator, dtype=torch.float64)
+    x0 = gaussian_images(spectrum, process, noise)
     t = process.time_grid(4)[1:3]
     for level in t:
         x_t = process.corrupt(x0, level.expand(n), torch.randn(x0.shape, generator=generator, dtype=torch.float64)).x_t

@@ -137,7 +137,7 @@ def test_grid_auto_gives_each_process_the_sampler_measured_best() -> None:
     exact W2² with a network error of std 0.1 among every one that serves it."""
     from corruptions import ConfigurationError, make_process
     from spdbench.grids import GRIDS, Grids
-    from spdbench.samplerreport import measure
+    from spdbench.samplerreport import measure, oracle_grid
     from spdbench.solvers import solvers_for
     from spdbench.spectra import process_spectrum, resolve_spectrum
 
@@ -149,12 +149,13 @@ def test_grid_auto_gives_each_process_the_sampler_measured_best() -> None:
         process = make_process(name, (1, 28, 28), spectrum=spectrum)
         grids = Grids(process, process_spectrum(spectrum, process))
         errors = {}
-        for solver in solvers_for(process):
-            for grid in GRIDS:
-                try:
-                    errors[solver, grid] = measure(grids, solver, grid, 20).w2_at_error
-                except ConfigurationError:  # a grid the process cannot have
-                    continue
+        for grid in GRIDS:
+            try:
+                on = oracle_grid(process, grids.make(grid, 20), process_spectrum(spectrum, process))
+            except ConfigurationError:  # a grid the process cannot have
+                continue
+            for solver in solvers_for(process):
+                errors[solver, grid] = measure(on, solver, grid, full=False).w2_at_error
         assert errors[chosen["solver"], chosen["grid"]] == min(errors.values()) and chosen["nfe"] == 20, name
 
 
@@ -272,7 +273,10 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "nope"], f"unknown process 'nope'; valid: {', '.join(PROCESSES)}"),
         (["--process", "spd", "--perturb", "1.5"], "|p| < 1"),
         (["--process", "spd", "--perturb", "0.1", "--perturb-kind", "bend"], "unknown perturb kind 'bend'"),
-        (["--process", "ddpm", "--perturb", "0.1"], "process 'ddpm' has no option perturb; its options: schedule, levels"),
+        (
+            ["--process", "ddpm", "--perturb", "0.1"],
+            "process 'ddpm' has no option perturb; its options: schedule, levels",
+        ),
         (["--process", "ddpm", "--option", "levels=1"], "DDPM needs at least 2 levels"),
         (["--process", "ddpm", "--option", "levels"], "--option takes NAME=VALUE"),
         (["--process", "ddpm", "--dataset", "mnist"], "unknown dataset"),

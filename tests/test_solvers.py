@@ -14,7 +14,7 @@ from corruptions.errors import ConfigurationError
 from corruptions.gaussian import Transition
 from corruptions.oracle import OracleDenoiser, gaussian_images
 from spdbench.grids import GRIDS, Grids, make_grid
-from spdbench.samplerreport import floor_variance, output_variance, relative_w2
+from spdbench.samplerreport import floor_variance, oracle_grid, output_variance, relative_w2
 from spdbench.sampling import PerImageNoise, sample
 from spdbench.solvers import SOLVERS, SamplerSettings, Solver, get_solver, schedule, solvers_for
 from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
@@ -29,6 +29,11 @@ def unclipped(solver: Solver) -> SamplerSettings:
 
 def spectrum_of(process: Process) -> Tensor:
     return IMAGE_SPECTRUM.values(process.basis, process.image_shape)
+
+
+def exact_w2(process: Process, solver: Solver, grid: Tensor, spectrum: Tensor) -> float:
+    """The relative W2² of ``solver``'s samples on ``grid`` with the oracle, exactly."""
+    return relative_w2(output_variance(oracle_grid(process, grid, spectrum), solver)[0], spectrum)
 
 
 def zero_denoiser(x: Tensor, t: Tensor) -> Tensor:
@@ -75,15 +80,16 @@ def test_every_solver_samples_reproducibly_per_image_on_every_grid(process_case)
 
 def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> None:
     """With a perfect network the exact W2² to the data at 2N network calls is at most that at N,
-    for N = 10 and 20, on the native and the log-SNR grid (within 5 %: a multistep solver that has
-    reached the plateau its grid's picks among the levels leave may tie, as 3M does on the toy
-    variance-exploding process of 200 levels), unless both are within 3× of the floor the
-    process's last level leaves (``floor_variance``). (Beyond 40 calls the multistep solvers reach
-    a plateau near 4e-6 on DDPM, where the grid's last picks are consecutive levels.)
-    Grids pick their times among the levels, so this holds while 2N is at most a quarter of them
-    (more picks make uneven steps, which cost a multistep solver its order). Heat: IHDM's strided
-    sampler diverges with few steps (``spdbench samplers`` shows it); it is held to this from 25
-    to 50 steps, strides that divide its 100 levels."""
+    for N = 10 and 20, on the native and the log-SNR grid (within 5 %), unless both are within 3×
+    of the limit the solver reaches on the grid: the larger of the floor the process's last level
+    leaves (``floor_variance``) and the solver's own W2² on the full grid. A solver near that
+    limit may rise towards it from below: on the toy variance-exploding process of 200 levels,
+    whose prior leaves out the data's variance, every multistep solver settles at 5e-5 to 8e-5
+    from 20 calls on, and UniPC-2 passes below it (4.8e-5 at 20 calls, 7.0e-5 at 40). Grids pick
+    their times among the levels, so this holds while 2N is at most a quarter of them (more picks
+    make uneven steps, which cost a multistep solver its order). Heat: IHDM's strided sampler
+    diverges with few steps (``spdbench samplers`` shows it); it is held to this from 25 to 50
+    steps, strides that divide its 100 levels."""
     process = build(process_case)
     spectrum = spectrum_of(process)
     grids = Grids(process, spectrum)
@@ -95,20 +101,12 @@ def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> 
                 counts = [25] if grid_name == "native" and levels == 100 else []
             else:
                 counts = [n for n in (10, 20) if 2 * n <= levels // 4]
-            errors = (
-                [
-                    relative_w2(
-                        output_variance(process, SOLVERS[name], grids.make(grid_name, n), spectrum)[0], spectrum
-                    )
-                    for n in [*counts, 2 * counts[-1]]
-                ]
-                if counts
-                else []
-            )
-            assert all(
-                later <= earlier * 1.05 or max(earlier, later) < 3 * floor
-                for earlier, later in zip(errors, errors[1:])
-            ), (name, errors, floor)
+            nfes = [*counts, 2 * counts[-1]] if counts else []
+            errors = [exact_w2(process, SOLVERS[name], grids.make(grid_name, n), spectrum) for n in nfes]
+            for earlier, later in zip(errors, errors[1:]):
+                if later > earlier * 1.05:
+                    limit = max(floor, exact_w2(process, SOLVERS[name], grids.make(grid_name, None), spectrum))
+                    assert max(earlier, later) < 3 * limit, (name, grid_name, errors, limit)
 
 
 @pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
@@ -121,10 +119,7 @@ def test_the_second_order_solver_converges_at_second_order(case) -> None:
     grids = Grids(process, spectrum)
 
     def falls(solver: str) -> list[float]:
-        w2 = [
-            relative_w2(output_variance(process, SOLVERS[solver], grids.make("logsnr", n), spectrum)[0], spectrum)
-            for n in (10, 20, 40, 80, 160)
-        ]
+        w2 = [exact_w2(process, SOLVERS[solver], grids.make("logsnr", n), spectrum) for n in (10, 20, 40, 80, 160)]
         return [earlier / later for earlier, later in zip(w2, w2[1:])]
 
     assert 3 < falls("ddim")[-1] < 5 and max(falls("ddim")) < 5
@@ -143,7 +138,7 @@ def test_exact_variance_equals_monte_carlo(process_case) -> None:
     for name in solvers_for(process):
         solver = SOLVERS[name]
         grid = make_grid("logsnr" if name == "dpmpp2m" else "native", process, 10 if name != "ihdm" else 50)
-        exact = output_variance(process, solver, grid, spectrum)[0]
+        exact = output_variance(oracle_grid(process, grid, spectrum), solver)[0]
         images = sample(
             OracleDenoiser(process, spectrum),
             process,
@@ -222,6 +217,43 @@ def test_the_stochastic_multistep_solver_is_ancestral_at_first_order(case) -> No
     for mine, theirs in ((first.x, ancestral.x), (first.x0, ancestral.x0), (first.noise, ancestral.noise)):
         torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
     assert len(SOLVERS["sdedpmpp2m"].step(process, times, 3, SamplerSettings()).history) == 1
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_uni_pc_takes_the_reference_schedulers_steps(order: int) -> None:
+    """On DDPM (one log-SNR for every frequency) UniPC's states are those of diffusers'
+    ``UniPCMultistepScheduler`` (B(h) = expm1(−h), data prediction, predictor and corrector,
+    the order kept to the end) driven on the same σ = s/a grid with the same x̂_0: the corrector
+    folded into the next step is the reference's corrector, step for step. (The reference's
+    last step, to σ = 0 at full order, is undefined; ours returns x̂_0 there.)"""
+    diffusers = pytest.importorskip("diffusers")
+    process = build(("ddpm", {}))
+    spectrum = spectrum_of(process)
+    oracle = OracleDenoiser(process, spectrum)
+    grid = make_grid("logsnr", process, 8)
+    reference = image_like(3, process.image_shape, dtype=torch.float64)
+    states: list[Tensor] = []
+    sample(
+        oracle,
+        process,
+        PerImageNoise([1, 2, 3], process.image_shape, CPU),
+        reference,
+        grid,
+        SOLVERS[f"unipc{order}"],
+        SamplerSettings(eta=0.0, clip_x0=False),
+        callback=lambda i, t, x, x0: states.append(x),
+    )
+    scheduler = diffusers.UniPCMultistepScheduler(
+        solver_order=order, prediction_type="sample", solver_type="bh2", lower_order_final=False
+    )
+    scheduler.set_timesteps(len(grid) - 1)
+    a, s = process.marginal_coefficients(grid[:-1])
+    scheduler.sigmas = torch.cat([(s / a).flatten(), torch.zeros(1, dtype=torch.float64)])
+    x = process.prior(PerImageNoise([1, 2, 3], process.image_shape, CPU).draw(), reference)
+    for i, t in enumerate(grid[:-2]):
+        x0_hat = process.predict_x0(oracle(x, t), x, t)
+        x = scheduler.step(x0_hat, scheduler.timesteps[i], x).prev_sample
+        torch.testing.assert_close(x, states[i], rtol=1e-10, atol=1e-10)
 
 
 def test_bad_solver_grid_and_settings_are_refused() -> None:
