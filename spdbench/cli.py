@@ -111,6 +111,10 @@ GridOption = Annotated[
 ]
 EtaOption = Annotated[float | None, typer.Option(help="noise scale η in [0, 1] (ancestral, ihdm)")]
 VarianceOption = Annotated[str | None, typer.Option(help="small or large step variance (ancestral)")]
+CorrectorOption = Annotated[
+    float | None,
+    typer.Option(help="Langevin corrector step ε in [0, 1] (0: none); it takes half of the --nfe calls (not ihdm)"),
+]
 ClipOption = Annotated[
     bool | None, typer.Option("--clip/--no-clip", metavar=FLAG, help="clip x̂0 to [-1, 1] (every sampler but ihdm)")
 ]
@@ -237,6 +241,7 @@ def run(
     eta: EtaOption = None,
     variance: VarianceOption = None,
     clip: ClipOption = None,
+    corrector: CorrectorOption = None,
     samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
     seed: Annotated[int, typer.Option(help="seed of training and sampling")] = 0,
     out: Annotated[Path, typer.Option(help="directory of run directories")] = Path("runs"),
@@ -254,7 +259,7 @@ def run(
     options = requested_options(option, perturb, perturb_kind)
     request = RunRequest(
         process, options, dataset, spectrum, budget, train_steps=steps, batch=batch, sampler=sampler, grid=grid,
-        nfe=nfe, eta=eta, variance=variance, clip_x0=clip, samples=samples, seed=seed,
+        nfe=nfe, eta=eta, variance=variance, clip_x0=clip, corrector=corrector, samples=samples, seed=seed,
     )
     resolved = resolve_run(request)
     if quiet:
@@ -276,6 +281,7 @@ def sample(
     eta: EtaOption = None,
     variance: VarianceOption = None,
     clip: ClipOption = None,
+    corrector: CorrectorOption = None,
 ) -> None:
     """Sample a finished run again from its final weights with another sampler, grid or NFE, and
     score it like the run (resampled/<sampler>.json in the run directory)."""
@@ -285,7 +291,7 @@ def sample(
         counts = [None if count.strip() == "full" else int(count) for count in nfe.split(",")]
     except ValueError:
         raise UserError(f"--nfe takes integers (or full), comma-separated, got {nfe!r}") from None
-    records = sample_again(run, counts, sampler, grid, eta, variance, clip)
+    records = sample_again(run, counts, sampler, grid, eta, variance, clip, corrector)
     table = Table(title=f"{run.name} sampled again", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("sampler", "NFE", "FID [95 % interval]", "seconds"):
         table.add_column(column, justify="left" if column == "sampler" else "right", no_wrap=True)

@@ -1,6 +1,7 @@
 """Time grids: where a solver's ``nfe`` network calls sit along a process's time.
 
-A grid is ``nfe + 1`` times, strictly decreasing from the prior's time to ``0`` (the data).
+A grid is ``nfe + 1`` times, strictly decreasing from the prior's time to ``0`` (the data); a
+time repeated in it is a corrector's call there (``with_correctors``).
 
 - ``native``: the process's own grid evenly thinned (``Process.time_grid``): uniform in its
   time variable (levels for a discrete process).
@@ -143,6 +144,22 @@ class Grids:
         chosen = self.levels[kept][pick(self.coordinates[name][kept], nfe)]
         assert chosen[0] == self.levels[0], "a grid starts at the prior's time"
         return torch.cat([chosen, torch.zeros(1, dtype=chosen.dtype)])
+
+
+def solver_calls(nfe: int) -> int:
+    """Of ``nfe`` network calls with a corrector, the solver's: ``⌈(nfe + 1)/2⌉`` (the rest
+    correct, at most one after each of its steps but the last)."""
+    return (nfe + 2) // 2
+
+
+def with_correctors(grid: Tensor, nfe: int) -> Tensor:
+    """``grid`` (of ``solver_calls(nfe)`` calls) with its last ``nfe − solver_calls(nfe)`` times
+    before the data repeated: a corrector call at each, ``nfe`` calls in all."""
+    calls = len(grid) - 1
+    if calls != solver_calls(nfe):
+        raise ValueError(f"a grid of {calls} calls takes correctors up to {2 * calls - 1} calls, not {nfe}")
+    corrected = range(2 * calls - nfe, calls)  # indices of the times corrected
+    return torch.cat([torch.cat([time.reshape(1)] * (2 if i in corrected else 1)) for i, time in enumerate(grid)])
 
 
 def check_grid(name: str) -> None:

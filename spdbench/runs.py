@@ -33,7 +33,7 @@ from spdbench.checkpoint import latest_checkpoint, load_checkpoint
 from spdbench.data import image_shape, load_images
 from spdbench.errors import UserError, one_line
 from spdbench.files import write_atomically
-from spdbench.grids import GRIDS, check_grid, make_grid
+from spdbench.grids import GRIDS, check_grid, make_grid, solver_calls, with_correctors
 from spdbench.metrics import score_images
 from spdbench.progress import progress_bar
 from spdbench.records import (
@@ -84,6 +84,7 @@ class RunRequest:
     eta: float | None = None
     variance: str | None = None
     clip_x0: bool | None = None
+    corrector: float | None = None
     samples: int | None = None
     seed: int = 0
 
@@ -170,11 +171,19 @@ def resolve_run(request: RunRequest) -> Run:
         seed=request.seed,
     )
     solver, grid_name = choose_sampler(request, budget, process, spectrum)
+    settings = sampler_settings(solver, request, budget)
     data_spectrum = None if grid_name == "native" else process_spectrum(spectrum, process)
+    nfe = request.nfe or budget.nfe
+    corrected = settings.corrector > 0
+    if corrected and nfe is None:  # the full grid's number of calls, half of them correcting
+        nfe = len(process.time_grid()) - 1
     try:
-        grid = make_grid(grid_name, process, request.nfe or budget.nfe, data_spectrum)
+        grid = make_grid(grid_name, process, solver_calls(nfe) if corrected else nfe, data_spectrum)
     except NfeRangeError as error:
         raise UserError(f"--nfe must lie in [1, {error.most}] for {process.label()} ({error.limit}), got {error.nfe}")
+    if corrected:
+        assert nfe is not None
+        grid = with_correctors(grid, nfe)
     return Run(
         process=process,
         dataset=request.dataset,
@@ -185,7 +194,7 @@ def resolve_run(request: RunRequest) -> Run:
         grid_name=grid_name,
         grid=grid,
         spectrum=request.spectrum,
-        sampler=sampler_settings(solver, request, budget),
+        sampler=settings,
         samples=request.samples or budget.samples,
         sample_batch=budget.sample_batch,
         eval_every=budget.eval_every,
@@ -223,9 +232,9 @@ def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectr
 
 
 def sampler_settings(solver: Solver, request: RunRequest, budget: Budget) -> SamplerSettings:
-    """The request's η, variance and clipping, refused where ``solver`` does not use them; the
-    budget's for those it uses and the request leaves out."""
-    given = {"eta": request.eta, "variance": request.variance, "clip_x0": request.clip_x0}
+    """The request's η, variance, clipping and corrector, refused where ``solver`` does not use
+    them; the budget's for those it uses and the request leaves out."""
+    given = {name: getattr(request, name) for name in ("eta", "variance", "clip_x0", "corrector")}
     solver.settings_for(**given)  # type: ignore[arg-type]
     chosen = {
         name: getattr(budget.sampler_settings, name) if given[name] is None else given[name] for name in solver.settings
@@ -410,6 +419,7 @@ def request_from_config(config: dict[str, Any]) -> RunRequest:
             eta=sampler.get("eta"),
             variance=sampler.get("variance"),
             clip_x0=sampler.get("clip_x0"),
+            corrector=sampler.get("corrector"),
             samples=config["samples"],
             seed=config["seed"],
         )
@@ -441,6 +451,7 @@ def sample_again(
     eta: float | None = None,
     variance: str | None = None,
     clip_x0: bool | None = None,
+    corrector: float | None = None,
 ) -> list[dict[str, Any]]:
     """Draw a finished run's sample set again from its final EMA weights with another sampler
     (``None``: the run's own choice) at each of ``nfes`` (``None``: all the process's levels),
@@ -448,10 +459,12 @@ def sample_again(
     record (``{"sampler", "scores", "sampling_seconds"}``) as ``resampled/<sampler>.json``;
     returns them. At the run's own settings it reproduces the run's samples and FID exactly."""
     request, run, net = load_finished_run(run_dir)
-    given = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0}
+    given = {
+        "sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0, "corrector": corrector
+    }
     changed = {key: value for key, value in given.items() if value is not None}
     if changed.keys() & {"sampler"}:  # another solver: the run's settings may not apply to it
-        changed = {"eta": None, "variance": None, "clip_x0": None, **changed}
+        changed = {"eta": None, "variance": None, "clip_x0": None, "corrector": None, **changed}
     full = len(run.process.time_grid()) - 1
     variants = [  # every request is checked before anything is sampled
         resolve_run(dataclasses.replace(request, nfe=full if count is None else count, **changed)) for count in nfes

@@ -43,14 +43,15 @@ from corruptions.spectrum import Spectrum
 from spdbench import data
 from spdbench.budgets import TODAYS_SAMPLERS
 from spdbench.files import write_text_atomically
-from spdbench.grids import GRIDS, Grids
+from spdbench.grids import GRIDS, Grids, solver_calls, with_correctors
 from spdbench.pathreport import panel_grid, save_figure
 from spdbench.sampling import MAX_HISTORY
-from spdbench.solvers import SOLVERS, Schedule, Solver, schedule, solvers_for
+from spdbench.solvers import SOLVERS, SamplerSettings, Schedule, Solver, level_schedule, plan, solvers_for
 from spdbench.spectra import process_spectrum, resolve_size, resolve_spectrum
 from spdbench.tables import csv_text, frame, markdown_text
 
 NFES: tuple[int | None, ...] = (5, 10, 20, 50, 100, None)  #: ``None``: the full grid
+REFERENCE_NFE = 100  #: today's sampler at this many calls is what the few-call table compares with
 #: The network error (std, in the process's target units, at every step) of ``w2_at_error``, a
 #: crude proxy for a trained network (white, and smaller than the quick networks' errors: their
 #: final loss is 0.05 to 0.14 per pixel).
@@ -96,7 +97,8 @@ def prior_variance(process: Process, spectrum: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class OracleGrid:
     """A time grid with what the exact measure needs on it, shared by every solver: the data's
-    spectrum ``D`` in the process's basis, the process's coefficients (``Schedule``), the oracle's
+    spectrum ``D`` in the process's basis, the process's coefficients on its levels
+    (``level_schedule``), the oracle's
     gains at its times and the prior's variance."""
 
     process: Process
@@ -112,35 +114,41 @@ def oracle_grid(process: Process, grid: Tensor, spectrum: Tensor) -> OracleGrid:
     process's basis)."""
     oracle = OracleDenoiser(process, spectrum)
     prior = prior_variance(process, spectrum)
-    return OracleGrid(process, spectrum, grid, schedule(process, grid), gains(process, oracle, grid[:-1]), prior)
+    return OracleGrid(process, spectrum, grid, level_schedule(process, grid), gains(process, oracle, grid[:-1]), prior)
 
 
-def output_variance(on: OracleGrid, solver: Solver, errors: tuple[float, ...] = (0.0,)) -> Tensor:
-    """The exact per-frequency variance of the samples of ``solver`` on the grid ``on`` with the
-    oracle denoiser, for each variance ``σ²`` in ``errors`` of a white error in the network output
-    (``len(errors) × C × H × W``).
+def output_variance(
+    on: OracleGrid, solver: Solver, errors: tuple[float, ...] = (0.0,), settings: SamplerSettings | None = None
+) -> Tensor:
+    """The exact per-frequency variance of the samples of ``solver`` (at ``settings``, default
+    its own) on the grid ``on`` with the oracle denoiser, for each variance ``σ²`` in ``errors``
+    of a white error in the network output (``len(errors) × C × H × W``).
 
     Per frequency the state is ``y = (u, p_1, …, p_K)``: ``u`` and the ``K = MAX_HISTORY``
-    earlier steps' ``x̂_0``. With ``x̂_0 = g u + q e`` a step is
-    ``u' = Σ_l r_l y_l + c_0 q e + c_z z`` with ``r = (c_x + c_0 g, h_1, …, h_K)``,
-    ``p_1' = g u + q e`` and ``p_k' = p_{k−1}``; so with ``w_k = Σ_l r_l Σ_{kl}`` the covariance
-    becomes ``Σ'_{uu} = Σ_k r_k w_k + c_0² q² σ² + c_z²``, ``Σ'_{u p_1} = g w_0 + c_0 q² σ²``,
-    ``Σ'_{u p_k} = w_{k−1}``, ``Σ'_{p_1 p_1} = g² Σ_{uu} + q² σ²``, ``Σ'_{p_1 p_k} = g Σ_{u p_{k−1}}`` and
-    ``Σ'_{p_k p_l} = Σ_{p_{k−1} p_{l−1}}`` (``k, l ≥ 2``)."""
+    earlier solver steps' ``x̂_0``. With ``x̂_0 = g u + q e`` a step is
+    ``u' = Σ_l r_l y_l + c_0 q e + c_z z`` with ``r = (c_x + c_0 g, h_1, …, h_K)``; so with
+    ``w_k = Σ_l r_l Σ_{kl}``, ``Σ'_{uu} = Σ_k r_k w_k + c_0² q² σ² + c_z²``. A solver step shifts
+    the history, ``p_1' = g u + q e`` and ``p_k' = p_{k−1}``: ``Σ'_{u p_1} = g w_0 + c_0 q² σ²``,
+    ``Σ'_{u p_k} = w_{k−1}``, ``Σ'_{p_1 p_1} = g² Σ_{uu} + q² σ²``, ``Σ'_{p_1 p_k} = g Σ_{u p_{k−1}}``
+    and ``Σ'_{p_k p_l} = Σ_{p_{k−1} p_{l−1}}`` (``k, l ≥ 2``); a corrector step keeps it:
+    ``Σ'_{u p_k} = w_k`` and the ``p`` unchanged."""
     size = MAX_HISTORY + 1
-    settings = solver.settings_for()
+    settings = solver.settings_for() if settings is None else settings
     sigma2 = torch.tensor(errors, dtype=torch.float64).reshape(-1, 1, 1, 1)
     zero = torch.zeros(len(errors), *on.process.image_shape, dtype=torch.float64)
     cov = [[zero] * size for _ in range(size)]  # cov[k][l]: the covariance of y_k and y_l
     cov[0][0] = on.prior + zero
-    for i in range(len(on.grid) - 1):
+    for i, (step, solver_step) in enumerate(plan(on.process, solver, on.grid, on.times, settings)):
         g, q = on.gain.x0[i], on.gain.net[i]
-        step = solver.step(on.process, on.times, i, settings)
         c_x, c_0, c_z = (0.0 if k is None else k[0] for k in (step.x, step.x0, step.noise))
         row = [c_x + c_0 * g, *(h[0] for h in step.history)]
         error = q.square() * sigma2
         w = [sum(r * cov[k][l] for l, r in enumerate(row)) for k in range(size)]
-        first = [sum(r * w[l] for l, r in enumerate(row)) + c_0 * c_0 * error + c_z * c_z, g * w[0] + c_0 * error]
+        u = sum(r * w[l] for l, r in enumerate(row)) + c_0 * c_0 * error + c_z * c_z
+        if not solver_step:
+            cov = [[u, *w[1:]], *([w[k], *cov[k][1:]] for k in range(1, size))]
+            continue
+        first = [u, g * w[0] + c_0 * error]
         second = [g * g * cov[0][0] + error, *(g * cov[0][k] for k in range(1, size - 1))]
         new = [[zero] * size for _ in range(size)]
         for k in range(size):
@@ -181,7 +189,7 @@ def high_frequencies(process: Process) -> Tensor:
 
 @dataclass(frozen=True)
 class Measure:
-    """One process × solver × grid × NFE, measured exactly."""
+    """One process × solver × grid × NFE (× corrector step), measured exactly."""
 
     process: Process
     label: str  #: the process's label (``Process.label``)
@@ -189,6 +197,7 @@ class Measure:
     grid: str
     nfe: int
     full: bool  #: the process's full grid
+    corrector: float  #: the Langevin corrector's step ε (0: none), half of the calls correcting
     w2: float  #: relative W2² to the data
     w2_at_error: float  #: the same with a white error of std ``ERROR_STD`` in the network output
     high_variance: float  #: the samples' variance over the data's, upper half of the frequencies
@@ -203,6 +212,7 @@ class Measure:
             "grid": self.grid,
             "nfe": self.nfe,
             "full_grid": self.full,
+            "corrector": self.corrector,
             "w2": self.w2,
             "w2_at_error": self.w2_at_error,
             "high_variance": self.high_variance,
@@ -211,11 +221,12 @@ class Measure:
         }
 
 
-def measure(on: OracleGrid, solver: str, grid_name: str, full: bool) -> Measure:
+def measure(on: OracleGrid, solver: str, grid_name: str, full: bool, corrector: float = 0.0) -> Measure:
     """The exact measures of ``solver`` on the grid ``on`` (named ``grid_name``; ``full``: the
-    process's full grid)."""
+    process's full grid), with a corrector of step ``corrector`` at its repeated times."""
     process, spectrum = on.process, on.spectrum
-    clean, noisy = output_variance(on, SOLVERS[solver], errors=(0.0, 1.0))
+    settings = SOLVERS[solver].settings_for(corrector=corrector or None)
+    clean, noisy = output_variance(on, SOLVERS[solver], (0.0, 1.0), settings)
     data = spectrum.expand_as(clean)
     high = high_frequencies(process)
     return Measure(
@@ -225,6 +236,7 @@ def measure(on: OracleGrid, solver: str, grid_name: str, full: bool) -> Measure:
         grid=grid_name,
         nfe=len(on.grid) - 1,
         full=full,
+        corrector=corrector,
         w2=relative_w2(clean, spectrum),
         w2_at_error=relative_w2(clean + ERROR_STD**2 * (noisy - clean), spectrum),
         high_variance=float(clean[high].sum() / data[high].sum()),
@@ -252,16 +264,24 @@ def best_sampler(process: Process, spectrum: Tensor, solvers: list[str], grids: 
     return best.solver, best.grid
 
 
-def configurations(process: Process, full: bool) -> Iterator[tuple[str, int | None]]:
-    """Every grid × ``NFES`` below the process's levels, and, when ``full``, its full grid (every
-    grid gives the same full grid)."""
+def configurations(process: Process, full: bool) -> Iterator[tuple[str, int | None, list[str]]]:
+    """Every grid × ``NFES`` below the process's levels, with the solvers to measure there: every
+    one that serves the process; and, when ``full``, its full grid (every grid gives the same full
+    grid). A variant (not ``full``) is measured at ``REFERENCE_NFE`` with today's sampler on the
+    native grid only: the reference of the few-call table (the other solvers there would double
+    the command's time for rows no table shows)."""
     levels = len(process.time_grid()) - 1
+    serving = solvers_for(process)
     if full:
-        yield "native", None
+        yield "native", None, serving
     for grid in GRIDS:
         for nfe in NFES:
-            if nfe is not None and nfe < levels:
-                yield grid, nfe
+            if nfe is None or nfe >= levels:
+                continue
+            if full or nfe != REFERENCE_NFE:
+                yield grid, nfe, serving
+            elif grid == "native":
+                yield grid, nfe, [todays_solver(process)]
 
 
 def process_cases(image_shape: ImageShape, spectrum: Spectrum) -> list[tuple[Process, bool]]:
@@ -284,6 +304,7 @@ COLUMNS = (
     "grid",
     "nfe",
     "full_grid",
+    "corrector",
     "w2",
     "w2_at_error",
     "high_variance",
@@ -298,12 +319,36 @@ def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
     rows = []
     for process, full in process_cases(image_shape, spectrum):
         grids = Grids(process, process_spectrum(spectrum, process))
-        for grid_name, nfe in configurations(process, full):
+        for grid_name, nfe, solvers in configurations(process, full):
             try:
                 on = oracle_grid(process, grids.make(grid_name, nfe), process_spectrum(spectrum, process))
             except ConfigurationError:  # a grid the process cannot have (heat: non-native)
                 continue
-            rows += [measure(on, solver, grid_name, nfe is None) for solver in solvers_for(process)]
+            rows += [measure(on, solver, grid_name, nfe is None) for solver in solvers]
+        if full:
+            rows += corrected_rows(grids)
+    return rows
+
+
+CORRECTOR_STEPS = (0.1, 0.6)  #: the corrector steps ε measured, on the processes at their defaults
+CORRECTED_NFES = (20, 100)
+
+
+def corrected_rows(grids: Grids) -> list[Measure]:
+    """Every solver that takes a corrector × every grid × ``CORRECTED_NFES`` below the levels ×
+    ``CORRECTOR_STEPS``: each grid of ``solver_calls(nfe)`` calls with correctors up to ``nfe``."""
+    process, spectrum = grids.process, grids.spectrum
+    assert spectrum is not None
+    levels = len(process.time_grid()) - 1
+    solvers = [name for name in solvers_for(process) if "corrector" in SOLVERS[name].settings]
+    rows = []
+    for grid_name in GRIDS:
+        for nfe in (nfe for nfe in CORRECTED_NFES if nfe < levels and solvers):
+            try:
+                on = oracle_grid(process, with_correctors(grids.make(grid_name, solver_calls(nfe)), nfe), spectrum)
+            except ConfigurationError:  # a grid the process cannot have
+                continue
+            rows += [measure(on, solver, grid_name, False, step) for solver in solvers for step in CORRECTOR_STEPS]
     return rows
 
 
@@ -321,14 +366,17 @@ def find(
     solver: str | None = None,
     grid: str | None = None,
     with_error: bool = False,
+    corrector: float = 0.0,
 ) -> Measure | None:
-    """The lowest-W2² row of ``label`` at ``nfe`` (``None``: its full grid), of ``solver`` and
-    ``grid`` where given; by ``w2_at_error`` when ``with_error``."""
+    """The lowest-W2² row of ``label`` at ``nfe`` (``None``: its full grid) with the corrector
+    step ``corrector`` (0: none), of ``solver`` and ``grid`` where given; by ``w2_at_error``
+    when ``with_error``."""
     chosen = [
         row
         for row in rows
         if row.label == label
         and (row.full if nfe is None else row.nfe == nfe and not row.full)
+        and row.corrector == corrector
         and solver in (None, row.solver)
         and grid in (None, row.grid)
     ]
@@ -363,7 +411,7 @@ def few_call_rows(rows: list[Measure]) -> list[list[str]]:
     for label in dict.fromkeys(row.label for row in rows):
         process = next(row.process for row in rows if row.label == label)
         solver = todays_solver(process)
-        reference = find(rows, label, 100, solver, "native") or find(rows, label, None, solver)
+        reference = find(rows, label, REFERENCE_NFE, solver, "native") or find(rows, label, None, solver)
         if reference is None:
             continue
         cells = [label, f"{reference.w2:.2g}" + ("" if reference.nfe == 100 else f" ({reference.nfe} levels)")]
@@ -383,6 +431,26 @@ FEW_CALL_COLUMNS = (
     "today at 100",
     *(column for nfe in FEW_CALLS for column in (f"best at {nfe}", f"ratio at {nfe}")),
 )
+
+
+def corrector_table(rows: list[Measure]) -> list[list[str]]:
+    """Per process at its defaults and each of ``CORRECTED_NFES``: the best solver and grid
+    without a corrector and with each of ``CORRECTOR_STEPS`` (at the same number of calls), by
+    W2² and by W2² with the network error ``ERROR_STD``."""
+    table = []
+    for label in dict.fromkeys(row.label for row in rows if row.full):
+        for nfe in CORRECTED_NFES:
+            for with_error in (False, True):
+                steps = (0.0, *CORRECTOR_STEPS)
+                found = [find(rows, label, nfe, with_error=with_error, corrector=step) for step in steps]
+                if all(row is None for row in found[1:]):
+                    continue
+                cells = [f"{w2_cell(row, with_error)} ({row.solver}, {row.grid})" if row else "" for row in found]
+                table.append([label, str(nfe), f"with error {ERROR_STD:g}" if with_error else "exact", *cells])
+    return table
+
+
+CORRECTOR_COLUMNS = ("process", "NFE", "W2²", "no corrector", *(f"corrector ε = {step:g}" for step in CORRECTOR_STEPS))
 
 
 def w2_cell(row: Measure | None, with_error: bool = False) -> str:
@@ -431,7 +499,7 @@ def amplification_rows(rows: list[Measure], nfe: int) -> list[list[str]]:
     the error amplification, all frequencies and the upper half."""
     table = []
     for row in rows:
-        if row.nfe != nfe or row.full or row.process.changed_options():
+        if row.nfe != nfe or row.full or row.corrector or row.process.changed_options():
             continue
         if row is not find(rows, row.label, nfe, row.solver):
             continue
@@ -460,7 +528,7 @@ def w2_figure(rows: list[Measure], title: str) -> Figure:
     panels = panel_grid(figure, len(labels))
     floor = 1e-7
     for axes, label in zip(panels, labels, strict=True):
-        own = [row for row in rows if row.label == label and not row.full]
+        own = [row for row in rows if row.label == label and not row.full and not row.corrector]
         process = own[0].process
         pairs = list(dict.fromkeys((row.solver, row.grid) for row in own))
         for i, (solver, grid) in enumerate(pairs):
@@ -547,6 +615,14 @@ def sampler_markdown(rows: list[Measure], description: str, command: str) -> str
         "",
         markdown_text(frame(robust_rows(rows), ROBUST_COLUMNS), left=("process",)),
         "",
+        "## With a Langevin corrector",
+        "",
+        "The best solver and grid with a Langevin corrector of step ε (`spdbench.solvers.langevin`) against "
+        "none, at the same number of calls: with a corrector about half of them correct (at the times "
+        "nearest the data), so the solver takes fewer steps. By exact W2² and with the network error above.",
+        "",
+        markdown_text(frame(corrector_table(rows), CORRECTOR_COLUMNS), left=CORRECTOR_COLUMNS),
+        "",
         "## Error amplification at 20 NFE",
         "",
         "Output variance added by a white error of unit variance in the network output at every step "
@@ -562,6 +638,7 @@ def headline(table: pd.DataFrame) -> str:
     """The README's table, from ``samplers.csv`` (``table``): per process at its defaults, W2² of
     today's sampler at 10, 20, 50 and 100 NFE, of the best solver and grid at 10, 20 and 50, and of
     the best at 20 with the network error ``ERROR_STD``."""
+    table = table[table["corrector"] == 0]
     full = table["full_grid"].astype(bool)
     rows = []
     for label in table[full]["label"].unique():

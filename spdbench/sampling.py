@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from corruptions import Process
-from spdbench.solvers import SamplerSettings, Solver, schedule
+from spdbench.solvers import SamplerSettings, Solver, level_schedule, plan
 
 MAX_HISTORY = 3  #: earlier ``x̂_0`` a solver may use (UniPC-3 uses three)
 
@@ -102,21 +102,22 @@ def sample(
     """Run ``solver`` over ``grid`` (``spdbench.grids``) from the process's prior (``reference``:
     one training image per sample, for data-dependent priors); returns float64 images. Each
     step: ``x̂_0`` from the network (clipped to ``[-1, 1]`` when ``settings.clip_x0``), then the
-    solver's linear step in the process's basis."""
+    solver's linear step in the process's basis, or the corrector's at a repeated time
+    (``spdbench.solvers.plan``)."""
     solver.check(process)
     x = process.prior(noise.draw(), reference.to(noise.device, torch.float64))
-    times = schedule(process, grid.to(noise.device))
-    history: list[Tensor] = []  # the earlier steps' x̂_0, the most recent first
-    for i in range(len(grid) - 1):
-        t = times.times[i]
+    grid = grid.to(noise.device)
+    history: list[Tensor] = []  # the earlier solver steps' x̂_0, the most recent first
+    for i, (step, solver_step) in enumerate(plan(process, solver, grid, level_schedule(process, grid), settings)):
+        t = grid[i]
         x0_hat = process.predict_x0(denoiser(x, t), x, t)
         if settings.clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
-        step = solver.step(process, times, i, settings)
         x = process.mix(step.terms(x, x0_hat, history, noise.draw()))
         if callback is not None:
             callback(i, t, x, x0_hat)
-        history = [x0_hat, *history[: MAX_HISTORY - 1]]
+        if solver_step:
+            history = [x0_hat, *history[: MAX_HISTORY - 1]]
     return x
 
 

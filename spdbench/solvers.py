@@ -14,14 +14,17 @@ per-frequency coefficients (a ``LinearStep``) that depend on the process, the gr
 settings only. The one loop (``spdbench.sampling.sample``) applies them; the exact oracle measure
 (``spdbench.samplerreport``) propagates variances through the same coefficients.
 
+A time that repeats in a grid is a Langevin corrector's call (``langevin``, ``plan``): an option
+of every solver of the Gaussian family, outside the step rules.
+
 A new solver is one step rule here and one line in ``SOLVERS``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
@@ -42,15 +45,20 @@ class SamplerSettings:
     ``variance``: ``small`` is the posterior variance of ``q(x_r | x_t, x̂_0)``;
     ``large`` is the forward transition variance ``s²_{t|r}`` (DDPM's fixed-large
     ``σ_t² = β_t``, the official SPD sampler). ``clip_x0`` clips ``x̂_0`` to ``[-1, 1]``.
+    ``corrector`` is the step ``ε`` of a Langevin corrector (``langevin``) at the grid's repeated
+    times, in ``(0, 1]``; ``0``: none.
     """
 
     eta: float = 1.0
     variance: Literal["small", "large"] = "small"
     clip_x0: bool = True
+    corrector: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eta <= 1.0:
             raise ConfigurationError(f"eta must lie in [0, 1], got {self.eta}")
+        if not 0.0 <= self.corrector <= 1.0:
+            raise ConfigurationError(f"corrector must lie in [0, 1], got {self.corrector}")
         if self.variance not in ("small", "large"):
             raise ConfigurationError(f"variance must be 'small' or 'large', got {self.variance!r}")
 
@@ -75,11 +83,13 @@ class LinearStep:
 @dataclass(frozen=True)
 class Schedule:
     """A time grid and the process's marginal coefficients on it, computed once per grid and
-    device (float64, ``len(times) × C|1 × H|1 × W|1``)."""
+    device (float64, ``len(times) × C|1 × H|1 × W|1``); ``derived`` keeps what a step rule derives
+    from them for a later step to reuse (UniPC's residual weights serve two steps each)."""
 
     times: Tensor
     a: Tensor
     s: Tensor
+    derived: dict[tuple[object, ...], object] = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, i: int) -> tuple[Tensor, Tensor]:
         """``a``, ``s`` at ``times[i]`` (``1 × …``)."""
@@ -125,12 +135,16 @@ class Solver:
             )
 
     def settings_for(
-        self, eta: float | None = None, variance: str | None = None, clip_x0: bool | None = None
+        self,
+        eta: float | None = None,
+        variance: str | None = None,
+        clip_x0: bool | None = None,
+        corrector: float | None = None,
     ) -> SamplerSettings:
         """The settings of a run: those given (``None``: the default), refused where the solver
         does not use them; an unused one is fixed (η = 0 for a deterministic solver, no clipping
-        for a solver that does not clip)."""
-        given = {"eta": eta, "variance": variance, "clip_x0": clip_x0}
+        for a solver that does not clip, no corrector)."""
+        given = {"eta": eta, "variance": variance, "clip_x0": clip_x0, "corrector": corrector}
         unused = [name for name, value in given.items() if value is not None and name not in self.settings]
         if unused:
             raise ConfigurationError(
@@ -140,13 +154,16 @@ class Solver:
             "eta": 1.0 if "eta" in self.settings else 0.0,
             "variance": "small",
             "clip_x0": "clip_x0" in self.settings,
+            "corrector": 0.0,
         }
         chosen = {name: defaults[name] if value is None else value for name, value in given.items()}
         return SamplerSettings(**chosen)  # type: ignore[arg-type]
 
     def recorded(self, settings: SamplerSettings) -> dict[str, object]:
-        """The settings the solver uses, as a run's configuration records them."""
-        return {name: getattr(settings, name) for name in self.settings}
+        """The settings the solver uses, as a run's configuration records them; no corrector is
+        not recorded (so the runs made before correctors existed keep their ids)."""
+        used = [name for name in self.settings if name != "corrector" or settings.corrector]
+        return {name: getattr(settings, name) for name in used}
 
 
 ONE = torch.ones(1, 1, 1, 1, dtype=torch.float64)
@@ -257,6 +274,14 @@ def uni_pc_residuals(grid: Schedule, j: int, order: int) -> tuple[Tensor, list[T
     ``φ_1(z) = expm1(z)/z``; ``ρ^c`` solves ``Σ_k r_k^{n−1} ρ^c_k = b_n`` for ``n = 1 … p`` and
     ``ρ^p`` the same system without ``k = p`` and ``n = p`` (``ρ^p = ½`` at ``p = 2`` and
     ``ρ^c = ½`` at ``p = 1``, as in the reference code)."""
+    key = ("uni_pc_residuals", j, order)
+    if key not in grid.derived:
+        grid.derived[key] = uni_pc_weights(grid, j, order)
+    return grid.derived[key]  # type: ignore[return-value]
+
+
+def uni_pc_weights(grid: Schedule, j: int, order: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """``uni_pc_residuals``, computed."""
     p = min(order, j + 1)
     lam = [grid.log_snr(j - k) for k in range(p)]
     h = grid.log_snr(j + 1) - lam[0]
@@ -349,48 +374,81 @@ def scalar(value: float, grid: Schedule) -> Tensor:
     return torch.full((1, 1, 1, 1), float(value), dtype=torch.float64, device=grid.times.device)
 
 
+def langevin(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """A Langevin corrector at ``t = grid[i]``, preconditioned by ``s_t²`` per frequency: with the
+    score ``(a_t û_0 − u_t)/s_t²`` (Tweedie) and step ``ε s_t²``,
+    ``u'_t = (1 − ε) u_t + ε a_t û_0 + sqrt(2ε) s_t z``. With the oracle on Gaussian data
+    (``v = a_t² D + s_t²``) it maps the exact marginal's variance to ``v + ε² s_t⁴ / v``: it keeps
+    the marginal to first order in ``ε`` (unadjusted Langevin's bias is of second order), and
+    pulls a state off the marginal back towards it by ``1 − ε s_t²/v``."""
+    a, s = grid.at(i)
+    eps = settings.corrector
+    return LinearStep(x=scalar(1 - eps, grid), x0=eps * a, noise=math.sqrt(2 * eps) * s)
+
+
+def level_schedule(process: Process, grid: Tensor) -> Schedule:
+    """The schedule of ``grid`` without its repeated times: the solver's grid."""
+    return schedule(process, torch.unique_consecutive(grid))
+
+
+def plan(
+    process: Process, solver: Solver, grid: Tensor, times: Schedule, settings: SamplerSettings
+) -> Iterator[tuple[LinearStep, bool]]:
+    """The loop's steps on ``grid`` (``times``: its ``level_schedule``), one per network call,
+    each with whether it is the solver's (its ``x̂_0`` joins the history): a time that repeats
+    is a corrector step there (``langevin``); the others are the solver's steps on the grid
+    without its repeats."""
+    level = 0
+    for i in range(len(grid) - 1):
+        if grid[i + 1] == grid[i]:
+            yield langevin(process, times, level, settings), False
+        else:
+            yield solver.step(process, times, level, settings), True
+            level += 1
+
+
 SOLVERS: dict[str, Solver] = {
     "ancestral": Solver(
         "ancestral",
         FrequencyDiagonalGaussian,
         ancestral,
-        ("eta", "variance", "clip_x0"),
+        ("eta", "variance", "clip_x0", "corrector"),
         "the posterior sampler: η from 0 to 1, small or large variance",
     ),
-    "ddim": Solver("ddim", FrequencyDiagonalGaussian, ddim, ("clip_x0",), "DDIM (η = 0), per frequency"),
+    "ddim": Solver("ddim", FrequencyDiagonalGaussian, ddim, ("clip_x0", "corrector"), "DDIM (η = 0), per frequency"),
     "dpmpp2m": Solver(
         "dpmpp2m",
         FrequencyDiagonalGaussian,
         dpm_solver_2m,
-        ("clip_x0",),
+        ("clip_x0", "corrector"),
         "DPM-Solver++(2M), a second-order multistep exponential integrator per frequency",
     ),
     "dpmpp3m": Solver(
         "dpmpp3m",
         FrequencyDiagonalGaussian,
         dpm_solver_3m,
-        ("clip_x0",),
+        ("clip_x0", "corrector"),
         "DPM-Solver++(3M), its third-order multistep form",
     ),
     "sdedpmpp2m": Solver(
         "sdedpmpp2m",
         FrequencyDiagonalGaussian,
         sde_dpm_solver_2m,
-        ("clip_x0",),
+        ("clip_x0", "corrector"),
         "SDE-DPM-Solver++(2M): the ancestral sampler with a second-order multistep correction",
     ),
     "unipc2": Solver(
         "unipc2",
         FrequencyDiagonalGaussian,
         partial(uni_pc, order=2),
-        ("clip_x0",),
+        ("clip_x0", "corrector"),
         "UniPC-2: a second-order multistep predictor and its corrector, per frequency",
     ),
     "unipc3": Solver(
         "unipc3",
         FrequencyDiagonalGaussian,
         partial(uni_pc, order=3),
-        ("clip_x0",),
+        ("clip_x0", "corrector"),
         "UniPC-3: its third-order form",
     ),
     "ihdm": Solver("ihdm", HeatDissipation, ihdm, ("eta",), "IHDM's δ-sampler, strided in the level index"),

@@ -117,6 +117,14 @@ def test_a_run_chooses_its_sampler(tmp_path: Path) -> None:
     assert json.loads(output)["sampler"] == {
         "solver": "dpmpp3m", "grid": "edm", "nfe": 10, "clip_x0": True, "spectrum": "empirical"
     }
+    code, output = spdbench("run", "--process", "spd", *TINY, "--sampler", "unipc3", "--grid", "logsnr", "--nfe", "9",
+                            "--corrector", "0.2", "--dry-run")
+    assert code == 0, output
+    assert json.loads(output)["sampler"] == {
+        "solver": "unipc3", "grid": "logsnr", "nfe": 9, "clip_x0": True, "corrector": 0.2, "spectrum": "empirical"
+    }
+    resolved = runs.resolve_run(runs.RunRequest("spd", sampler="unipc3", nfe=9, corrector=0.2))
+    assert len(resolved.grid) == 10 and len(torch.unique_consecutive(resolved.grid)) == 6  # 5 solver calls, 4 more
     papers = {}
     for process in PROCESSES:
         code, output = spdbench(
