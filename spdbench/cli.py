@@ -113,7 +113,7 @@ EtaOption = Annotated[float | None, typer.Option(help="noise scale η in [0, 1] 
 VarianceOption = Annotated[str | None, typer.Option(help="small or large step variance (ancestral)")]
 CorrectorOption = Annotated[
     float | None,
-    typer.Option(help="Langevin corrector step ε in [0, 1] (0: none); it takes half of the --nfe calls (not ihdm)"),
+    typer.Option(help="Langevin corrector step ε in [0, 1] (0: none); about half of the --nfe calls (not ihdm)"),
 ]
 ClipOption = Annotated[
     bool | None, typer.Option("--clip/--no-clip", metavar=FLAG, help="clip x̂0 to [-1, 1] (every sampler but ihdm)")

@@ -199,7 +199,7 @@ def geometry_report(
         raise UserError(f"--samples must be at most the run's {run.samples} samples, got {samples}")
     changed = {key: value for key, value in changes.items() if value is not None}
     if "sampler" in changed:  # another solver: the run's settings may not apply to it
-        changed = {"eta": None, "variance": None, "clip_x0": None, **changed}
+        changed = {"eta": None, "variance": None, "clip_x0": None, "corrector": None, **changed}
     run = resolve_run(dataclasses.replace(request, **changed))
     if run.nfe > MAX_NFE:
         raise UserError(f"geometry follows at most {MAX_NFE} network calls and this sampler makes {run.nfe}; "

@@ -157,9 +157,10 @@ def with_correctors(grid: Tensor, nfe: int) -> Tensor:
     before the data repeated: a corrector call at each, ``nfe`` calls in all."""
     calls = len(grid) - 1
     if calls != solver_calls(nfe):
-        raise ValueError(f"a grid of {calls} calls takes correctors up to {2 * calls - 1} calls, not {nfe}")
-    corrected = range(2 * calls - nfe, calls)  # indices of the times corrected
-    return torch.cat([torch.cat([time.reshape(1)] * (2 if i in corrected else 1)) for i, time in enumerate(grid)])
+        raise ValueError(f"{nfe} calls with correctors need a grid of {solver_calls(nfe)} calls, not {calls}")
+    repeats = torch.ones(len(grid), dtype=torch.long)
+    repeats[2 * calls - nfe : calls] = 2  # the times corrected
+    return grid.repeat_interleave(repeats)
 
 
 def check_grid(name: str) -> None:

@@ -174,16 +174,13 @@ def resolve_run(request: RunRequest) -> Run:
     settings = sampler_settings(solver, request, budget)
     data_spectrum = None if grid_name == "native" else process_spectrum(spectrum, process)
     nfe = request.nfe or budget.nfe
-    corrected = settings.corrector > 0
-    if corrected and nfe is None:  # the full grid's number of calls, half of them correcting
-        nfe = len(process.time_grid()) - 1
-    try:
-        grid = make_grid(grid_name, process, solver_calls(nfe) if corrected else nfe, data_spectrum)
-    except NfeRangeError as error:
-        raise UserError(f"--nfe must lie in [1, {error.most}] for {process.label()} ({error.limit}), got {error.nfe}")
-    if corrected:
-        assert nfe is not None
-        grid = with_correctors(grid, nfe)
+    if settings.corrector == 0:
+        try:
+            grid = make_grid(grid_name, process, nfe, data_spectrum)
+        except NfeRangeError as error:
+            raise UserError(f"--nfe must lie in [1, {error.most}] for {process.label()} ({error.limit}), got {nfe}")
+    else:
+        grid = corrected_grid(grid_name, process, nfe, data_spectrum)
     return Run(
         process=process,
         dataset=request.dataset,
@@ -203,6 +200,21 @@ def resolve_run(request: RunRequest) -> Run:
     )
 
 
+def corrected_grid(grid_name: str, process: Process, nfe: int | None, spectrum: Tensor | None) -> Tensor:
+    """The grid ``grid_name`` of ``nfe`` calls (``None``: as many as the process's levels) with a
+    corrector: ``solver_calls(nfe)`` of them the solver's, the others correcting
+    (``with_correctors``); at least 3 calls, so that one corrects."""
+    nfe = len(process.time_grid()) - 1 if nfe is None else nfe
+    if nfe < 3:
+        raise UserError(f"--corrector needs --nfe of at least 3 (one call to correct), got {nfe}")
+    try:
+        return with_correctors(make_grid(grid_name, process, solver_calls(nfe), spectrum), nfe)
+    except NfeRangeError as error:
+        most = 2 * error.most - 1
+        limit = f"with --corrector, {error.limit}"
+        raise UserError(f"--nfe must lie in [3, {most}] for {process.label()} ({limit}), got {nfe}") from None
+
+
 def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectrum: Spectrum) -> tuple[Solver, str]:
     """The run's solver and grid: those the request names (a solver is refused if it does not
     serve ``process``), else the budget's first pair whose solver serves the process (its
@@ -215,6 +227,8 @@ def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectr
         get_solver(request.sampler).check(process)
     serving = solvers_for(process)
     if request.grid == AUTO:
+        if request.corrector:
+            raise UserError("the grid auto ranks the samplers without a corrector; give --grid with --corrector")
         nfe = request.nfe or budget.nfe
         if nfe is None:
             raise UserError(f"budget {budget.name!r} samples over the full grid; the grid auto needs --nfe")

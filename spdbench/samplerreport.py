@@ -3,10 +3,11 @@
 If the data are ``N(0, diag D)`` in a process's basis, the best network is the oracle denoiser
 (``corruptions.oracle``), and with it every solver of ``spdbench.solvers`` is linear per
 frequency: ``x̂_0 = g_t u_t`` (no clipping), and each step maps
-``u_r = c_x u_t + c_0 x̂_0 + c_p x̂_0' + c_q x̂_0'' + c_z z`` (the earlier steps' ``x̂_0``). So the
-samples are Gaussian per frequency, and their variance follows exactly (no Monte-Carlo noise) by
-propagating, per frequency, the covariance of ``u`` and the two earlier ``x̂_0`` through the
-steps, from the prior's variance. The distance of that law to the data's is, in an orthonormal
+``u_r = c_x u_t + c_0 x̂_0 + Σ_k h_k x̂_0^{(k)} + c_z z`` (``x̂_0^{(k)}``: the ``k``-th earlier solver
+step's, at most ``MAX_HISTORY``; a corrector step has none). So the samples are Gaussian per
+frequency, and their variance follows exactly (no Monte-Carlo noise) by propagating, per
+frequency, the covariance of ``u`` and the earlier ``x̂_0`` through the steps, from the prior's
+variance. The distance of that law to the data's is, in an orthonormal
 basis,
 
     W2² = Σ_k (√v_k − √D_k)²,   reported relative to Σ_k D_k.
@@ -318,10 +319,11 @@ def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
     """Every process case × its configurations × every solver that serves it, measured exactly."""
     rows = []
     for process, full in process_cases(image_shape, spectrum):
-        grids = Grids(process, process_spectrum(spectrum, process))
+        data = process_spectrum(spectrum, process)
+        grids = Grids(process, data)
         for grid_name, nfe, solvers in configurations(process, full):
             try:
-                on = oracle_grid(process, grids.make(grid_name, nfe), process_spectrum(spectrum, process))
+                on = oracle_grid(process, grids.make(grid_name, nfe), data)
             except ConfigurationError:  # a grid the process cannot have (heat: non-native)
                 continue
             rows += [measure(on, solver, grid_name, nfe is None) for solver in solvers]
@@ -341,9 +343,11 @@ def corrected_rows(grids: Grids) -> list[Measure]:
     assert spectrum is not None
     levels = len(process.time_grid()) - 1
     solvers = [name for name in solvers_for(process) if "corrector" in SOLVERS[name].settings]
-    rows = []
+    rows: list[Measure] = []
+    if not solvers:
+        return rows
     for grid_name in GRIDS:
-        for nfe in (nfe for nfe in CORRECTED_NFES if nfe < levels and solvers):
+        for nfe in (nfe for nfe in CORRECTED_NFES if nfe < levels):
             try:
                 on = oracle_grid(process, with_correctors(grids.make(grid_name, solver_calls(nfe)), nfe), spectrum)
             except ConfigurationError:  # a grid the process cannot have
@@ -414,7 +418,8 @@ def few_call_rows(rows: list[Measure]) -> list[list[str]]:
         reference = find(rows, label, REFERENCE_NFE, solver, "native") or find(rows, label, None, solver)
         if reference is None:
             continue
-        cells = [label, f"{reference.w2:.2g}" + ("" if reference.nfe == 100 else f" ({reference.nfe} levels)")]
+        levels = "" if reference.nfe == REFERENCE_NFE else f" ({reference.nfe} levels)"
+        cells = [label, f"{reference.w2:.2g}{levels}"]
         for nfe in FEW_CALLS:
             best = find(rows, label, nfe)
             if best is None:

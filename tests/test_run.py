@@ -303,6 +303,11 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "ddpm", "--sampler", "ancestral", "--variance", "huge"], "variance must be 'small' or 'large'"),
         (["--process", "ddpm", "--grid", "cosine"], "unknown grid 'cosine'"),
         (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "--nfe must lie in [1, 4000] for spd (on the edm"),
+        (["--process", "heat", "--corrector", "0.3"], "sampler 'ihdm' has no setting corrector"),
+        (["--process", "ddpm", "--corrector", "1.5"], "corrector must lie in [0, 1]"),
+        (["--process", "ddpm", "--corrector", "0.3", "--nfe", "2"], "--corrector needs --nfe of at least 3"),
+        (["--process", "ddpm", "--corrector", "0.3", "--nfe", "2100"], "--nfe must lie in [3, 1999] for ddpm (with"),
+        (["--process", "ddpm", "--corrector", "0.3", "--grid", "auto"], "give --grid with --corrector"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path) -> None:
