@@ -404,8 +404,9 @@ def plan(
     is a corrector step there (``langevin``); the others are the solver's steps on the grid
     without its repeats."""
     level = 0
+    repeated = (grid[1:] == grid[:-1]).tolist()  # one transfer, not one per step
     for i in range(len(grid) - 1):
-        if grid[i + 1] == grid[i]:
+        if repeated[i]:
             yield langevin(process, times, level, settings), False
         else:
             yield solver.step(process, times, level, settings), True
