@@ -115,6 +115,12 @@ CorrectorOption = Annotated[
     float | None,
     typer.Option(help="Langevin corrector step ε in [0, 1] (0: none); about half of the --nfe calls (not ihdm)"),
 ]
+ProjectionOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Ghimire et al.'s projection step δμ in [0, 100] (0: none); about half of the --nfe calls (not ihdm)"
+    ),
+]
 ClipOption = Annotated[
     bool | None, typer.Option("--clip/--no-clip", metavar=FLAG, help="clip x̂0 to [-1, 1] (every sampler but ihdm)")
 ]
@@ -242,6 +248,7 @@ def run(
     variance: VarianceOption = None,
     clip: ClipOption = None,
     corrector: CorrectorOption = None,
+    projection: ProjectionOption = None,
     samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
     seed: Annotated[int, typer.Option(help="seed of training and sampling")] = 0,
     out: Annotated[Path, typer.Option(help="directory of run directories")] = Path("runs"),
@@ -259,7 +266,8 @@ def run(
     options = requested_options(option, perturb, perturb_kind)
     request = RunRequest(
         process, options, dataset, spectrum, budget, train_steps=steps, batch=batch, sampler=sampler, grid=grid,
-        nfe=nfe, eta=eta, variance=variance, clip_x0=clip, corrector=corrector, samples=samples, seed=seed,
+        nfe=nfe, eta=eta, variance=variance, clip_x0=clip, corrector=corrector, projection=projection,
+        samples=samples, seed=seed,
     )
     resolved = resolve_run(request)
     if quiet:
@@ -282,6 +290,7 @@ def sample(
     variance: VarianceOption = None,
     clip: ClipOption = None,
     corrector: CorrectorOption = None,
+    projection: ProjectionOption = None,
 ) -> None:
     """Sample a finished run again from its final weights with another sampler, grid or NFE, and
     score it like the run (resampled/<sampler>.json in the run directory)."""
@@ -291,7 +300,8 @@ def sample(
         counts = [None if count.strip() == "full" else int(count) for count in nfe.split(",")]
     except ValueError:
         raise UserError(f"--nfe takes integers (or full), comma-separated, got {nfe!r}") from None
-    records = sample_again(run, counts, sampler, grid, eta, variance, clip, corrector)
+    changes = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip}
+    records = sample_again(run, counts, {**changes, "corrector": corrector, "projection": projection})
     table = Table(title=f"{run.name} sampled again", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("sampler", "NFE", "FID [95 % interval]", "seconds"):
         table.add_column(column, justify="left" if column == "sampler" else "right", no_wrap=True)
@@ -313,6 +323,8 @@ def geometry(
     sampler: SamplerOption = None,
     grid: GridOption = None,
     eta: EtaOption = None,
+    corrector: CorrectorOption = None,
+    projection: ProjectionOption = None,
     device: Annotated[str, typer.Option(help="device of the network and the optimal denoiser: cpu, cuda")] = "cpu",
 ) -> None:
     """The geometry of a finished run's sampling paths: chord deviation of the sampling and
@@ -325,6 +337,7 @@ def geometry(
     if samples is not None and samples < 2:
         raise UserError(f"--samples must be at least 2, got {samples}")
     changes = {"nfe": nfe, "sampler": sampler, "grid": grid, "eta": eta}
+    changes |= {"corrector": corrector, "projection": projection}
     given = {"--samples": samples, **{f"--{key}": value for key, value in changes.items()}}
     given["--device"] = device if device != "cpu" else None
     command = " ".join([f"spdbench geometry --run {run}", *(f"{k} {v}" for k, v in given.items() if v is not None)])

@@ -19,7 +19,6 @@ on that subset. The empirical optimal denoiser averages over the training images
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from spdbench.metrics import score_images
 from spdbench.pathreport import save_figure
 from spdbench.progress import progress_bar
 from spdbench.records import GEOMETRY, GEOMETRY_SUMMARY, write_json
-from spdbench.runs import Run, load_finished_run, resolve_run, torch_device
+from spdbench.runs import Run, load_finished_run, resolve_run, torch_device, with_sampler
 from spdbench.sampling import network_denoiser, sample_set_inputs, to_uint8
 from spdbench.tables import csv_text, frame
 
@@ -187,8 +186,7 @@ def geometry_report(
     run_dir: Path, samples: int | None, changes: dict[str, Any], device: str, command: str
 ) -> list[Path]:
     """Measure the geometry of the run in ``run_dir`` on ``samples`` of its samples (``None``:
-    ``SAMPLES``, or all it has), with its sampler changed by ``changes`` (``nfe``, ``sampler``,
-    ``grid``, ``eta``: those not ``None``; another sampler starts from its own settings), on
+    ``SAMPLES``, or all it has), with its sampler changed by ``changes`` (``with_sampler``), on
     ``device``, and write ``geometry/geometry.csv``, ``geometry/summary.json`` and
     ``geometry/geometry.png``. Chen et al. measure the probability-flow (deterministic) path: a
     stochastic sampler's path also carries the noise it injects."""
@@ -197,10 +195,7 @@ def geometry_report(
     samples = min(SAMPLES, run.samples) if samples is None else samples
     if samples > run.samples:
         raise UserError(f"--samples must be at most the run's {run.samples} samples, got {samples}")
-    changed = {key: value for key, value in changes.items() if value is not None}
-    if "sampler" in changed:  # another solver: the run's settings may not apply to it
-        changed = {"eta": None, "variance": None, "clip_x0": None, "corrector": None, **changed}
-    run = resolve_run(dataclasses.replace(request, **changed))
+    run = resolve_run(with_sampler(request, changes))
     if run.nfe > MAX_NFE:
         raise UserError(f"geometry follows at most {MAX_NFE} network calls and this sampler makes {run.nfe}; "
                         "give --nfe")

@@ -530,23 +530,27 @@ def geometry_lines(suite: SuiteRecord) -> list[str]:
 
 def nfe_figure(suite: SuiteRecord) -> Figure:
     """FID against NFE (log scale), one panel per process configuration, one line per sampler
-    through the mean over seeds; a figure that says why when no run was sampled again."""
+    through the mean over the seeds it has at every one of its NFEs (all its seeds where none
+    is common), named in its label; a figure that says why when no run was sampled again."""
     points = nfe_points(suite) if any(run.resampled for run in suite.scored()) else []
     labels = list(dict.fromkeys(run_label(suite, run) for run, _, _ in points))
     columns, rows = max(1, min(2, len(labels))), max(1, -(-len(labels) // 2))
-    figure = titled_figure(suite, "FID against NFE (runs sampled again)", (6 * columns + 1, 4.5 * rows + 1))
+    figure = titled_figure(suite, "FID against NFE (runs sampled again)", (6 * columns + 1, 6 * rows + 1))
     panels = figure.subplots(rows, columns, squeeze=False).flatten()
     if not labels:
         say_empty(panels[0], "no run was sampled again (spdbench sample): nothing to plot")
     for axes, label in zip(panels, labels, strict=False):
-        own = [(sampler, scores) for run, sampler, scores in points if run_label(suite, run) == label]
-        for i, name in enumerate(dict.fromkeys(sampler_cell(sampler) for sampler, _ in own)):
-            line: dict[int, list[float]] = {}
-            for sampler, scores in own:
+        own = [(run.seed, sampler, scores) for run, sampler, scores in points if run_label(suite, run) == label]
+        for i, name in enumerate(dict.fromkeys(sampler_cell(sampler) for _, sampler, _ in own)):
+            line: dict[int, dict[int, float]] = {}
+            for seed, sampler, scores in own:
                 if sampler_cell(sampler) == name:
-                    line.setdefault(int(sampler["nfe"]), []).append(float(scores["fid"]))
+                    line.setdefault(int(sampler["nfe"]), {})[seed] = float(scores["fid"])
             nfes = sorted(line)
-            axes.plot(nfes, [statistics.mean(line[n]) for n in nfes], marker="o", label=name, **run_style(i))
+            common = set.intersection(*(set(line[n]) for n in nfes)) or set.union(*(set(line[n]) for n in nfes))
+            fids = [statistics.mean(fid for seed, fid in line[n].items() if seed in common) for n in nfes]
+            seeds = f"seed{'s' if len(common) > 1 else ''} {', '.join(str(seed) for seed in sorted(common))}"
+            axes.plot(nfes, fids, marker="o", label=f"{name} ({seeds})", **run_style(i))
         draw_floor(axes, suite.floor)
         axes.set_xscale("log")
         axes.set_ylim(bottom=0)
@@ -554,7 +558,7 @@ def nfe_figure(suite: SuiteRecord) -> Figure:
         axes.set_xlabel("NFE (network calls)")
         axes.set_ylabel(fid_axis_label(suite))
         axes.grid(alpha=0.3, which="both")
-        axes.legend(fontsize=7)
+        axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: the lines stay seen
     for axes in panels[len(labels) :] if labels else []:
         axes.set_axis_off()
     return figure

@@ -53,7 +53,7 @@ from spdbench.records import (
 from spdbench.samplerreport import best_sampler
 from spdbench.sampling import generate, network_denoiser
 from spdbench.show import tile
-from spdbench.solvers import SamplerSettings, Solver, get_solver, solvers_for
+from spdbench.solvers import SETTINGS, SamplerSettings, Solver, get_solver, solvers_for
 from spdbench.spectra import process_spectrum, resolve_spectrum
 from spdbench.train import (
     Callback,
@@ -85,6 +85,7 @@ class RunRequest:
     variance: str | None = None
     clip_x0: bool | None = None
     corrector: float | None = None
+    projection: float | None = None
     samples: int | None = None
     seed: int = 0
 
@@ -174,7 +175,7 @@ def resolve_run(request: RunRequest) -> Run:
     settings = sampler_settings(solver, request, budget)
     data_spectrum = None if grid_name == "native" else process_spectrum(spectrum, process)
     nfe = request.nfe or budget.nfe
-    if settings.corrector == 0:
+    if not settings.corrects:
         try:
             grid = make_grid(grid_name, process, nfe, data_spectrum)
         except NfeRangeError as error:
@@ -206,12 +207,12 @@ def corrected_grid(grid_name: str, process: Process, nfe: int | None, spectrum: 
     (``with_correctors``); at least 3 calls, so that one corrects."""
     nfe = len(process.time_grid()) - 1 if nfe is None else nfe
     if nfe < 3:
-        raise UserError(f"--corrector needs --nfe of at least 3 (one call to correct), got {nfe}")
+        raise UserError(f"--corrector and --projection need --nfe of at least 3 (one call to correct), got {nfe}")
     try:
         return with_correctors(make_grid(grid_name, process, solver_calls(nfe), spectrum), nfe)
     except NfeRangeError as error:
         most = 2 * error.most - 1
-        limit = f"with --corrector, {error.limit}"
+        limit = f"with a corrector, {error.limit}"
         raise UserError(f"--nfe must lie in [3, {most}] for {process.label()} ({limit}), got {nfe}") from None
 
 
@@ -227,8 +228,8 @@ def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectr
         get_solver(request.sampler).check(process)
     serving = solvers_for(process)
     if request.grid == AUTO:
-        if request.corrector:
-            raise UserError("the grid auto ranks the samplers without a corrector; give --grid with --corrector")
+        if request.corrector or request.projection:
+            raise UserError("the grid auto ranks the samplers without a corrector; give --grid with one")
         nfe = request.nfe or budget.nfe
         if nfe is None:
             raise UserError(f"budget {budget.name!r} samples over the full grid; the grid auto needs --nfe")
@@ -246,9 +247,9 @@ def choose_sampler(request: RunRequest, budget: Budget, process: Process, spectr
 
 
 def sampler_settings(solver: Solver, request: RunRequest, budget: Budget) -> SamplerSettings:
-    """The request's η, variance, clipping and corrector, refused where ``solver`` does not use
-    them; the budget's for those it uses and the request leaves out."""
-    given = {name: getattr(request, name) for name in ("eta", "variance", "clip_x0", "corrector")}
+    """The request's η, variance, clipping, corrector and projection, refused where ``solver``
+    does not use them; the budget's for those it uses and the request leaves out."""
+    given = {name: getattr(request, name) for name in SETTINGS}
     solver.settings_for(**given)  # type: ignore[arg-type]
     chosen = {
         name: getattr(budget.sampler_settings, name) if given[name] is None else given[name] for name in solver.settings
@@ -434,6 +435,7 @@ def request_from_config(config: dict[str, Any]) -> RunRequest:
             variance=sampler.get("variance"),
             clip_x0=sampler.get("clip_x0"),
             corrector=sampler.get("corrector"),
+            projection=sampler.get("projection"),
             samples=config["samples"],
             seed=config["seed"],
         )
@@ -457,31 +459,26 @@ def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
     return request, run, net.eval()
 
 
-def sample_again(
-    run_dir: Path,
-    nfes: list[int | None],
-    sampler: str | None = None,
-    grid: str | None = None,
-    eta: float | None = None,
-    variance: str | None = None,
-    clip_x0: bool | None = None,
-    corrector: float | None = None,
-) -> list[dict[str, Any]]:
-    """Draw a finished run's sample set again from its final EMA weights with another sampler
-    (``None``: the run's own choice) at each of ``nfes`` (``None``: all the process's levels),
+def with_sampler(request: RunRequest, changes: Mapping[str, Any]) -> RunRequest:
+    """``request`` with the sampler fields in ``changes`` that are not ``None`` (``sampler``,
+    ``grid``, ``nfe`` and the ``SETTINGS``); another solver starts from its own settings (the
+    run's may not apply to it)."""
+    changed = {key: value for key, value in changes.items() if value is not None}
+    if "sampler" in changed:
+        changed = {**dict.fromkeys(SETTINGS), **changed}
+    return dataclasses.replace(request, **changed)
+
+
+def sample_again(run_dir: Path, nfes: list[int | None], changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Draw a finished run's sample set again from its final EMA weights with its sampler changed
+    by ``changes`` (``with_sampler``) at each of ``nfes`` (``None``: all the process's levels),
     score it like the run, and write each
     record (``{"sampler", "scores", "sampling_seconds"}``) as ``resampled/<sampler>.json``;
     returns them. At the run's own settings it reproduces the run's samples and FID exactly."""
     request, run, net = load_finished_run(run_dir)
-    given = {
-        "sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip_x0, "corrector": corrector
-    }
-    changed = {key: value for key, value in given.items() if value is not None}
-    if changed.keys() & {"sampler"}:  # another solver: the run's settings may not apply to it
-        changed = {"eta": None, "variance": None, "clip_x0": None, "corrector": None, **changed}
     full = len(run.process.time_grid()) - 1
     variants = [  # every request is checked before anything is sampled
-        resolve_run(dataclasses.replace(request, nfe=full if count is None else count, **changed)) for count in nfes
+        resolve_run(with_sampler(request, {**changes, "nfe": full if count is None else count})) for count in nfes
     ]
     images = load_images(run.dataset, "train")
     records = []

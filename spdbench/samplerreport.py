@@ -199,11 +199,17 @@ class Measure:
     nfe: int
     full: bool  #: the process's full grid
     corrector: float  #: the Langevin corrector's step ε (0: none), half of the calls correcting
+    projection: float  #: the projection's step δμ (0: none), half of the calls projecting
     w2: float  #: relative W2² to the data
     w2_at_error: float  #: the same with a white error of std ``ERROR_STD`` in the network output
     high_variance: float  #: the samples' variance over the data's, upper half of the frequencies
     amplification: float  #: output variance added per unit error variance, over the data's
     amplification_high: float  #: the same over the upper half of the frequencies
+
+    @property
+    def corrects(self) -> bool:
+        """Whether some of its calls correct (a Langevin corrector or a projection)."""
+        return bool(self.corrector or self.projection)
 
     def record(self) -> dict[str, object]:
         return {
@@ -214,6 +220,7 @@ class Measure:
             "nfe": self.nfe,
             "full_grid": self.full,
             "corrector": self.corrector,
+            "projection": self.projection,
             "w2": self.w2,
             "w2_at_error": self.w2_at_error,
             "high_variance": self.high_variance,
@@ -222,11 +229,14 @@ class Measure:
         }
 
 
-def measure(on: OracleGrid, solver: str, grid_name: str, full: bool, corrector: float = 0.0) -> Measure:
+def measure(
+    on: OracleGrid, solver: str, grid_name: str, full: bool, corrector: float = 0.0, projection: float = 0.0
+) -> Measure:
     """The exact measures of ``solver`` on the grid ``on`` (named ``grid_name``; ``full``: the
-    process's full grid), with a corrector of step ``corrector`` at its repeated times."""
+    process's full grid), with a Langevin corrector of step ``corrector`` or a projection of
+    step ``projection`` at its repeated times."""
     process, spectrum = on.process, on.spectrum
-    settings = SOLVERS[solver].settings_for(corrector=corrector or None)
+    settings = SOLVERS[solver].settings_for(corrector=corrector or None, projection=projection or None)
     clean, noisy = output_variance(on, SOLVERS[solver], (0.0, 1.0), settings)
     data = spectrum.expand_as(clean)
     high = high_frequencies(process)
@@ -238,6 +248,7 @@ def measure(on: OracleGrid, solver: str, grid_name: str, full: bool, corrector: 
         nfe=len(on.grid) - 1,
         full=full,
         corrector=corrector,
+        projection=projection,
         w2=relative_w2(clean, spectrum),
         w2_at_error=relative_w2(clean + ERROR_STD**2 * (noisy - clean), spectrum),
         high_variance=float(clean[high].sum() / data[high].sum()),
@@ -306,6 +317,7 @@ COLUMNS = (
     "nfe",
     "full_grid",
     "corrector",
+    "projection",
     "w2",
     "w2_at_error",
     "high_variance",
@@ -332,13 +344,14 @@ def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
     return rows
 
 
-CORRECTOR_STEPS = (0.1, 0.6)  #: the corrector steps ε measured, on the processes at their defaults
-CORRECTED_NFES = (20, 100)
+#: the corrections measured, on the processes at their defaults: Langevin steps ε and projection steps δμ
+CORRECTIONS = ({"corrector": 0.1}, {"corrector": 0.6}, {"projection": 1.0}, {"projection": 3.0})
+CORRECTED_NFES = (10, 20, 100)
 
 
 def corrected_rows(grids: Grids) -> list[Measure]:
     """Every solver that takes a corrector × every grid × ``CORRECTED_NFES`` below the levels ×
-    ``CORRECTOR_STEPS``: each grid of ``solver_calls(nfe)`` calls with correctors up to ``nfe``."""
+    ``CORRECTIONS``: each grid of ``solver_calls(nfe)`` calls with correctors up to ``nfe``."""
     process, spectrum = grids.process, grids.spectrum
     assert spectrum is not None
     levels = len(process.time_grid()) - 1
@@ -352,7 +365,7 @@ def corrected_rows(grids: Grids) -> list[Measure]:
                 on = oracle_grid(process, with_correctors(grids.make(grid_name, solver_calls(nfe)), nfe), spectrum)
             except ConfigurationError:  # a grid the process cannot have
                 continue
-            rows += [measure(on, solver, grid_name, False, step) for solver in solvers for step in CORRECTOR_STEPS]
+            rows += [measure(on, solver, grid_name, False, **kind) for solver in solvers for kind in CORRECTIONS]
     return rows
 
 
@@ -371,16 +384,18 @@ def find(
     grid: str | None = None,
     with_error: bool = False,
     corrector: float = 0.0,
+    projection: float = 0.0,
 ) -> Measure | None:
     """The lowest-W2² row of ``label`` at ``nfe`` (``None``: its full grid) with the corrector
-    step ``corrector`` (0: none), of ``solver`` and ``grid`` where given; by ``w2_at_error``
-    when ``with_error``."""
+    step ``corrector`` and the projection step ``projection`` (0: none), of ``solver`` and
+    ``grid`` where given; by ``w2_at_error`` when ``with_error``."""
     chosen = [
         row
         for row in rows
         if row.label == label
         and (row.full if nfe is None else row.nfe == nfe and not row.full)
         and row.corrector == corrector
+        and row.projection == projection
         and solver in (None, row.solver)
         and grid in (None, row.grid)
     ]
@@ -440,14 +455,13 @@ FEW_CALL_COLUMNS = (
 
 def corrector_table(rows: list[Measure]) -> list[list[str]]:
     """Per process at its defaults and each of ``CORRECTED_NFES``: the best solver and grid
-    without a corrector and with each of ``CORRECTOR_STEPS`` (at the same number of calls), by
+    without a correction and with each of ``CORRECTIONS`` (at the same number of calls), by
     W2² and by W2² with the network error ``ERROR_STD``."""
     table = []
     for label in dict.fromkeys(row.label for row in rows if row.full):
         for nfe in CORRECTED_NFES:
             for with_error in (False, True):
-                steps = (0.0, *CORRECTOR_STEPS)
-                found = [find(rows, label, nfe, with_error=with_error, corrector=step) for step in steps]
+                found = [find(rows, label, nfe, with_error=with_error, **kind) for kind in ({}, *CORRECTIONS)]
                 if all(row is None for row in found[1:]):
                     continue
                 cells = [f"{w2_cell(row, with_error)} ({row.solver}, {row.grid})" if row else "" for row in found]
@@ -455,7 +469,14 @@ def corrector_table(rows: list[Measure]) -> list[list[str]]:
     return table
 
 
-CORRECTOR_COLUMNS = ("process", "NFE", "W2²", "no corrector", *(f"corrector ε = {step:g}" for step in CORRECTOR_STEPS))
+CORRECTION_NAMES = {"corrector": "Langevin ε", "projection": "projection δμ"}
+CORRECTOR_COLUMNS = (
+    "process",
+    "NFE",
+    "W2²",
+    "none",
+    *(f"{CORRECTION_NAMES[name]} = {step:g}" for kind in CORRECTIONS for name, step in kind.items()),
+)
 
 
 def w2_cell(row: Measure | None, with_error: bool = False) -> str:
@@ -504,7 +525,7 @@ def amplification_rows(rows: list[Measure], nfe: int) -> list[list[str]]:
     the error amplification, all frequencies and the upper half."""
     table = []
     for row in rows:
-        if row.nfe != nfe or row.full or row.corrector or row.process.changed_options():
+        if row.nfe != nfe or row.full or row.corrects or row.process.changed_options():
             continue
         if row is not find(rows, row.label, nfe, row.solver):
             continue
@@ -533,7 +554,7 @@ def w2_figure(rows: list[Measure], title: str) -> Figure:
     panels = panel_grid(figure, len(labels))
     floor = 1e-7
     for axes, label in zip(panels, labels, strict=True):
-        own = [row for row in rows if row.label == label and not row.full and not row.corrector]
+        own = [row for row in rows if row.label == label and not row.full and not row.corrects]
         process = own[0].process
         pairs = list(dict.fromkeys((row.solver, row.grid) for row in own))
         for i, (solver, grid) in enumerate(pairs):
@@ -620,11 +641,13 @@ def sampler_markdown(rows: list[Measure], description: str, command: str) -> str
         "",
         markdown_text(frame(robust_rows(rows), ROBUST_COLUMNS), left=("process",)),
         "",
-        "## With a Langevin corrector",
+        "## With a Langevin corrector or a projection",
         "",
-        "The best solver and grid with a Langevin corrector of step ε (`spdbench.solvers.langevin`) against "
-        "none, at the same number of calls: with a corrector about half of them correct (at the times "
-        "nearest the data), so the solver takes fewer steps. By exact W2² and with the network error above.",
+        "The best solver and grid with a Langevin corrector of step ε (`spdbench.solvers.langevin`) or "
+        "Ghimire et al.'s projection of step δμ (`spdbench.solvers.projection`: a step towards a_t x̂_0, the "
+        "mean path of the forward law) against neither, at the same number of calls: with either about half "
+        "of them correct (at the times nearest the data), so the solver takes fewer steps. By exact W2² and "
+        "with the network error above.",
         "",
         markdown_text(frame(corrector_table(rows), CORRECTOR_COLUMNS), left=CORRECTOR_COLUMNS),
         "",
@@ -643,7 +666,7 @@ def headline(table: pd.DataFrame) -> str:
     """The README's table, from ``samplers.csv`` (``table``): per process at its defaults, W2² of
     today's sampler at 10, 20, 50 and 100 NFE, of the best solver and grid at 10, 20 and 50, and of
     the best at 20 with the network error ``ERROR_STD``."""
-    table = table[table["corrector"] == 0]
+    table = table[(table["corrector"] == 0) & (table["projection"] == 0)]
     full = table["full_grid"].astype(bool)
     rows = []
     for label in table[full]["label"].unique():

@@ -14,8 +14,9 @@ per-frequency coefficients (a ``LinearStep``) that depend on the process, the gr
 settings only. The one loop (``spdbench.sampling.sample``) applies them; the exact oracle measure
 (``spdbench.samplerreport``) propagates variances through the same coefficients.
 
-A time that repeats in a grid is a Langevin corrector's call (``langevin``, ``plan``): an option
-of every solver of the Gaussian family, outside the step rules.
+A time that repeats in a grid is a corrector's call (``plan``): a Langevin step (``langevin``) or
+Ghimire et al.'s projection (``projection``), options of every solver of the Gaussian family,
+outside the step rules.
 
 A new solver is one step rule here and one line in ``SOLVERS``.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import Literal, cast
 
@@ -46,21 +47,37 @@ class SamplerSettings:
     ``large`` is the forward transition variance ``s²_{t|r}`` (DDPM's fixed-large
     ``σ_t² = β_t``, the official SPD sampler). ``clip_x0`` clips ``x̂_0`` to ``[-1, 1]``.
     ``corrector`` is the step ``ε`` of a Langevin corrector (``langevin``) at the grid's repeated
-    times, in ``(0, 1]``; ``0``: none.
+    times, in ``(0, 1]``; ``projection`` the step ``δμ`` of the projection (``projection``) there,
+    in ``(0, 100]``; ``0``: none. One of the two at most.
     """
 
     eta: float = 1.0
     variance: Literal["small", "large"] = "small"
     clip_x0: bool = True
     corrector: float = 0.0
+    projection: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eta <= 1.0:
             raise ConfigurationError(f"eta must lie in [0, 1], got {self.eta}")
         if not 0.0 <= self.corrector <= 1.0:
             raise ConfigurationError(f"corrector must lie in [0, 1], got {self.corrector}")
+        if not 0.0 <= self.projection <= MAX_PROJECTION:
+            raise ConfigurationError(f"projection must lie in [0, {MAX_PROJECTION:g}], got {self.projection}")
+        if self.corrector and self.projection:
+            raise ConfigurationError("a Langevin corrector or a projection at the repeated times, not both")
         if self.variance not in ("small", "large"):
             raise ConfigurationError(f"variance must be 'small' or 'large', got {self.variance!r}")
+
+    @property
+    def corrects(self) -> bool:
+        """Whether the grid's repeated times correct (a Langevin corrector or a projection)."""
+        return bool(self.corrector or self.projection)
+
+
+MAX_PROJECTION = 100.0  #: the largest projection step δμ accepted (its per-frequency step is clipped at 1)
+CORRECTIONS = ("corrector", "projection")  #: the settings that use a grid's repeated times
+SETTINGS = tuple(setting.name for setting in fields(SamplerSettings))
 
 
 @dataclass(frozen=True)
@@ -140,11 +157,12 @@ class Solver:
         variance: str | None = None,
         clip_x0: bool | None = None,
         corrector: float | None = None,
+        projection: float | None = None,
     ) -> SamplerSettings:
         """The settings of a run: those given (``None``: the default), refused where the solver
         does not use them; an unused one is fixed (η = 0 for a deterministic solver, no clipping
-        for a solver that does not clip, no corrector)."""
-        given = {"eta": eta, "variance": variance, "clip_x0": clip_x0, "corrector": corrector}
+        for a solver that does not clip, no corrector or projection)."""
+        given = {"eta": eta, "variance": variance, "clip_x0": clip_x0, "corrector": corrector, "projection": projection}
         unused = [name for name, value in given.items() if value is not None and name not in self.settings]
         if unused:
             raise ConfigurationError(
@@ -155,14 +173,15 @@ class Solver:
             "variance": "small",
             "clip_x0": "clip_x0" in self.settings,
             "corrector": 0.0,
+            "projection": 0.0,
         }
         chosen = {name: defaults[name] if value is None else value for name, value in given.items()}
         return SamplerSettings(**chosen)  # type: ignore[arg-type]
 
     def recorded(self, settings: SamplerSettings) -> dict[str, object]:
-        """The settings the solver uses, as a run's configuration records them; no corrector is
-        not recorded (so the runs made before correctors existed keep their ids)."""
-        used = [name for name in self.settings if name != "corrector" or settings.corrector]
+        """The settings the solver uses, as a run's configuration records them; no corrector or
+        projection is not recorded (so the runs made before they existed keep their ids)."""
+        used = [name for name in self.settings if name not in CORRECTIONS or getattr(settings, name)]
         return {name: getattr(settings, name) for name in used}
 
 
@@ -391,6 +410,25 @@ def langevin(process: Process, grid: Schedule, i: int, settings: SamplerSettings
     return LinearStep(x=scalar(1 - eps, grid), x0=eps * a, noise=math.sqrt(2 * eps) * s)
 
 
+def projection(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """The projection of Ghimire et al. (arXiv 2302.04411, §8, Algorithm 1) at ``r = grid[i]``,
+    after the solver's step from ``t = grid[i − 1]``: ``x ← x_pred + √β δμ δτ T(x_pred, r)``, with
+    ``T`` the minimiser of its training objective ``E‖x_pred + T − a_r x_0‖² + (√β/2)‖T‖²``,
+    ``T = (a_r E[x_0 | x_pred] − x_pred)/(1 + √β/2)``, computed from the denoiser's ``x̂_0``
+    (the paper trains a second network for it). Per frequency
+    ``u' = (1 − c) u + c a_r û_0`` with ``c = min(1, δμ √β δτ / (1 + √β/2))``: a step of the
+    state towards ``a_r x̂_0``, the mean of the forward law given the denoised image (for the
+    oracle it scales ``u`` by ``1 − c s_r²/v``, a contraction towards the mean path, not a map
+    onto the marginal). ``δτ = (t − r)/T`` on time scaled to ``[0, 1]`` as the paper's VP SDE;
+    ``β = s²_{t|r}/δτ`` per frequency, the forward diffusion rate over the step. No noise: the
+    solver's is added after it (``plan``: predict, project, diffuse)."""
+    (a_t, s_t), (a_r, s_r) = grid.at(i - 1), grid.at(i)
+    dtau = float((grid.times[i - 1] - grid.times[i]) / process.time_grid()[0])
+    root_beta = (Transition(a_t, s_t, a_r, s_r).s2_tr / dtau).sqrt()
+    c = (settings.projection * root_beta * dtau / (1 + root_beta / 2)).clamp(max=1.0)
+    return LinearStep(x=1 - c, x0=c * a_r)
+
+
 def level_schedule(process: Process, grid: Tensor) -> Schedule:
     """The schedule of ``grid`` without its repeated times: the solver's grid."""
     return schedule(process, torch.unique_consecutive(grid))
@@ -401,16 +439,23 @@ def plan(
 ) -> Iterator[tuple[LinearStep, bool]]:
     """The loop's steps on ``grid`` (``times``: its ``level_schedule``), one per network call,
     each with whether it is the solver's (its ``x̂_0`` joins the history): a time that repeats
-    is a corrector step there (``langevin``); the others are the solver's steps on the grid
-    without its repeats."""
+    is a corrector step there (``langevin``, or ``projection`` when the settings ask, which takes
+    over the noise of the solver's step before it); the others are the solver's steps on the
+    grid without its repeats."""
     level = 0
-    repeated = (grid[1:] == grid[:-1]).tolist()  # one transfer, not one per step
+    repeated = (grid[1:] == grid[:-1]).tolist() + [False]  # one transfer, not one per step
+    noise: Tensor | None = None
     for i in range(len(grid) - 1):
-        if repeated[i]:
-            yield langevin(process, times, level, settings), False
-        else:
-            yield solver.step(process, times, level, settings), True
+        if not repeated[i]:
+            step = solver.step(process, times, level, settings)
+            if settings.projection and repeated[i + 1]:
+                step, noise = replace(step, noise=None), step.noise
+            yield step, True
             level += 1
+        elif settings.projection:
+            yield replace(projection(process, times, level, settings), noise=noise), False
+        else:
+            yield langevin(process, times, level, settings), False
 
 
 SOLVERS: dict[str, Solver] = {
@@ -418,43 +463,43 @@ SOLVERS: dict[str, Solver] = {
         "ancestral",
         FrequencyDiagonalGaussian,
         ancestral,
-        ("eta", "variance", "clip_x0", "corrector"),
+        ("eta", "variance", "clip_x0", *CORRECTIONS),
         "the posterior sampler: η from 0 to 1, small or large variance",
     ),
-    "ddim": Solver("ddim", FrequencyDiagonalGaussian, ddim, ("clip_x0", "corrector"), "DDIM (η = 0), per frequency"),
+    "ddim": Solver("ddim", FrequencyDiagonalGaussian, ddim, ("clip_x0", *CORRECTIONS), "DDIM (η = 0), per frequency"),
     "dpmpp2m": Solver(
         "dpmpp2m",
         FrequencyDiagonalGaussian,
         dpm_solver_2m,
-        ("clip_x0", "corrector"),
+        ("clip_x0", *CORRECTIONS),
         "DPM-Solver++(2M), a second-order multistep exponential integrator per frequency",
     ),
     "dpmpp3m": Solver(
         "dpmpp3m",
         FrequencyDiagonalGaussian,
         dpm_solver_3m,
-        ("clip_x0", "corrector"),
+        ("clip_x0", *CORRECTIONS),
         "DPM-Solver++(3M), its third-order multistep form",
     ),
     "sdedpmpp2m": Solver(
         "sdedpmpp2m",
         FrequencyDiagonalGaussian,
         sde_dpm_solver_2m,
-        ("clip_x0", "corrector"),
+        ("clip_x0", *CORRECTIONS),
         "SDE-DPM-Solver++(2M): the ancestral sampler with a second-order multistep correction",
     ),
     "unipc2": Solver(
         "unipc2",
         FrequencyDiagonalGaussian,
         partial(uni_pc, order=2),
-        ("clip_x0", "corrector"),
+        ("clip_x0", *CORRECTIONS),
         "UniPC-2: a second-order multistep predictor and its corrector, per frequency",
     ),
     "unipc3": Solver(
         "unipc3",
         FrequencyDiagonalGaussian,
         partial(uni_pc, order=3),
-        ("clip_x0", "corrector"),
+        ("clip_x0", *CORRECTIONS),
         "UniPC-3: its third-order form",
     ),
     "ihdm": Solver("ihdm", HeatDissipation, ihdm, ("eta",), "IHDM's δ-sampler, strided in the level index"),

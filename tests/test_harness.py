@@ -139,7 +139,8 @@ def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_pa
     run = resolve_run(SUITE.runs[2])
     run_dir = suite_dir / "runs" / run.run_id
     recorded = json.loads((run_dir / "summary.json").read_text())["scores"]
-    again, other = runs.sample_again(run_dir, [run.nfe])[0], runs.sample_again(run_dir, [2], sampler="dpmpp3m")[0]
+    again = runs.sample_again(run_dir, [run.nfe], {})[0]
+    other = runs.sample_again(run_dir, [2], {"sampler": "dpmpp3m"})[0]
     assert again["scores"] == recorded and again["sampler"] == run.config()["sampler"]
     assert other["scores"]["fid"] != recorded["fid"] and other["sampler"]["solver"] == "dpmpp3m"
     assert {path.name for path in (run_dir / "resampled").iterdir()} == {
@@ -154,7 +155,7 @@ def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: 
     """``spdbench geometry``: one row per point of the path, a summary, a plot; the samples are the
     run's own, so their FID is the run's (and for the Gaussian processes, whose last step returns
     x̂_0, so is the last jump's); the optimal denoiser's gap is measured where it exists (not for
-    heat)."""
+    heat); a corrector or a projection is an option of the sampler it follows."""
     suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
     monkeypatch.setattr(geometryreport, "score_images", tiny_score)
     for request in SUITE.runs:
@@ -183,6 +184,10 @@ def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: 
     assert [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:] == [
         "ddpm", "heat", "spd"
     ]
+    result = CliRunner().invoke(app, ["geometry", "--run", str(run_dir), "--nfe", "5", "--projection", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run_dir / "geometry" / "summary.json").read_text())
+    assert summary["steps"] == 5 and summary["sampler"]["projection"] == 1.0  # 3 solver calls, 2 projections
 
 
 def test_the_suites_share_one_protocol() -> None:

@@ -27,7 +27,7 @@ from spdbench.cli import app
 from spdbench.errors import UserError
 from spdbench.groups import option_sweeps
 from spdbench.records import read_suite
-from spdbench.report import COLUMNS, ordered, seed_table, verdict_table, write_report
+from spdbench.report import COLUMNS, nfe_figure, ordered, seed_table, verdict_table, write_report
 from spdbench.show import tile
 
 runner = CliRunner()
@@ -289,17 +289,24 @@ def test_a_suite_of_two_budgets_keeps_them_apart(tmp_path: Path) -> None:
 
 def test_runs_sampled_again_are_tabled_and_plotted_against_nfe(tmp_path: Path) -> None:
     """``resampled/*.json`` (``spdbench sample``) become a table of FID against the sampler and
-    NFE, the run's own sampler among its rows, and ``fid_vs_nfe.png``."""
+    NFE, the run's own sampler among its rows, and ``fid_vs_nfe.png``, whose lines each go
+    through the mean over the seeds they have at every NFE (a seed drawn at one NFE only would
+    bend the line)."""
     suite_dir = write_suite(tmp_path)
     write_report(suite_dir)
     assert "FID against the sampler and NFE" not in (suite_dir / "fid.md").read_text()
-    spd = next(path for path in (suite_dir / "runs").iterdir() if path.name == "spd-quick-s0")
-    (spd / "resampled").mkdir()
-    for nfe, fid in ((5, 90.0), (20, 31.0)):
-        sampler = {"solver": "dpmpp3m", "grid": "edm", "nfe": nfe, "clip_x0": True, "spectrum": "paper"}
-        record = {"sampler": sampler, "scores": synthetic_scores(fid), "sampling_seconds": 1.0}
-        (spd / "resampled" / f"dpmpp3m-edm-nfe{nfe}.json").write_text(json.dumps(record))
+    for seed, draws in ((0, ((5, 90.0), (20, 31.0))), (1, ((20, 61.0),))):
+        resampled = suite_dir / "runs" / f"spd-quick-s{seed}" / "resampled"
+        resampled.mkdir()
+        for nfe, fid in draws:
+            sampler = {"solver": "dpmpp3m", "grid": "edm", "nfe": nfe, "clip_x0": True, "spectrum": "paper"}
+            record = {"sampler": sampler, "scores": synthetic_scores(fid), "sampling_seconds": 1.0}
+            (resampled / f"dpmpp3m-edm-nfe{nfe}.json").write_text(json.dumps(record))
     write_report(suite_dir)
+    lines = {line.get_label(): list(line.get_ydata()) for axes in nfe_figure(read_suite(suite_dir)).axes
+             for line in axes.lines}
+    assert lines["dpmpp3m, edm, clip_x0 True (seed 0)"] == [90.0, 31.0]
+    assert lines["ancestral, native, eta 1.0, variance small, clip_x0 True (seeds 0, 1)"] == [29.0]
     rows = [row[:5] for row in table_cells((suite_dir / "fid.md").read_text().split("FID against the sampler")[1])]
     own = "ancestral, native, eta 1.0, variance small, clip_x0 True"
     assert ["spd", "0", own, "10", "28.00 [27.00, 29.50]"] in rows

@@ -125,6 +125,9 @@ def test_a_run_chooses_its_sampler(tmp_path: Path) -> None:
     }
     resolved = runs.resolve_run(runs.RunRequest("spd", sampler="unipc3", nfe=9, corrector=0.2))
     assert len(resolved.grid) == 10 and len(torch.unique_consecutive(resolved.grid)) == 6  # 5 solver calls, 4 more
+    code, output = spdbench("run", "--process", "ddpm", *TINY, "--nfe", "9", "--projection", "2", "--dry-run")
+    assert code == 0, output
+    assert json.loads(output)["sampler"]["projection"] == 2.0 and "corrector" not in json.loads(output)["sampler"]
     papers = {}
     for process in PROCESSES:
         code, output = spdbench(
@@ -305,9 +308,14 @@ def test_score_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--process", "spd", "--grid", "edm", "--nfe", "5000"], "--nfe must lie in [1, 4000] for spd (on the edm"),
         (["--process", "heat", "--corrector", "0.3"], "sampler 'ihdm' has no setting corrector"),
         (["--process", "ddpm", "--corrector", "1.5"], "corrector must lie in [0, 1]"),
-        (["--process", "ddpm", "--corrector", "0.3", "--nfe", "2"], "--corrector needs --nfe of at least 3"),
+        (["--process", "ddpm", "--corrector", "0.3", "--nfe", "2"], "--corrector and --projection need --nfe of at"),
+        (["--process", "ddpm", "--projection", "1", "--nfe", "2"], "--corrector and --projection need --nfe of at"),
         (["--process", "ddpm", "--corrector", "0.3", "--nfe", "2100"], "--nfe must lie in [3, 1999] for ddpm (with"),
-        (["--process", "ddpm", "--corrector", "0.3", "--grid", "auto"], "give --grid with --corrector"),
+        (["--process", "ddpm", "--corrector", "0.3", "--grid", "auto"], "ranks the samplers without a corrector"),
+        (["--process", "ddpm", "--projection", "1", "--grid", "auto"], "ranks the samplers without a corrector"),
+        (["--process", "heat", "--projection", "1"], "sampler 'ihdm' has no setting projection"),
+        (["--process", "ddpm", "--projection", "-1"], "projection must lie in [0, 100]"),
+        (["--process", "ddpm", "--projection", "1", "--corrector", "0.1"], "a Langevin corrector or a projection"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path) -> None:

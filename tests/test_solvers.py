@@ -17,7 +17,18 @@ from corruptions.oracle import OracleDenoiser, gaussian_images
 from spdbench.grids import GRIDS, Grids, make_grid, solver_calls, with_correctors
 from spdbench.samplerreport import floor_variance, gains, oracle_grid, output_variance, relative_w2
 from spdbench.sampling import PerImageNoise, sample
-from spdbench.solvers import SOLVERS, SamplerSettings, Solver, get_solver, langevin, schedule, solvers_for
+from spdbench.solvers import (
+    SOLVERS,
+    SamplerSettings,
+    Solver,
+    get_solver,
+    langevin,
+    level_schedule,
+    plan,
+    projection,
+    schedule,
+    solvers_for,
+)
 from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
 
 CPU = torch.device("cpu")
@@ -134,8 +145,8 @@ def test_the_second_order_solver_converges_at_second_order(case) -> None:
 def test_exact_variance_equals_monte_carlo(process_case) -> None:
     """The propagated variance is what sampling with the oracle gives, within sampling error:
     2000 samples estimate each coefficient's variance to ±3.2 % (one σ), their mean over the
-    frequencies to about ±0.3 %; for every solver, and with a Langevin corrector for those that
-    take one (4 of the 9 calls correcting)."""
+    frequencies to about ±0.3 %; for every solver, and with a Langevin corrector or a projection
+    for those that take one (4 of the 9 calls correcting)."""
     process = build(process_case)
     spectrum = spectrum_of(process)
     n = 2000
@@ -148,6 +159,7 @@ def test_exact_variance_equals_monte_carlo(process_case) -> None:
         if "corrector" in solver.settings:
             corrected = with_correctors(make_grid("native", process, solver_calls(9)), 9)
             cases.append((corrected, dataclasses.replace(unclipped(solver), corrector=0.3)))
+            cases.append((corrected, dataclasses.replace(unclipped(solver), projection=3.0)))
         for chosen, settings in cases:
             exact = output_variance(oracle_grid(process, chosen, spectrum), solver, settings=settings)[0]
             images = sample(
@@ -182,6 +194,51 @@ def test_a_corrector_step_keeps_the_oracle_marginal_to_first_order(case) -> None
             assert step.x is not None and step.x0 is not None and step.noise is not None
             m = step.x[0] + step.x0[0] * gain[i]
             torch.testing.assert_close(m.square() * v + step.noise[0].square(), v + eps**2 * s[0] ** 4 / v)
+
+
+@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
+def test_a_projection_contracts_the_oracle_marginal_towards_the_mean_path(case) -> None:
+    """At the exact marginal ``v = a_r² D + s_r²`` with the oracle's ``x̂_0``, Ghimire et al.'s
+    projection after a step from ``t`` to ``r`` scales each frequency by ``1 − c s_r²/v`` with
+    ``c = min(1, δμ √β δτ/(1 + √β/2))``, ``β = s²_{t|r}/δτ`` and ``δτ = (t − r)/T``: it removes
+    variance, the more the larger δμ, and all the noise's share at ``c = 1`` (``u' = a_r x̂_0``)."""
+    process = build(case)
+    spectrum = spectrum_of(process)
+    grid = make_grid("native", process, 6)[:-1]
+    times = schedule(process, grid)
+    gain = gains(process, OracleDenoiser(process, spectrum), grid).x0
+    span = process.time_grid()[0]
+    for step_size in (0.5, 100.0):
+        settings = SamplerSettings(projection=step_size)
+        for i in range(1, len(grid)):
+            (a_t, s_t), (a, s) = times.at(i - 1), times.at(i)
+            v = (a.square() * spectrum + s.square())[0]
+            dtau = (grid[i - 1] - grid[i]) / span
+            root_beta = (Transition(a_t, s_t, a, s).s2_tr[0] / dtau).sqrt()
+            c = (step_size * root_beta * dtau / (1 + root_beta / 2)).clamp(max=1.0)
+            step = projection(process, times, i, settings)
+            assert step.x is not None and step.x0 is not None and step.noise is None
+            torch.testing.assert_close(step.x[0] + step.x0[0] * gain[i], 1 - c * s[0].square() / v)
+        assert step_size < 10 or (c == 1).all()  # δμ = 100 projects onto a_r x̂_0 on this grid
+
+
+def test_a_projection_comes_between_the_solvers_drift_and_its_noise() -> None:
+    """Predict, project, diffuse (Ghimire et al., Algorithm 1): on a grid with repeated times,
+    the solver's step before a projection has no noise and the projection adds the noise that
+    step would have added; a Langevin corrector leaves the solver's steps as they are."""
+    process = build(("ddpm", {}))
+    grid = with_correctors(make_grid("native", process, solver_calls(7)), 7)
+    times = level_schedule(process, grid)
+    solver = SOLVERS["ancestral"]
+    plain = list(plan(process, solver, grid, times, solver.settings_for(corrector=0.1)))
+    projected = list(plan(process, solver, grid, times, solver.settings_for(projection=1.0)))
+    assert [own for _, own in plain] == [own for _, own in projected] == [True, False] * 3 + [True]
+    for i, ((step, own), (with_projection, _)) in enumerate(zip(plain, projected, strict=True)):
+        if own and i + 1 < len(plain) and not plain[i + 1][1]:
+            assert with_projection.noise is None and step.noise is not None
+            torch.testing.assert_close(projected[i + 1][0].noise, step.noise)
+        elif own:
+            assert with_projection == step
 
 
 def old_reverse_step(
@@ -350,11 +407,12 @@ def test_samplers_command_writes_the_tables_and_the_plot(tmp_path, monkeypatch: 
     }
     assert {row["solver"] for row in rows if row["process"] == "heat"} == {"ihdm"}
     assert all(float(row["w2"]) >= 0 for row in rows)
-    correctors = {row["corrector"] for row in rows if row["process"] == "ddpm" and row["nfe"] == "20"}
-    assert correctors == {"0.0", "0.1", "0.6"}
+    ddpm_20 = [row for row in rows if row["process"] == "ddpm" and row["nfe"] == "20"]
+    correctors = {(row["corrector"], row["projection"]) for row in ddpm_20}
+    assert correctors == {("0.0", "0.0"), ("0.1", "0.0"), ("0.6", "0.0"), ("0.0", "1.0"), ("0.0", "3.0")}
     markdown = (out / "samplers.md").read_text()
     assert "`spdbench samplers --spectrum paper --dataset fmnist --size 8" in markdown and "| ddpm" in markdown
-    assert "## Few calls against many" in markdown and "## With a Langevin corrector" in markdown
+    assert "## Few calls against many" in markdown and "## With a Langevin corrector or a projection" in markdown
     assert (out / "w2_vs_nfe.png").stat().st_size > 10_000
 
 
