@@ -280,6 +280,21 @@ def sde_dpm_solver_2m(process: Process, grid: Schedule, i: int, settings: Sample
     return LinearStep(x=keep, x0=a_r * phi * (1 + half), history=(-a_r * phi * half,), noise=noise)
 
 
+def reverse_diffusion(process: Process, grid: Schedule, i: int, settings: SamplerSettings) -> LinearStep:
+    """The reverse-diffusion predictor of Song et al. (2021): the forward transition
+    ``u_t = a_{t|r} u_r + s_{t|r} z`` read backwards as a discretised SDE, per frequency:
+    ``u_r = (2 − a_{t|r}) u_t + s²_{t|r} ∇log p_t(u_t) + s_{t|r} z`` with the score
+    ``(a_t û_0 − u_t)/s_t²`` (for DDPM ``a_{t|r} = √(1 − β_t)``, ``s²_{t|r} = β_t``: their
+    predictor for the VP SDE). A first-order step of the reverse SDE, the predictor a score-based
+    sampler with Ghimire et al.'s projection augments; ``x̂_0`` at ``r = 0``."""
+    if grid.is_data(i + 1):
+        return LinearStep(x0=ONE.to(grid.times.device))
+    (a_t, s_t), (a_r, s_r) = grid.at(i), grid.at(i + 1)
+    transition = Transition(a_t, s_t, a_r, s_r)
+    weight = transition.s2_tr / s_t.square()
+    return LinearStep(x=2 - transition.a_tr - weight, x0=weight * a_t, noise=transition.s2_tr.sqrt())
+
+
 def uni_pc_residuals(grid: Schedule, j: int, order: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """UniPC's step ``j`` (from ``t_j`` to ``t_{j+1}``) at order ``p = min(order, j + 1)``:
     ``a_{j+1} B(h)`` and the weights of its predictor's and corrector's residuals,
@@ -501,6 +516,13 @@ SOLVERS: dict[str, Solver] = {
         partial(uni_pc, order=3),
         ("clip_x0", *CORRECTIONS),
         "UniPC-3: its third-order form",
+    ),
+    "reverse": Solver(
+        "reverse",
+        FrequencyDiagonalGaussian,
+        reverse_diffusion,
+        ("clip_x0", *CORRECTIONS),
+        "Song et al.'s reverse-diffusion predictor: a first-order step of the reverse SDE, per frequency",
     ),
     "ihdm": Solver("ihdm", HeatDissipation, ihdm, ("eta",), "IHDM's δ-sampler, strided in the level index"),
 }

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from corruptions import Process
+from corruptions.ddpm import DDPM
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import Transition
 from corruptions.oracle import OracleDenoiser, gaussian_images
@@ -26,6 +27,7 @@ from spdbench.solvers import (
     level_schedule,
     plan,
     projection,
+    reverse_diffusion,
     schedule,
     solvers_for,
 )
@@ -239,6 +241,26 @@ def test_a_projection_comes_between_the_solvers_drift_and_its_noise() -> None:
             torch.testing.assert_close(projected[i + 1][0].noise, step.noise)
         elif own:
             assert with_projection == step
+
+
+def test_the_reverse_diffusion_predictor_is_song_et_al_s_for_ddpm() -> None:
+    """For DDPM, level ``t`` to ``t − 1``: Song et al.'s reverse-diffusion predictor for the VP
+    SDE, ``x_{t−1} = (2 − √(1 − β_t)) x_t + β_t s(x_t) + √β_t z`` with the score
+    ``s = (√ᾱ_t x̂_0 − x_t)/(1 − ᾱ_t)``, from DDPM's own β."""
+    process = build(("ddpm", {}))
+    assert isinstance(process, DDPM)
+    grid = process.time_grid()
+    times = schedule(process, grid[:12])
+    alpha_bar = process.alpha_bar
+    for i in range(11):
+        t = int(grid[i])
+        beta = 1 - alpha_bar[t] / alpha_bar[t - 1]
+        score_x, score_x0 = -1 / (1 - alpha_bar[t]), alpha_bar[t].sqrt() / (1 - alpha_bar[t])
+        step = reverse_diffusion(process, times, i, SamplerSettings())
+        assert step.x is not None and step.x0 is not None and step.noise is not None
+        torch.testing.assert_close(step.x.flatten()[0], 2 - (1 - beta).sqrt() + beta * score_x)
+        torch.testing.assert_close(step.x0.flatten()[0], beta * score_x0)
+        torch.testing.assert_close(step.noise.flatten()[0], beta.sqrt())
 
 
 def old_reverse_step(
