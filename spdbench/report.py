@@ -530,8 +530,9 @@ def geometry_lines(suite: SuiteRecord) -> list[str]:
 
 def nfe_figure(suite: SuiteRecord) -> Figure:
     """FID against NFE (log scale), one panel per process configuration, one line per sampler
-    through the mean over the seeds it has at every one of its NFEs (all its seeds where none
-    is common), named in its label; a figure that says why when no run was sampled again."""
+    through the mean over the seeds it has at every one of its NFEs, named in its label (where
+    no seed is common, each point's mean over its own seeds, labelled "mixed seeds"); a figure
+    that says why when no run was sampled again."""
     points = nfe_points(suite) if any(run.resampled for run in suite.scored()) else []
     labels = list(dict.fromkeys(run_label(suite, run) for run, _, _ in points))
     columns, rows = max(1, min(2, len(labels))), max(1, -(-len(labels) // 2))
@@ -547,9 +548,10 @@ def nfe_figure(suite: SuiteRecord) -> Figure:
                 if sampler_cell(sampler) == name:
                     line.setdefault(int(sampler["nfe"]), {})[seed] = float(scores["fid"])
             nfes = sorted(line)
-            common = set.intersection(*(set(line[n]) for n in nfes)) or set.union(*(set(line[n]) for n in nfes))
-            fids = [statistics.mean(fid for seed, fid in line[n].items() if seed in common) for n in nfes]
-            seeds = f"seed{'s' if len(common) > 1 else ''} {', '.join(str(seed) for seed in sorted(common))}"
+            common = set.intersection(*(set(line[n]) for n in nfes))
+            fids = [statistics.mean(fid for seed, fid in line[n].items() if seed in common or not common) for n in nfes]
+            listed = ", ".join(str(seed) for seed in sorted(common))
+            seeds = f"seed{'s' if len(common) > 1 else ''} {listed}" if common else "mixed seeds"
             axes.plot(nfes, fids, marker="o", label=f"{name} ({seeds})", **run_style(i))
         draw_floor(axes, suite.floor)
         axes.set_xscale("log")

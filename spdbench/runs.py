@@ -53,7 +53,7 @@ from spdbench.records import (
 from spdbench.samplerreport import best_sampler
 from spdbench.sampling import generate, network_denoiser
 from spdbench.show import tile
-from spdbench.solvers import SETTINGS, SamplerSettings, Solver, get_solver, solvers_for
+from spdbench.solvers import CORRECTIONS, SETTINGS, SamplerSettings, Solver, get_solver, solvers_for
 from spdbench.spectra import process_spectrum, resolve_spectrum
 from spdbench.train import (
     Callback,
@@ -462,10 +462,12 @@ def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
 def with_sampler(request: RunRequest, changes: Mapping[str, Any]) -> RunRequest:
     """``request`` with the sampler fields in ``changes`` that are not ``None`` (``sampler``,
     ``grid``, ``nfe`` and the ``SETTINGS``); another solver starts from its own settings (the
-    run's may not apply to it)."""
+    run's may not apply to it), and a corrector or projection given replaces the run's."""
     changed = {key: value for key, value in changes.items() if value is not None}
     if "sampler" in changed:
         changed = {**dict.fromkeys(SETTINGS), **changed}
+    if changed.keys() & set(CORRECTIONS):  # one correction replaces the other
+        changed = {**dict.fromkeys(CORRECTIONS), **changed}
     return dataclasses.replace(request, **changed)
 
 

@@ -345,13 +345,13 @@ def measure_all(image_shape: ImageShape, spectrum: Spectrum) -> list[Measure]:
 
 
 #: the corrections measured, on the processes at their defaults: Langevin steps ε and projection steps δμ
-CORRECTIONS = ({"corrector": 0.1}, {"corrector": 0.6}, {"projection": 1.0}, {"projection": 3.0})
+MEASURED_CORRECTIONS = ({"corrector": 0.1}, {"corrector": 0.6}, {"projection": 1.0}, {"projection": 3.0})
 CORRECTED_NFES = (10, 20, 100)
 
 
 def corrected_rows(grids: Grids) -> list[Measure]:
     """Every solver that takes a corrector × every grid × ``CORRECTED_NFES`` below the levels ×
-    ``CORRECTIONS``: each grid of ``solver_calls(nfe)`` calls with correctors up to ``nfe``."""
+    ``MEASURED_CORRECTIONS``: each grid of ``solver_calls(nfe)`` calls with correctors up to ``nfe``."""
     process, spectrum = grids.process, grids.spectrum
     assert spectrum is not None
     levels = len(process.time_grid()) - 1
@@ -365,7 +365,9 @@ def corrected_rows(grids: Grids) -> list[Measure]:
                 on = oracle_grid(process, with_correctors(grids.make(grid_name, solver_calls(nfe)), nfe), spectrum)
             except ConfigurationError:  # a grid the process cannot have
                 continue
-            rows += [measure(on, solver, grid_name, False, **kind) for solver in solvers for kind in CORRECTIONS]
+            rows += [
+                measure(on, solver, grid_name, False, **kind) for solver in solvers for kind in MEASURED_CORRECTIONS
+            ]
     return rows
 
 
@@ -455,13 +457,13 @@ FEW_CALL_COLUMNS = (
 
 def corrector_table(rows: list[Measure]) -> list[list[str]]:
     """Per process at its defaults and each of ``CORRECTED_NFES``: the best solver and grid
-    without a correction and with each of ``CORRECTIONS`` (at the same number of calls), by
+    without a correction and with each of ``MEASURED_CORRECTIONS`` (at the same number of calls), by
     W2² and by W2² with the network error ``ERROR_STD``."""
     table = []
     for label in dict.fromkeys(row.label for row in rows if row.full):
         for nfe in CORRECTED_NFES:
             for with_error in (False, True):
-                found = [find(rows, label, nfe, with_error=with_error, **kind) for kind in ({}, *CORRECTIONS)]
+                found = [find(rows, label, nfe, with_error=with_error, **kind) for kind in ({}, *MEASURED_CORRECTIONS)]
                 if all(row is None for row in found[1:]):
                     continue
                 cells = [f"{w2_cell(row, with_error)} ({row.solver}, {row.grid})" if row else "" for row in found]
@@ -475,7 +477,7 @@ CORRECTOR_COLUMNS = (
     "NFE",
     "W2²",
     "none",
-    *(f"{CORRECTION_NAMES[name]} = {step:g}" for kind in CORRECTIONS for name, step in kind.items()),
+    *(f"{CORRECTION_NAMES[name]} = {step:g}" for kind in MEASURED_CORRECTIONS for name, step in kind.items()),
 )
 
 

@@ -374,10 +374,11 @@ def uni_pc(process: Process, grid: Schedule, i: int, settings: SamplerSettings, 
     (diffusers' default) lost with a perfect network at 10 calls (``spdbench samplers``: SPD's
     W2² 2.7e-4 against 6.5e-5 on the ``signal`` grid). The last step returns ``x̂_0``.
 
-    With a Langevin corrector (``plan``) between steps ``i − 1`` and ``i``, step ``i`` corrects
-    the state the corrector left, with ``x̂_0`` there: UniPC's correction is built for ``x^p_i``,
-    and the corrector's move (and its noise) goes into the multistep history's reference point,
-    which costs UniPC its order (``spdbench samplers``, "With a Langevin corrector")."""
+    With a Langevin corrector or a projection (``plan``) between steps ``i − 1`` and ``i``, step
+    ``i`` corrects the state the corrector left, with ``x̂_0`` there: UniPC's correction is built
+    for ``x^p_i``, and the corrector's move (and a Langevin step's noise) goes into the multistep
+    history's reference point, which costs UniPC its order (``spdbench samplers``, "With a
+    Langevin corrector or a projection")."""
     if grid.is_data(i + 1):
         return LinearStep(x0=ONE.to(grid.times.device))
     (_, s_t), (_, s_r) = grid.at(i), grid.at(i + 1)
@@ -434,12 +435,18 @@ def projection(process: Process, grid: Schedule, i: int, settings: SamplerSettin
     ``u' = (1 − c) u + c a_r û_0`` with ``c = min(1, δμ √β δτ / (1 + √β/2))``: a step of the
     state towards ``a_r x̂_0``, the mean of the forward law given the denoised image (for the
     oracle it scales ``u`` by ``1 − c s_r²/v``, a contraction towards the mean path, not a map
-    onto the marginal). ``δτ = (t − r)/T`` on time scaled to ``[0, 1]`` as the paper's VP SDE;
-    ``β = s²_{t|r}/δτ`` per frequency, the forward diffusion rate over the step. No noise: the
-    solver's is added after it (``plan``: predict, project, diffuse)."""
-    (a_t, s_t), (a_r, s_r) = grid.at(i - 1), grid.at(i)
-    dtau = float((grid.times[i - 1] - grid.times[i]) / process.time_grid()[0])
-    root_beta = (Transition(a_t, s_t, a_r, s_r).s2_tr / dtau).sqrt()
+    onto the marginal). Time is scaled to ``[0, 1]`` by the prior's time ``t_max``, as in the
+    paper's VP SDE: ``δτ = (t − r)/t_max``, and ``β`` is the forward diffusion rate at ``r``
+    per frequency, ``s²_{r+ε|r}/(ε/t_max)`` over the process's finest step ``ε`` (for DDPM
+    ``1000 β_{r+1}``, the VP SDE's ``β(t)``). No noise: the solver's is added after it (``plan``:
+    predict, project, diffuse)."""
+    finest = process.time_grid()[:2]
+    t_max, step = finest[0].double(), (finest[0] - finest[1]).double()
+    r = grid.times[i]
+    a_r, s_r = grid.at(i)
+    a_up, s_up = process.marginal_coefficients((r + finest[0] - finest[1]).reshape(1))
+    root_beta = (Transition(a_up, s_up, a_r, s_r).s2_tr * (t_max / step)).sqrt()
+    dtau = (grid.times[i - 1] - r).double() / t_max
     c = (settings.projection * root_beta * dtau / (1 + root_beta / 2)).clamp(max=1.0)
     return LinearStep(x=1 - c, x0=c * a_r)
 
@@ -468,6 +475,8 @@ def plan(
             yield step, True
             level += 1
         elif settings.projection:
+            if i == 0 or repeated[i - 1]:
+                raise ConfigurationError("a projection follows a step of the solver: a grid time repeats at most once")
             yield replace(projection(process, times, level, settings), noise=noise), False
         else:
             yield langevin(process, times, level, settings), False

@@ -125,6 +125,8 @@ def test_a_run_chooses_its_sampler(tmp_path: Path) -> None:
     }
     resolved = runs.resolve_run(runs.RunRequest("spd", sampler="unipc3", nfe=9, corrector=0.2))
     assert len(resolved.grid) == 10 and len(torch.unique_consecutive(resolved.grid)) == 6  # 5 solver calls, 4 more
+    again = runs.with_sampler(runs.RunRequest("spd", sampler="unipc3", nfe=9, corrector=0.2), {"projection": 1.0})
+    assert (again.corrector, again.projection, again.sampler) == (None, 1.0, "unipc3")  # one replaces the other
     code, output = spdbench("run", "--process", "ddpm", *TINY, "--nfe", "9", "--projection", "2", "--dry-run")
     assert code == 0, output
     assert json.loads(output)["sampler"]["projection"] == 2.0 and "corrector" not in json.loads(output)["sampler"]

@@ -199,54 +199,81 @@ def test_a_corrector_step_keeps_the_oracle_marginal_to_first_order(case) -> None
 
 
 @pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
-def test_a_projection_contracts_the_oracle_marginal_towards_the_mean_path(case) -> None:
-    """At the exact marginal ``v = a_r² D + s_r²`` with the oracle's ``x̂_0``, Ghimire et al.'s
-    projection after a step from ``t`` to ``r`` scales each frequency by ``1 − c s_r²/v`` with
-    ``c = min(1, δμ √β δτ/(1 + √β/2))``, ``β = s²_{t|r}/δτ`` and ``δτ = (t − r)/T``: it removes
-    variance, the more the larger δμ, and all the noise's share at ``c = 1`` (``u' = a_r x̂_0``)."""
+def test_a_projection_is_the_step_its_objective_s_minimiser_takes(case) -> None:
+    """Ghimire et al.'s ``T`` minimises ``E‖x_pred + T − a_r x_0‖² + (√β/2)‖T‖²``: fitted per
+    frequency by least squares on Gaussian data at the marginal (``T = k x_pred``; linear is
+    optimal here), the step ``x_pred + √β δμ δτ T`` is the projection's, within sampling error.
+    Exactly, with the oracle at the marginal ``v = a_r² D + s_r²`` it scales each frequency by
+    ``1 − c s_r²/v`` (``c = min(1, δμ √β δτ/(1 + √β/2))``), and at δμ = 100 every step goes all
+    the way (``u' = a_r x̂_0``)."""
     process = build(case)
     spectrum = spectrum_of(process)
     grid = make_grid("native", process, 6)[:-1]
     times = schedule(process, grid)
     gain = gains(process, OracleDenoiser(process, spectrum), grid).x0
-    span = process.time_grid()[0]
-    for step_size in (0.5, 100.0):
-        settings = SamplerSettings(projection=step_size)
-        for i in range(1, len(grid)):
-            (a_t, s_t), (a, s) = times.at(i - 1), times.at(i)
-            v = (a.square() * spectrum + s.square())[0]
-            dtau = (grid[i - 1] - grid[i]) / span
-            root_beta = (Transition(a_t, s_t, a, s).s2_tr[0] / dtau).sqrt()
-            c = (step_size * root_beta * dtau / (1 + root_beta / 2)).clamp(max=1.0)
-            step = projection(process, times, i, settings)
-            assert step.x is not None and step.x0 is not None and step.noise is None
-            torch.testing.assert_close(step.x[0] + step.x0[0] * gain[i], 1 - c * s[0].square() / v)
-        assert step_size < 10 or (c == 1).all()  # δμ = 100 projects onto a_r x̂_0 on this grid
+    finest = process.time_grid()[:2]
+    t_max, finest_step = float(finest[0]), float(finest[0] - finest[1])
+    generator = torch.Generator().manual_seed(3)
+    for i in range(1, len(grid)):
+        a, s = times.at(i)
+        a_up, s_up = process.marginal_coefficients((grid[i] + finest[0] - finest[1]).reshape(1))
+        beta = Transition(a_up, s_up, a, s).s2_tr[0] * t_max / finest_step  # the diffusion rate at r
+        dtau = float(grid[i - 1] - grid[i]) / t_max
+        clean = spectrum.sqrt() * torch.randn(20_000, *process.image_shape, generator=generator, dtype=torch.float64)
+        state = a[0] * clean + s[0] * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
+        mean_path = a[0] * clean
+        k = ((mean_path * state).mean(0) - state.square().mean(0)) / ((1 + beta.sqrt() / 2) * state.square().mean(0))
+        step = projection(process, times, i, SamplerSettings(projection=0.5))
+        assert step.x is not None and step.x0 is not None and step.noise is None
+        scale = step.x[0] + step.x0[0] * gain[i]
+        torch.testing.assert_close(scale, 1 + beta.sqrt() * 0.5 * dtau * k, rtol=0, atol=0.02)
+        v = (a.square() * spectrum + s.square())[0]
+        c = (0.5 * beta.sqrt() * dtau / (1 + beta.sqrt() / 2)).clamp(max=1.0)
+        torch.testing.assert_close(scale, 1 - c * s[0].square() / v)
+        full = projection(process, times, i, SamplerSettings(projection=100.0))
+        assert full.x is not None and (full.x == 0).all()  # c = 1 at every frequency
+
+
+def same(one: Tensor | None, other: Tensor | None) -> bool:
+    """Both absent, or equal element for element."""
+    return one is other is None or (one is not None and other is not None and torch.equal(one, other))
 
 
 def test_a_projection_comes_between_the_solvers_drift_and_its_noise() -> None:
     """Predict, project, diffuse (Ghimire et al., Algorithm 1): on a grid with repeated times,
-    the solver's step before a projection has no noise and the projection adds the noise that
-    step would have added; a Langevin corrector leaves the solver's steps as they are."""
-    process = build(("ddpm", {}))
+    for every solver, the solver's step before a projection has no noise and the projection adds
+    the noise that step would have added (none for a deterministic solver); a Langevin corrector
+    leaves the solver's steps as they are. A projection needs a solver step before it, one each:
+    a grid whose first time repeats, or a time three times, is refused."""
+    process = build(("spd", {}))
     grid = with_correctors(make_grid("native", process, solver_calls(7)), 7)
     times = level_schedule(process, grid)
+    for name in solvers_for(process):
+        solver = SOLVERS[name]
+        plain = list(plan(process, solver, grid, times, solver.settings_for(corrector=0.1)))
+        projected = list(plan(process, solver, grid, times, solver.settings_for(projection=1.0)))
+        assert [own for _, own in plain] == [own for _, own in projected] == [True, False] * 3 + [True]
+        for i, ((step, own), (with_projection, _)) in enumerate(zip(plain, projected, strict=True)):
+            if not own:
+                continue
+            handed = i + 1 < len(plain)
+            assert with_projection.noise is None if handed else same(with_projection.noise, step.noise), name
+            if handed:
+                assert same(projected[i + 1][0].noise, step.noise), name
+            mine = (with_projection.x, with_projection.x0, *with_projection.history)
+            theirs = (step.x, step.x0, *step.history)
+            assert all(same(one, other) for one, other in zip(mine, theirs, strict=True)), name
     solver = SOLVERS["ancestral"]
-    plain = list(plan(process, solver, grid, times, solver.settings_for(corrector=0.1)))
-    projected = list(plan(process, solver, grid, times, solver.settings_for(projection=1.0)))
-    assert [own for _, own in plain] == [own for _, own in projected] == [True, False] * 3 + [True]
-    for i, ((step, own), (with_projection, _)) in enumerate(zip(plain, projected, strict=True)):
-        if own and i + 1 < len(plain) and not plain[i + 1][1]:
-            assert with_projection.noise is None and step.noise is not None
-            torch.testing.assert_close(projected[i + 1][0].noise, step.noise)
-        elif own:
-            assert with_projection == step
+    for bad in (torch.cat([grid[:1], grid]), torch.cat([grid[:3], grid[2:]])):
+        with pytest.raises(ConfigurationError, match="a grid time repeats at most once"):
+            list(plan(process, solver, bad, level_schedule(process, bad), solver.settings_for(projection=1.0)))
 
 
 def test_the_reverse_diffusion_predictor_is_song_et_al_s_for_ddpm() -> None:
     """For DDPM, level ``t`` to ``t − 1``: Song et al.'s reverse-diffusion predictor for the VP
     SDE, ``x_{t−1} = (2 − √(1 − β_t)) x_t + β_t s(x_t) + √β_t z`` with the score
-    ``s = (√ᾱ_t x̂_0 − x_t)/(1 − ᾱ_t)``, from DDPM's own β."""
+    ``s = (√ᾱ_t x̂_0 − x_t)/(1 − ᾱ_t)``, from DDPM's own β; and the projection's β at a level is
+    the VP SDE's ``β(t)``."""
     process = build(("ddpm", {}))
     assert isinstance(process, DDPM)
     grid = process.time_grid()
@@ -261,6 +288,13 @@ def test_the_reverse_diffusion_predictor_is_song_et_al_s_for_ddpm() -> None:
         torch.testing.assert_close(step.x.flatten()[0], 2 - (1 - beta).sqrt() + beta * score_x)
         torch.testing.assert_close(step.x0.flatten()[0], beta * score_x0)
         torch.testing.assert_close(step.noise.flatten()[0], beta.sqrt())
+    for i in range(1, 11):  # the projection's β at level r: the VP SDE's β(t) = 1000 β_{r+1}
+        r = int(grid[i])
+        beta_t = process.levels * (1 - alpha_bar[r + 1] / alpha_bar[r])
+        c = 0.7 * beta_t.sqrt() * (1 / process.levels) / (1 + beta_t.sqrt() / 2)
+        step = projection(process, times, i, SamplerSettings(projection=0.7))
+        assert step.x is not None
+        torch.testing.assert_close(1 - step.x.flatten()[0], c)
 
 
 def old_reverse_step(
