@@ -44,7 +44,6 @@ import dataclasses
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -204,26 +203,37 @@ def step_profile(run: Run, sizes: Sizes, images: Tensor, device: torch.device) -
 
     def mark(state: TrainState) -> None:
         if not state.starting and state.step in (sizes.warm, sizes.warm + sizes.profile_steps):
+            if state.step == sizes.warm:  # started before the mark: starting CUPTI takes seconds
+                profiler.start()
             synchronize(device)
             marks[state.step] = time.perf_counter()
-            if state.step == sizes.warm:
-                profiler.start()
-            else:
+            if state.step != sizes.warm:
                 profiler.stop()
 
     torch.manual_seed(0)
     net = UNet(network_config(run.network, *run.process.image_shape[:2]))
     with tempfile.TemporaryDirectory() as run_dir:
         train(run.process, net, images, config, Path(run_dir), mark, device=device, quiet=True)
-    events = profiler.key_averages()
-    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
-    per_step = 1e-3 / sizes.profile_steps  # microseconds in all → milliseconds a step
-    top = sorted(events, key=own, reverse=True)[:5]
     return {
         "process": run.process.name,
         "mode": mode.name,
         "steps": sizes.profile_steps,
         "wall_ms": 1e3 * (marks[sizes.warm + sizes.profile_steps] - marks[sizes.warm]) / sizes.profile_steps,
+        **time_shares(profiler.key_averages(), cuda, sizes.profile_steps),
+    }
+
+
+def time_shares(events: list[Any], cuda: bool, steps: int) -> dict[str, Any]:
+    """Of a profile over ``steps`` steps, the device kernels' milliseconds a step (on CUDA, else
+    ``None``) and the five kernels (on the CPU: operators) that take the most, by their own time.
+    Only kernel events count on CUDA: the operator that launched a kernel also carries its time,
+    and a ``record_function`` range (a user annotation) spans whole passes."""
+    if cuda:
+        events = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation]
+    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+    per_step = 1e-3 / steps  # microseconds in all → milliseconds a step
+    top = sorted(events, key=own, reverse=True)[:5]
+    return {
         "device_ms": sum(own(e) for e in events) * per_step if cuda else None,
         "top": [[e.key[:80], own(e) * per_step] for e in top],
     }
@@ -283,16 +293,16 @@ def distributed(sizes: Sizes, device: torch.device, seconds: float) -> dict[str,
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
             "-m", "benchmarks.gpu_check", "--device", device.type, "--rank-check", str(found),
         ]
-        launched = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
-        try:
-            output, _ = launched.communicate(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(launched.pid, signal.SIGKILL)
-            launched.communicate()
-            return {"ranks": ranks, "ok": False, "error": f"stopped after {seconds:.0f} s"}
+        log = Path(scratch) / "torchrun.log"  # a file, not a pipe: nothing waits on a worker's output
+        with log.open("w") as output:
+            launched = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            try:
+                launched.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                stop(launched)
+                return {"ranks": ranks, "ok": False, "error": f"stopped after {seconds:.0f} s"}
         if launched.returncode != 0 or not found.exists():
-            tail = " ".join(output.split()[-60:])
+            tail = " ".join(log.read_text().split()[-60:])
             return {"ranks": ranks, "ok": False, "error": f"exit {launched.returncode}: {tail}"}
         record = json.loads(found.read_text())
         ranked = torch.load(found.with_suffix(".pt"))
@@ -301,14 +311,25 @@ def distributed(sizes: Sizes, device: torch.device, seconds: float) -> dict[str,
     return {**record, "ok": True, "single_process_distance": distance}
 
 
+def stop(launched: subprocess.Popen[bytes]) -> None:
+    """Stop ``torchrun`` with its workers: SIGTERM, on which it stops them (each runs in a session
+    of its own, out of reach of a signal to its group), then SIGKILL if it has not ended in 30 s."""
+    launched.terminate()
+    try:
+        launched.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        launched.kill()
+        launched.wait()
+
+
 def rank_training(sizes: Sizes, device: torch.device, world: int, seed: int) -> Tensor:
     """DDPM trained for ``rank_steps`` at a global batch of the budget's per rank × ``world``,
-    from the weights seeded by ``seed``, without dropout (whose masks are drawn per rank): the
-    final weights, flattened, on the CPU (in a process group, every rank calls this and trains
-    its share)."""
+    from the weights seeded by ``seed``, without dropout (whose masks are drawn per rank), in fp32
+    and not compiled (a worker would compile afresh, for a minute): the final weights, flattened,
+    on the CPU (in a process group, every rank calls this and trains its share)."""
     run = resolve("ddpm", sizes)
     config = dataclasses.replace(
-        run.train, train_steps=sizes.rank_steps, batch=run.train.batch * world, bf16=False,
+        run.train, train_steps=sizes.rank_steps, batch=run.train.batch * world, bf16=False, compile=False,
         checkpoint_every=sizes.rank_steps, log_every=sizes.rank_steps,
     )
     images = random_images(run.process.image_shape, 2 * config.batch)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -149,3 +153,68 @@ def test_a_failed_measurement_is_recorded_and_the_check_exits_1(
     assert all(line.endswith("RuntimeError: boom") for line in record["failed"])
     assert "## Failed" in (tmp_path / "gpu-cpu.md").read_text()
     assert stopped.value.code == 1 and capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_stopped_torchrun_leaves_no_worker_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distributed run's time limit stops torchrun and its workers, which run in sessions of
+    their own (out of reach of a signal to torchrun's group)."""
+    marker = f"spdbench-stop-{tmp_path.name}"
+    monkeypatch.setenv("SPDBENCH_STOP_MARKER", marker)
+    script = tmp_path / "sleeps.py"
+    script.write_text("import time\ntime.sleep(120)\n")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    launched = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def workers() -> list[str]:
+        """The processes started from this test's command other than torchrun itself."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                marked = marker.encode() in (entry / "environ").read_bytes()
+                line = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if marked and entry.name != str(launched.pid) and str(script).encode() in line:
+                found.append(entry.name)
+        return found
+
+    deadline = time.monotonic() + 60
+    while len(workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers()) == 2, "torchrun did not start its two workers within a minute"
+    gpu_check.stop(launched)
+    assert launched.returncode is not None
+    deadline = time.monotonic() + 10
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert workers() == []
+
+
+def test_a_cuda_profile_counts_each_kernel_once() -> None:
+    """On CUDA the profile's device time is the kernels' own: not again through the operator that
+    launched one, nor through a user annotation spanning a pass."""
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+
+    def event(key: str, device: torch.autograd.DeviceType, device_us: float, annotation: bool = False) -> object:
+        return types.SimpleNamespace(key=key, device_type=device, is_user_annotation=annotation,
+                                     self_device_time_total=device_us, self_cpu_time_total=7.0)
+
+    events = [
+        event("aten::convolution", cpu, 1000.0),  # its kernel's time, carried by the launching operator
+        event("## Call CompiledFxGraph ##", cuda, 3000.0, annotation=True),
+        event("sm90_xmma_fprop", cuda, 1000.0),
+        event("triton_poi_fused", cuda, 500.0),
+    ]
+    shares = gpu_check.time_shares(events, cuda=True, steps=10)
+    assert shares == {"device_ms": pytest.approx(0.15), "top": [["sm90_xmma_fprop", 0.1], ["triton_poi_fused", 0.05]]}
+    assert gpu_check.time_shares(events, cuda=False, steps=10)["device_ms"] is None
+
+
+def test_the_distributed_run_trains_as_it_would_on_a_gpu_in_fp32_uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each torchrun worker is a fresh process: compiling there would cost a minute per run, so
+    the ranks train in fp32 without compilation, on CUDA too (where the budget compiles)."""
+    configs = []
+    monkeypatch.setattr(gpu_check, "train", lambda process, net, images, config, *rest, **named: configs.append(config))
+    gpu_check.rank_training(gpu_check.FULL, CPU, world=1, seed=0)
+    on_cuda = configs[0].resolved(torch.device("cuda"))
+    assert (on_cuda.bf16, on_cuda.compile) == (False, False)
