@@ -21,14 +21,15 @@ commit, after every measurement (an interrupted check keeps what it measured):
 3. sampling ``samples`` images at ``nfe`` network calls with each process's sampler of the
    ``short`` budget, from the network trained in 2 in bf16: images per second and the share of
    the wall time spent outside the network calls (noise, transforms, solver; target ≤ 10 %);
-4. ``torchrun`` over every visible GPU with NCCL (on the CPU: 2 processes with gloo), DDPM
-   trained for ``rank_steps`` without dropout: every rank ends with identical weights, within
-   rounding of one process trained at the same global batch;
-5. our trainer against diffusers' unconditional training example
+4. our trainer against diffusers' unconditional training example
    (:mod:`benchmarks.vs_diffusers`, when diffusers is installed), the medians of alternating
    repetitions: ours in bf16 + compile against the example in bf16 autocast (target: ours ≥
    1.3×) and against the example in its faster fp32, then both in bf16 and both in fp32
-   without compilation.
+   without compilation;
+5. ``torchrun`` over every visible GPU with NCCL (on the CPU: 2 processes with gloo), DDPM
+   trained for ``rank_steps`` without dropout: every rank ends with identical weights, within
+   rounding of one process trained at the same global batch (last: with one GPU it is
+   the least telling, so the first to go when time runs short).
 
 Every size is the toy's (``TOY``) on the CPU: the ``smoke`` budget's network at 1×28×28 and a
 few steps of everything. A measurement that would start after ``--limit-s`` seconds is
@@ -439,8 +440,6 @@ def check(device: torch.device, out: Path, limit_s: float, at_commit: str) -> tu
             found = attempt(f"sampling {name}", lambda: sampling(run, nets[name], sizes, images, device))
             if found is not None:
                 record["sampling"].append({"process": name, **found})
-    left = lambda: max(60.0, limit_s + 60 - (time.perf_counter() - started))  # noqa: E731
-    record["distributed"] = attempt("the distributed run", lambda: distributed(sizes, device, left()))
     if vs_diffusers.installed():
         for ours, theirs in sizes.comparisons:
             what = f"ours in {ours.name} against diffusers' example in {theirs.name}"
@@ -449,6 +448,8 @@ def check(device: torch.device, out: Path, limit_s: float, at_commit: str) -> tu
                 record["comparisons"].append(found)
     else:
         record["skipped"].append("the comparison with diffusers: not installed (pip install -e '.[bench]')")
+    left = lambda: max(60.0, limit_s + 60 - (time.perf_counter() - started))  # noqa: E731
+    record["distributed"] = attempt("the distributed run", lambda: distributed(sizes, device, left()))
     record["seconds"] = time.perf_counter() - started
     save()
     return path, record
