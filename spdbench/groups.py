@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
+from corruptions import PROCESSES
 from spdbench.records import RunRecord
 
 
@@ -21,10 +23,12 @@ def is_number(value: object) -> bool:
 
 def seed_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
     """``runs`` grouped by configuration (``RunRecord.configuration``: everything but the seed),
-    in the order each configuration first appears."""
+    in the order each configuration first appears; a run that never started is in none (it has no
+    configuration to tell which)."""
     groups: dict[str, list[RunRecord]] = {}
     for run in runs:
-        groups.setdefault(run.configuration, []).append(run)
+        if run.config:
+            groups.setdefault(run.configuration, []).append(run)
     return list(groups.values())
 
 
@@ -42,8 +46,9 @@ class Sweep:
 def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
     """Every sweep among ``runs``: for each process, budget and numeric option, the runs grouped by
     their other options; a group is a series when it holds a run away from the defaults and two
-    or more values of the option. The process's runs at its defaults join every series (the
-    origin of each sweep, as SPD itself is of each family of its variants)."""
+    or more values of the option. The process's runs at its defaults join each series whose other
+    options are theirs (``is_origin``): the origin of the sweep, as SPD itself is of each family
+    of its variants."""
     groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
     for run in runs:
         for option, value in run.options.items():
@@ -53,22 +58,43 @@ def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
     sweeps = []
     for (process, budget, option), by_others in groups.items():
         defaults = [run for run in runs if run.process == process and run.budget == budget and is_default(run)]
-        series = {
-            others: [*defaults, *(run for run in members if not is_default(run))]
-            for others, members in by_others.items()
-            if not all(map(is_default, members)) and len({run.options[option] for run in [*defaults, *members]}) > 1
-        }
+        series = {}
+        for others, members in by_others.items():
+            origin = [run for run in defaults if is_origin(run, json.loads(others), option)]
+            swept = [*origin, *(run for run in members if not is_default(run))]
+            if len(swept) > len(origin) and len({run.options[option] for run in swept}) > 1:
+                series[others] = swept
         if series:
-            sweeps.append(Sweep(process, option, budget, series_names(series, process)))
+            reference = defaults[0].options if defaults else {}
+            sweeps.append(Sweep(process, option, budget, series_names(series, process, reference)))
     return sweeps
 
 
-def series_names(series: dict[str, list[RunRecord]], process: str) -> dict[str, list[RunRecord]]:
+def is_origin(default: RunRecord, others: dict[str, Any], option: str) -> bool:
+    """Whether the run ``default``, at its process's defaults, is the origin of a sweep of
+    ``option`` over runs whose other options are ``others``: it has those options too, but for
+    any that rides with ``option`` in one of the process's variant families (SPD's
+    ``perturb_kind``: with no perturbation every kind is SPD). Otherwise a sweep would mix the
+    effect of ``option`` with that of another option."""
+    process = PROCESSES.get(default.process)
+    families = process.variants.values() if process is not None else []
+    riding = {key for family in families for options in family if option in options for key in options}
+    return all(default.options.get(key) == value for key, value in others.items() if key not in riding)
+
+
+def series_names(
+    series: dict[str, list[RunRecord]], process: str, reference: dict[str, Any]
+) -> dict[str, list[RunRecord]]:
     """The series keyed by what tells them apart (``schedule=cosine``, say): the other options
-    (JSON) that differ between them; the process's name for a single series."""
+    (JSON) that differ between them or from ``reference`` (the options of the process's runs at
+    its defaults; ``{}`` when it has none); the process's name when none does."""
     decoded = {others: json.loads(others) for others in series}
     keys = sorted({key for options in decoded.values() for key in options})
-    varying = [key for key in keys if len({json.dumps(options.get(key)) for options in decoded.values()}) > 1]
+    varying = [
+        key for key in keys
+        if len({json.dumps(options.get(key)) for options in decoded.values()}) > 1
+        or (reference and any(options.get(key) != reference.get(key) for options in decoded.values()))
+    ]
     if not varying:
         return {process: members for members in series.values()}
     return {

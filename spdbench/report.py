@@ -110,8 +110,9 @@ LEFT_ALIGNED = ("process", "budget", "status", "FID [95 % interval]", "run")
 
 
 def mixes_budgets(suite: SuiteRecord) -> bool:
-    """Whether the runs have several budgets (``cifar``: paper recipes and a matched budget)."""
-    return len({run.budget for run in suite.runs}) > 1
+    """Whether the runs have several budgets (``cifar``: paper recipes and a matched budget),
+    among those that started (one that never did has no budget to tell)."""
+    return len({run.budget for run in suite.runs if run.config}) > 1
 
 
 def run_label(suite: SuiteRecord, run: RunRecord) -> str:

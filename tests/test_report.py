@@ -25,10 +25,11 @@ from corruptions.spectrum import PAPER_SPECTRUM
 from spdbench import spectra
 from spdbench.cli import app
 from spdbench.errors import UserError
-from spdbench.groups import option_sweeps
+from spdbench.groups import is_default, option_sweeps
 from spdbench.records import read_suite
 from spdbench.report import COLUMNS, nfe_figure, ordered, seed_table, verdict_table, write_report
 from spdbench.show import tile
+from spdbench.verdicts import claims
 
 runner = CliRunner()
 SHAPE = (1, 28, 28)
@@ -365,3 +366,37 @@ def test_the_readme_quotes_the_committed_verdicts(name: str) -> None:
     suite = ordered(read_suite(root / "results" / name))
     readme = (root / "README.md").read_text()
     assert verdict_table(suite) in readme and seed_table(suite) in readme
+
+
+def test_a_series_away_from_the_defaults_in_another_option_has_no_origin(tmp_path: Path) -> None:
+    """DDPM with the cosine schedule at two numbers of levels is a series named by its schedule;
+    DDPM at its defaults (the linear schedule) is not its origin, so no verdict reads the
+    schedule's effect as that of the levels. SPD at its defaults stays the origin of every kind
+    of perturbation (with none, every kind is SPD)."""
+    suite_dir = write_suite(tmp_path)
+    write_run(suite_dir, "spd", 0, "done", 31.0, perturb=-0.1, perturb_kind="spectrum")
+    for levels, fid in ((250, 50.0), (500, 45.0)):
+        write_run(suite_dir, "ddpm", 0, "done", fid, schedule="cosine", levels=levels)
+    scored = read_suite(suite_dir).scored()
+    sweeps = {(sweep.process, sweep.option): sweep for sweep in option_sweeps(scored)}
+    (name, runs), = sweeps["ddpm", "levels"].series.items()
+    assert name == "schedule=cosine" and sorted(run.options["levels"] for run in runs) == [250, 500]
+    assert not any(is_default(run) for run in runs)
+    assert all(is_default(runs[0]) for runs in sweeps["spd", "perturb"].series.values())
+    tested = [claim.claim for claim in claims(scored, "spd")]
+    assert not [claim for claim in tested if "levels" in claim or "ddpm-" in claim]
+    assert "spd's FID rises as perturb leaves 0.0 (perturb_kind=spectrum)" in tested
+
+
+def test_runs_that_never_started_are_in_no_group(tmp_path: Path) -> None:
+    """A listed run that never started has no configuration: it joins no configuration's seeds
+    and does not count as a budget of its own (which would add the budget to every label)."""
+    suite_dir = write_suite(tmp_path)
+    info = json.loads((suite_dir / "suite.json").read_text())
+    listed = sorted(path.name for path in (suite_dir / "runs").iterdir())
+    info["runs"] = [*listed, "spd-quick-s2", "heat-quick-s1"]
+    (suite_dir / "suite.json").write_text(json.dumps(info))
+    suite = ordered(read_suite(suite_dir))
+    assert [row[:3] for row in table_cells(seed_table(suite))[2:]] == [["spd", "0, 1", "2 of 2"]]
+    write_report(suite_dir)
+    assert "spd, quick" not in (suite_dir / "fid.md").read_text()
