@@ -399,7 +399,8 @@ def training_lines(suite: SuiteRecord) -> list[str]:
 
 
 def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[str, PathRow | str]) -> str:
-    """``fid.md``: the heading, where the numbers come from, the table of runs and the seed table."""
+    """``fid.md``: the heading, the verdicts, where the numbers come from, the table of runs, then
+    the sections over seeds, over training, against the sampler and NFE, and of the geometry."""
     info, floor = suite.info, suite.floor
     lines = [f"# {suite_heading(suite)}", ""]
     if suite.smoke:
@@ -756,13 +757,18 @@ def samples_figure(suite: SuiteRecord) -> Figure:
 # --- the report ------------------------------------------------------------------------------
 
 
+def report_texts(suite: SuiteRecord, paths: dict[str, PathRow | str]) -> dict[str, str]:
+    """``fid.csv`` and ``fid.md`` of ``suite`` (in table order), by file name."""
+    rows = [record(run, paths[run.run_id], suite.floor) for run in suite.runs]
+    return {CSV_FILE: csv_text(frame(rows, COLUMNS)), MARKDOWN_FILE: report_markdown(suite, rows, paths)}
+
+
 def write_report(suite_dir: Path) -> list[Path]:
     """Write ``fid.csv``, ``fid.md`` and the plots of the suite in ``suite_dir`` into it; returns
     the files written."""
     suite = ordered(read_suite(suite_dir))
     paths = measure_paths(suite)
-    rows = [record(run, paths[run.run_id], suite.floor) for run in suite.runs]
-    texts = {CSV_FILE: csv_text(frame(rows, COLUMNS)), MARKDOWN_FILE: report_markdown(suite, rows, paths)}
+    texts = report_texts(suite, paths)
     figures = {  # everything is read and drawn before anything is written
         "fid.png": fid_figure(suite),
         "fid_vs_option.png": option_figure(suite, paths),

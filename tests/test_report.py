@@ -27,12 +27,22 @@ from spdbench.cli import app
 from spdbench.errors import UserError
 from spdbench.groups import is_default, option_sweeps
 from spdbench.records import read_suite
-from spdbench.report import COLUMNS, nfe_figure, ordered, seed_table, verdict_table, write_report
+from spdbench.report import (
+    COLUMNS,
+    measure_paths,
+    nfe_figure,
+    ordered,
+    report_texts,
+    seed_table,
+    verdict_table,
+    write_report,
+)
 from spdbench.show import tile
 from spdbench.verdicts import claims
 
 runner = CliRunner()
 SHAPE = (1, 28, 28)
+RESULTS = Path(__file__).parents[1] / "results"
 FIGURES = ("fid.png", "fid_vs_option.png", "fid_vs_step.png", "fid_vs_nfe.png", "samples.png")
 #: Synthetic floor: not a measurement.
 FLOOR = {"fid": 1.5, "fid_low": 1.2, "fid_high": 1.9, "kid": 0.0002, "kid_std": 0.0001, "samples": 64}
@@ -366,6 +376,16 @@ def test_the_readme_quotes_the_committed_verdicts(name: str) -> None:
     suite = ordered(read_suite(root / "results" / name))
     readme = (root / "README.md").read_text()
     assert verdict_table(suite) in readme and seed_table(suite) in readme
+
+
+@pytest.mark.parametrize("suite_dir", sorted(path.parent for path in RESULTS.glob("*/suite.json")), ids=str)
+def test_every_committed_report_is_what_its_records_make(suite_dir: Path) -> None:
+    """Each committed suite's ``fid.csv`` and ``fid.md`` are what ``spdbench report`` makes now
+    from its records: no report is left stale by a change to the report (run ``spdbench report``
+    after one)."""
+    suite = ordered(read_suite(suite_dir))
+    for name, text in report_texts(suite, measure_paths(suite)).items():
+        assert (suite_dir / name).read_text() == text, f"{suite_dir / name} is stale: run spdbench report"
 
 
 def test_a_series_away_from_the_defaults_in_another_option_has_no_origin(tmp_path: Path) -> None:
