@@ -291,6 +291,7 @@ def sample(
     clip: ClipOption = None,
     corrector: CorrectorOption = None,
     projection: ProjectionOption = None,
+    device: Annotated[str, typer.Option(help="device of the network: cpu, cuda")] = "cpu",
 ) -> None:
     """Sample a finished run again from its final weights with another sampler, grid or NFE, and
     score it like the run (resampled/<sampler>.json in the run directory)."""
@@ -301,7 +302,7 @@ def sample(
     except ValueError:
         raise UserError(f"--nfe takes integers (or full), comma-separated, got {nfe!r}") from None
     changes = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip}
-    records = sample_again(run, counts, {**changes, "corrector": corrector, "projection": projection})
+    records = sample_again(run, counts, {**changes, "corrector": corrector, "projection": projection}, device)
     table = Table(title=f"{run.name} sampled again", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("sampler", "NFE", "FID [95 % interval]", "seconds"):
         table.add_column(column, justify="left" if column == "sampler" else "right", no_wrap=True)

@@ -394,7 +394,7 @@ def torch_device(name: str) -> str:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r}: CUDA is not available on this machine; use --device cpu")
     if device.type not in ("cpu", "cuda"):
-        raise UserError(f"device {name!r}: spdbench scores on cpu or cuda")
+        raise UserError(f"device {name!r}: spdbench runs on cpu or cuda")
     return name
 
 
@@ -445,10 +445,13 @@ def request_from_config(config: dict[str, Any]) -> RunRequest:
 
 def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
     """A finished run's request, its resolved run (checked to rebuild as recorded) and its
-    network with the final EMA weights, in eval mode."""
+    network with the final EMA weights, in eval mode. A run still training is refused: what it
+    would give comes from weights its summary will not be made from."""
     config_path = run_dir / CONFIG
     if not config_path.is_file() or latest_checkpoint(run_dir) is None:
         raise UserError(f"{run_dir} is not a finished run with its checkpoints: it needs {CONFIG} and checkpoints/")
+    if not (run_dir / SUMMARY).is_file():
+        raise UserError(f"{run_dir} is not a finished run: it has no {SUMMARY} (spdbench run finishes it)")
     config = read_record(config_path)
     request = request_from_config(config)
     run = resolve_run(request)
@@ -471,13 +474,21 @@ def with_sampler(request: RunRequest, changes: Mapping[str, Any]) -> RunRequest:
     return dataclasses.replace(request, **changed)
 
 
-def sample_again(run_dir: Path, nfes: list[int | None], changes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Draw a finished run's sample set again from its final EMA weights with its sampler changed
-    by ``changes`` (``with_sampler``) at each of ``nfes`` (``None``: all the process's levels),
-    score it like the run, and write each
-    record (``{"sampler", "scores", "sampling_seconds"}``) as ``resampled/<sampler>.json``;
-    returns them. At the run's own settings it reproduces the run's samples and FID exactly."""
+def sample_again(
+    run_dir: Path, nfes: list[int | None], changes: Mapping[str, Any], device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """Draw a finished run's sample set again from its final EMA weights on ``device`` with its
+    sampler changed by ``changes`` (``with_sampler``) at each of ``nfes`` (``None``: all the
+    process's levels), score it like the run, and write each record (``{"sampler", "scores",
+    "sampling_seconds"}``) as ``resampled/<sampler>.json``; returns them. The network runs in
+    the precision the run's own samples were drawn in on a device of that kind (bf16 autocast
+    where the budget resolves it there: CUDA for the CIFAR-10 budgets), so that at the run's own
+    settings, on the kind of device that made it, it reproduces the run's samples and FID (exactly
+    on the CPU)."""
+    target = torch.device(torch_device(device))
     request, run, net = load_finished_run(run_dir)
+    net.to(target)
+    bf16 = bool(run.train.resolved(target).bf16)
     full = len(run.process.time_grid()) - 1
     variants = [  # every request is checked before anything is sampled
         resolve_run(with_sampler(request, {**changes, "nfe": full if count is None else count})) for count in nfes
@@ -486,7 +497,7 @@ def sample_again(run_dir: Path, nfes: list[int | None], changes: Mapping[str, An
     records = []
     for variant in variants:
         started = time.perf_counter()
-        samples = sample_from(variant, net, images, run.samples, bf16=False)
+        samples = sample_from(variant, net, images, run.samples, bf16)
         seconds = time.perf_counter() - started
         assert samples is not None  # one process: it gets every image
         scores = score_images(samples, run.dataset, seed=run.seed)

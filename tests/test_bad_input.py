@@ -178,9 +178,11 @@ def make_run(
     config: bytes | None = None,
     samples: bytes | None = None,
     checkpoint: bool = False,
+    finished: bool = True,
 ) -> Path:
     """A run directory with ``config.json`` (the dry run's, unless ``config`` gives its bytes),
-    ``samples.npz`` (when given) and a complete checkpoint of the untrained smoke network."""
+    ``samples.npz`` (when given) and, with ``checkpoint``, a complete checkpoint of the untrained
+    smoke network and, when ``finished``, a summary (made-up scores)."""
     run_dir = root / directory
     run_dir.mkdir(parents=True)
     if config is None:
@@ -192,6 +194,8 @@ def make_run(
     if checkpoint:
         weights = smoke_weights()
         save_checkpoint(run_dir, 40, weights, weights, {"step": torch.zeros(1)}, {"step": 40})
+        if finished:
+            write_json(run_dir / "summary.json", {"run_id": directory, "train_steps": 40, "scores": SCORES})
     return run_dir
 
 
@@ -409,6 +413,7 @@ CASES: list[Case] = [
          run_with(config=b'{"process": {"process": "ddpm"}}', checkpoint=True)),
     Case("sample-config-not-an-object", [*SAMPLE, "--nfe", "10"], "", run_with(config=b"[1, 2]", checkpoint=True)),
     Case("sample-no-checkpoints", [*SAMPLE, "--nfe", "10"], "checkpoint", run_with()),
+    Case("sample-run-unfinished", [*SAMPLE, "--nfe", "10"], "summary.json", run_with(checkpoint=True, finished=False)),
     Case("sample-checkpoint-truncated", [*SAMPLE, "--nfe", "10"], "ema.safetensors",
          lambda root: truncate(latest_checkpoint(make_run(root, checkpoint=True)) / "ema.safetensors")),
     Case("sample-nfe-abc", [*SAMPLE, "--nfe", "abc"], "--nfe", run_with(checkpoint=True)),
@@ -421,6 +426,9 @@ CASES: list[Case] = [
     # geometry
     Case("geometry-run-missing", ["geometry", "--run", "nowhere"], "nowhere"),
     Case("geometry-no-checkpoints", ["geometry", "--run", RUN], "checkpoint", run_with()),
+    Case("geometry-run-unfinished", ["geometry", "--run", RUN], "summary.json",
+         run_with(checkpoint=True, finished=False)),
+    Case("sample-device-nope", [*SAMPLE, "--nfe", "10", "--device", "nope"], "nope", run_with(checkpoint=True)),
     Case("geometry-samples-1", ["geometry", "--run", RUN, "--samples", "1"], "--samples", run_with(checkpoint=True)),
     Case("geometry-device-nope", ["geometry", "--run", RUN, "--device", "nope"], "nope", run_with(checkpoint=True)),
     Case("geometry-nfe-500", ["geometry", "--run", RUN, "--nfe", "500"], "at most 200", run_with(checkpoint=True)),
@@ -587,7 +595,7 @@ def resumable_run_with(name: str, payload: Callable[[], bytes]) -> Callable[[Pat
     file ``name`` holds ``payload``: ``spdbench run`` resumes from it."""
 
     def setup(root: Path) -> None:
-        run_dir = make_run(root, directory=f"runs/{run_id()}", checkpoint=True)
+        run_dir = make_run(root, directory=f"runs/{run_id()}", checkpoint=True, finished=False)
         replace_checkpoint_file(run_dir, name, payload())
 
     return setup

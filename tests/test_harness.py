@@ -134,7 +134,8 @@ def test_a_failed_run_is_a_row_with_its_error_and_the_suite_exits_non_zero(
 def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_path: Path) -> None:
     """``spdbench sample`` draws a run's sample set again from its checkpoint: at the run's own
     settings it gets the recorded samples and FID, with other settings other images; each draw
-    is recorded in the run directory."""
+    is recorded in the run directory. A run still training is refused (its weights are not the
+    ones its summary will come from)."""
     suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
     run = resolve_run(SUITE.runs[2])
     run_dir = suite_dir / "runs" / run.run_id
@@ -149,6 +150,10 @@ def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_pa
     }
     result = CliRunner().invoke(app, ["sample", "--run", str(run_dir), "--nfe", "2", "--sampler", "ihdm"])
     assert result.exit_code == 2 and "sampler 'ihdm' serves the HeatDissipation processes" in result.output
+    (run_dir / "summary.json").unlink()  # as a run stopped after a checkpoint leaves it
+    for command in (["sample", "--nfe", "2"], ["geometry"]):
+        result = CliRunner().invoke(app, [*command, "--run", str(run_dir)])
+        assert result.exit_code == 2 and "it has no summary.json" in result.output
 
 
 def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
