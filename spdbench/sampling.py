@@ -73,6 +73,10 @@ class PerImageNoise:
         self.counters = self.counters.to(device)
         self.draws = 0
 
+    def skip(self) -> None:
+        """Pass over the next draw (a step without noise): the draws after it are unchanged."""
+        self.draws += 1
+
     def draw(self) -> Tensor:
         """The next draw of every image: float64, ``len(seeds) × image_shape``."""
         key = splitmix64(self.streams + _times_golden(self.draws))
@@ -113,7 +117,8 @@ def sample(
         x0_hat = process.predict_x0(denoiser(x, t), x, t)
         if settings.clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
-        x = process.mix(step.terms(x, x0_hat, history, noise.draw()))
+        z = noise.draw() if step.noise is not None else noise.skip()  # each step has its draw
+        x = process.mix(step.terms(x, x0_hat, history, z))
         if callback is not None:
             callback(i, t, x, x0_hat)
         if solver_step:

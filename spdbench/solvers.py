@@ -91,8 +91,11 @@ class LinearStep:
     history: tuple[Tensor, ...] = ()
     noise: Tensor | None = None
 
-    def terms(self, x: Tensor, x0: Tensor, history: list[Tensor], noise: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """The ``(coefficient, image)`` pairs of the step, in the order ``x, x̂_0, history, z``."""
+    def terms(
+        self, x: Tensor, x0: Tensor, history: list[Tensor], noise: Tensor | None
+    ) -> list[tuple[Tensor, Tensor]]:
+        """The ``(coefficient, image)`` pairs of the step, in the order ``x, x̂_0, history, z``
+        (``noise``: ``None`` when the step has none)."""
         pairs = [(self.x, x), (self.x0, x0), *zip(self.history, history, strict=False), (self.noise, noise)]
         return [(c, image) for c, image in pairs if c is not None]
 

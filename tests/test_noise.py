@@ -8,7 +8,9 @@ import pytest
 import torch
 from scipy import stats
 
-from spdbench.sampling import PerImageNoise, splitmix64
+from corruptions import make_process
+from spdbench.sampling import PerImageNoise, sample, splitmix64
+from spdbench.solvers import get_solver
 
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -75,3 +77,22 @@ def test_the_draws_are_independent_standard_normals() -> None:
     }
     for what, (a, b) in pairs.items():
         assert abs(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) < 0.01, what
+
+
+def test_a_step_without_noise_passes_over_its_draw_without_computing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Draw ``k`` is step ``k``'s whether or not the steps before it used theirs; a deterministic
+    sampler computes no noise but the prior's."""
+    skipping, drawing = (PerImageNoise([3, 4], (1, 4, 4), torch.device("cpu")) for _ in range(2))
+    skipping.skip()
+    drawing.draw()
+    assert torch.equal(skipping.draw(), drawing.draw())
+
+    computed = []
+    real_draw = PerImageNoise.draw
+    monkeypatch.setattr(PerImageNoise, "draw", lambda self: computed.append(self.draws) or real_draw(self))
+    process = make_process("ddpm", (1, 8, 8), levels=20)
+    for solver, expected in (("ddim", [0]), ("ancestral", [0, 1, 2, 3, 4])):  # ancestral's last step: x̂0
+        computed.clear()
+        noise = PerImageNoise([0, 1], process.image_shape, torch.device("cpu"))
+        sample(lambda x, t: x, process, noise, torch.zeros(2, 1, 8, 8), process.time_grid(5), get_solver(solver))
+        assert computed == expected, solver
