@@ -51,7 +51,7 @@ from spdbench.records import (
     write_json,
 )
 from spdbench.samplerreport import best_sampler
-from spdbench.sampling import generate, network_denoiser
+from spdbench.sampling import MAX_SAMPLES, check_seed, generate, network_denoiser
 from spdbench.show import tile
 from spdbench.solvers import CORRECTIONS, SETTINGS, SamplerSettings, Solver, get_solver, solvers_for
 from spdbench.spectra import process_spectrum, resolve_spectrum
@@ -152,6 +152,9 @@ def resolve_run(request: RunRequest) -> Run:
         value = getattr(request, name)
         if value is not None and value < 1:
             raise UserError(f"{flag} ({name}) must be at least 1, got {value}")
+    if request.samples is not None and request.samples > MAX_SAMPLES:
+        raise UserError(f"--samples must be at most {MAX_SAMPLES:,}, got {request.samples}")
+    check_seed(request.seed)
     if request.sampler is not None:
         get_solver(request.sampler)
     if request.grid not in (None, AUTO):

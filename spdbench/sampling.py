@@ -16,9 +16,12 @@ import torch
 from torch import Tensor
 
 from corruptions import Process
+from spdbench.errors import UserError
 from spdbench.solvers import SamplerSettings, Solver, level_schedule, plan
 
 MAX_HISTORY = 3  #: earlier ``x̂_0`` a solver may use (UniPC-3 uses three)
+MAX_SAMPLES = 1_000_000  #: images in a sample set, at most
+MAX_SEED = 2**63 - 1  #: a seed, at most (torch's generators take 64 bits)
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``(x_t, t) ↦`` network output, with ``t`` the process's own (scalar) time."""
@@ -35,6 +38,12 @@ _MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  #: splitmix64's finaliser multi
 def _signed(value: int) -> int:
     """The unsigned 64-bit ``value`` as the int64 with the same bits."""
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def check_seed(seed: int) -> None:
+    """A one-line error for a seed outside ``[0, MAX_SEED]``."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must lie in [0, {MAX_SEED}], got {seed}")
 
 
 def _shift_right(x: Tensor, bits: int) -> Tensor:
@@ -174,9 +183,10 @@ def sample_set_inputs(
     process: Process, train_images: Tensor, seed: int, indices: range, device: torch.device
 ) -> tuple[PerImageNoise, Tensor]:
     """The noise and reference images of images ``indices`` of the sample set ``seed``: image
-    ``i`` draws its noise from seed ``seed · 10⁶ + i`` and, for a data-dependent prior, starts
-    from training image ``perm[i]`` of a permutation seeded by ``seed``."""
+    ``i`` draws its noise from seed ``seed · 10⁶ + i`` (``MAX_SAMPLES``: sample sets of two seeds
+    share no image's noise) and, for a data-dependent prior, starts from training image
+    ``perm[i]`` of a permutation seeded by ``seed``."""
     order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
     chosen = torch.tensor(list(indices), dtype=torch.long)
-    noise = PerImageNoise([seed * 1_000_000 + int(i) for i in chosen], process.image_shape, device)
+    noise = PerImageNoise([seed * MAX_SAMPLES + int(i) for i in chosen], process.image_shape, device)
     return noise, train_images[order[chosen % len(train_images)]]

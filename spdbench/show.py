@@ -24,6 +24,7 @@ from corruptions import PROCESSES, Process, make_process
 from spdbench.data import image_shape, load_images
 from spdbench.errors import UserError
 from spdbench.files import write_atomically
+from spdbench.sampling import check_seed
 from spdbench.spectra import resolve_size, resolve_spectrum
 
 CELL_INCHES = 0.9
@@ -57,6 +58,7 @@ def show_processes(
     names = process_names(process)
     if images < 1 or times < 1:
         raise UserError(f"need at least one image and one time, got {images} images and {times} times")
+    check_seed(seed)
     spectrum = resolve_spectrum(spectrum_kind, dataset, size)
     size = resolve_size(dataset, size)
     shape = (image_shape(dataset)[0], size, size)
