@@ -16,7 +16,9 @@ Several processes: launched by ``torchrun`` (``WORLD_SIZE > 1``), or with a proc
 initialised, the network is wrapped in DistributedDataParallel (NCCL on CUDA, gloo on the CPU).
 Every rank draws the same global batch, times and noise and trains on its slice of them, so the
 run computes the same global batch as a single process (up to floating-point rounding of the
-gradient average). Only rank 0 writes the log and the checkpoints.
+gradient average), but for dropout's masks, which each rank draws for its slice: a network with
+dropout trains otherwise with another number of processes, so a run resumes only with as many.
+Only rank 0 writes the log and the checkpoints.
 
 Outputs in ``run_dir``: ``metrics.jsonl``, one JSON object per ``log_every`` steps with the mean
 loss, the mean loss per quarter of the path (``network_time`` in [0, .25), [.25, .5), [.5, .75),
@@ -155,7 +157,7 @@ def train(
         found = latest_checkpoint(run_dir)
         checkpoint = read_checkpoint(found) if found is not None else None
         if checkpoint is not None:
-            _check_resumable(checkpoint, config, process, device)
+            _check_resumable(checkpoint, config, process, device, world)
 
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         net.to(device, memory_format=memory_format)
@@ -410,8 +412,11 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, process: Process, device: torch.device) -> None:
-    """Refuse to resume from a checkpoint of another run: other settings, process or device type."""
+def _check_resumable(
+    checkpoint: Checkpoint, config: TrainConfig, process: Process, device: torch.device, world: int
+) -> None:
+    """Refuse to resume from a checkpoint of another run: other settings, process, device type or
+    number of processes."""
     meta, where = checkpoint.meta, checkpoint.path
     missing = [key for key in _RESUME_KEYS if key not in meta]
     if missing or not isinstance(meta.get("config"), dict):
@@ -439,6 +444,11 @@ def _check_resumable(checkpoint: Checkpoint, config: TrainConfig, process: Proce
         raise UserError(
             f"the checkpoint {where} was written on {meta['device']}, and resuming on {device.type} "
             "would change its random streams; resume on the same kind of device"
+        )
+    if meta.get("world_size", 1) != world:
+        raise UserError(
+            f"the checkpoint {where} was written by {meta.get('world_size')} processes, and resuming with {world} "
+            "would change dropout's masks (each process draws its own); resume with as many"
         )
     if checkpoint.step > config.train_steps:
         raise UserError(

@@ -272,3 +272,5 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     losses = [e["loss"] for e in read_log(tmp_path / "ddp")]
     assert losses == pytest.approx([e["loss"] for e in read_log(tmp_path / "single")], rel=1e-5)
     assert distributed.meta["world_size"] == 2
+    with pytest.raises(UserError, match="written by 2 processes, and resuming with 1"):
+        run(tmp_path / "ddp", tiny_net(dropout=0.0), train_steps=6)
