@@ -27,12 +27,16 @@ def process_options(name: str) -> list[str]:
     return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "spectrum"]
 
 
+KINDS = {int: "an integer", float: "a number", str: "text", bool: "true or false"}  #: option values, in words
+
+
 def make_process(
     name: str, image_shape: ImageShape, spectrum: Spectrum | None = None, **options: Any
 ) -> Process:
     """The process ``name`` for images of ``image_shape``; ``spectrum`` goes to the processes
-    that use one. Unknown names and options are refused with the valid ones listed; an integer
-    given for an option whose default is a float is taken as that float."""
+    that use one. Unknown names and options are refused with the valid ones listed, and so is a
+    value of another type than the option's default (``levels=2.5``); an integer given for an
+    option whose default is a float is taken as that float."""
     if name not in PROCESSES:
         raise ConfigurationError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)}")
     cls = PROCESSES[name]
@@ -47,6 +51,13 @@ def make_process(
         key: float(value) if isinstance(defaults.get(key), float) and type(value) is int else value
         for key, value in options.items()
     }
+    wrong = [
+        f"{key} must be {KINDS.get(type(defaults[key]), type(defaults[key]).__name__)}, got {value!r}"
+        for key, value in options.items()
+        if key in defaults and type(value) is not type(defaults[key])
+    ]
+    if wrong:
+        raise ConfigurationError(f"process {name!r}: {'; '.join(wrong)}")
     if cls.uses_spectrum:
         if spectrum is None:
             raise ConfigurationError(f"process {name!r} needs a power spectrum")

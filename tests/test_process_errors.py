@@ -66,3 +66,17 @@ def test_options_are_checked() -> None:
         make_process("ddpm", (1, 8, 8), schedule="sigmoid")  # type: ignore[arg-type]
     with refused("unknown basis"):
         make_process("spd", (1, 8, 8), spectrum=IMAGE_SPECTRUM, basis="wavelet")  # type: ignore[arg-type]
+
+
+WRONG_KIND = {int: 2.5, float: "many", str: 3}  #: a value of another type than a default's
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_an_option_of_another_type_than_its_default_is_refused(name: str) -> None:
+    """``levels=2.5`` or ``levels=nan`` is not a number of levels: every option of every process
+    takes only values of its default's type (an integer for a float is taken as that float)."""
+    for option, default in PROCESSES[name].option_defaults((1, 8, 8)).items():
+        with refused(f"process '{name}': {option} must be "):
+            make_process(name, (1, 8, 8), spectrum=IMAGE_SPECTRUM, **{option: WRONG_KIND[type(default)]})
+    with refused("levels must be an integer, got nan"):
+        make_process(name, (1, 8, 8), spectrum=IMAGE_SPECTRUM, levels=float("nan"))
