@@ -28,12 +28,19 @@ from corruptions import ConfigurationError
 USER_ERROR_EXIT_CODE = 2
 INTERNAL_ERROR_EXIT_CODE = 1
 INTERRUPTED_EXIT_CODE = 130
+MAX_SEED = 2**63 - 1  #: a seed, at most (torch's generators take 64 bits)
 DEBUG_VARIABLE = "SPDBENCH_DEBUG"
 
 
 class UserError(Exception):
     """Bad input from the user or the environment: an unknown name, an out-of-range value,
     a missing or corrupt dataset or checkpoint. The message is one line meant for a person."""
+
+
+def check_seed(seed: int) -> None:
+    """A one-line error for a seed outside ``[0, MAX_SEED]``."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must lie in [0, {MAX_SEED}], got {seed}")
 
 
 def one_line(text: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import socket
 import uuid
 from collections.abc import Callable
@@ -53,6 +54,17 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def remove_directory(directory: Path) -> None:
+    """Remove ``directory`` so that no interruption leaves part of it where it was (a run's summary
+    without its samples, say): it is renamed to ``.<name>.removing`` (hidden: reports skip it),
+    then deleted; what an interrupted removal left under that name goes first."""
+    doomed = directory.with_name(f".{directory.name}.removing")
+    if doomed.exists():
+        shutil.rmtree(doomed)
+    directory.rename(doomed)
+    shutil.rmtree(doomed)
 
 
 def remove_stale_temporaries(path: Path) -> None:

@@ -243,7 +243,8 @@ def read_suite(directory: Path) -> SuiteRecord:
         raise UserError(f"{directory} is not a suite: it has no {SUITE_FILE}")
     info = read_record(path, SUITE_KEYS)
     runs_dir = directory / RUNS_DIR
-    found = sorted(run.name for run in runs_dir.iterdir() if run.is_dir()) if runs_dir.is_dir() else []
+    runs = runs_dir.iterdir() if runs_dir.is_dir() else []
+    found = sorted(run.name for run in runs if run.is_dir() and not run.name.startswith("."))  # .x: being removed
     listed = info.get("runs", found)
     if not (isinstance(listed, list) and all(isinstance(run_id, str) for run_id in listed)):
         raise UserError(f"{path}: its runs are not a list of run ids")

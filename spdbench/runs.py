@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ from models import UNet, network_config
 from spdbench.budgets import AUTO, Budget, TrainConfig, resolve_budget
 from spdbench.checkpoint import latest_checkpoint, load_checkpoint
 from spdbench.data import image_shape, load_images
-from spdbench.errors import UserError, one_line
-from spdbench.files import write_atomically
+from spdbench.errors import UserError, check_seed, one_line
+from spdbench.files import remove_directory, write_atomically
 from spdbench.grids import GRIDS, check_grid, make_grid, solver_calls, with_correctors
 from spdbench.metrics import score_images
 from spdbench.progress import progress_bar
@@ -51,7 +50,7 @@ from spdbench.records import (
     write_json,
 )
 from spdbench.samplerreport import best_sampler
-from spdbench.sampling import MAX_SAMPLES, check_seed, generate, network_denoiser
+from spdbench.sampling import MAX_SAMPLES, generate, network_denoiser
 from spdbench.show import tile
 from spdbench.solvers import CORRECTIONS, SETTINGS, SamplerSettings, Solver, get_solver, solvers_for
 from spdbench.spectra import process_spectrum, resolve_spectrum
@@ -287,7 +286,7 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
     check_inputs(run.process, images, run.train, int(os.environ.get("WORLD_SIZE", "1")))
     prepare_directory(out)
     if force and run_dir.exists():
-        shutil.rmtree(run_dir)
+        remove_directory(run_dir)
     if (run_dir / CONFIG).exists() and read_record(run_dir / CONFIG) != config:
         raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
     write_json(run_dir / CONFIG, config)

@@ -16,12 +16,10 @@ import torch
 from torch import Tensor
 
 from corruptions import Process
-from spdbench.errors import UserError
 from spdbench.solvers import SamplerSettings, Solver, level_schedule, plan
 
 MAX_HISTORY = 3  #: earlier ``x̂_0`` a solver may use (UniPC-3 uses three)
 MAX_SAMPLES = 1_000_000  #: images in a sample set, at most
-MAX_SEED = 2**63 - 1  #: a seed, at most (torch's generators take 64 bits)
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``(x_t, t) ↦`` network output, with ``t`` the process's own (scalar) time."""
@@ -38,12 +36,6 @@ _MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  #: splitmix64's finaliser multi
 def _signed(value: int) -> int:
     """The unsigned 64-bit ``value`` as the int64 with the same bits."""
     return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def check_seed(seed: int) -> None:
-    """A one-line error for a seed outside ``[0, MAX_SEED]``."""
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed must lie in [0, {MAX_SEED}], got {seed}")
 
 
 def _shift_right(x: Tensor, bits: int) -> Tensor:

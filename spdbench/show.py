@@ -22,9 +22,8 @@ from torch import Tensor
 
 from corruptions import PROCESSES, Process, make_process
 from spdbench.data import image_shape, load_images
-from spdbench.errors import UserError
+from spdbench.errors import UserError, check_seed
 from spdbench.files import write_atomically
-from spdbench.sampling import check_seed
 from spdbench.spectra import resolve_size, resolve_spectrum
 
 CELL_INCHES = 0.9

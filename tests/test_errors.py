@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from spdbench.errors import DEBUG_VARIABLE, UserError, command_errors
-from spdbench.files import HOST, check_output_directory, write_text_atomically
+from spdbench.files import HOST, check_output_directory, remove_directory, write_text_atomically
+from spdbench.records import SUITE_KEYS, read_suite
 
 
 def exit_of(error: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
@@ -90,3 +93,31 @@ def test_an_output_directory_is_checked_before_any_work(tmp_path: Path) -> None:
         (tmp_path / "locked").mkdir(mode=0o500)
         with pytest.raises(UserError, match="no permission"):
             check_output_directory(tmp_path / "locked" / "out")
+
+
+def test_a_removal_stopped_midway_leaves_nothing_where_the_directory_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``spdbench run --force`` removes the old run: stopped midway, it leaves no summary without
+    its samples in the run's place (a rerun would take that for a finished run); the hidden rest
+    is out of the suite's runs and goes at the next removal."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        (runs / name / "checkpoints").mkdir(parents=True)
+        (runs / name / "summary.json").write_text("{}")
+    real_rmtree = shutil.rmtree
+
+    def stopped(path: Path) -> None:
+        (Path(path) / "checkpoints").rmdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        remove_directory(runs / "a")
+    assert sorted(path.name for path in runs.iterdir()) == [".a.removing", "b"]
+    (tmp_path / "suite.json").write_text(json.dumps(dict.fromkeys(SUITE_KEYS, "x")))
+    assert [run.run_id for run in read_suite(tmp_path).runs] == ["b"]
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    (runs / "a").mkdir()
+    remove_directory(runs / "a")
+    assert sorted(path.name for path in runs.iterdir()) == ["b"]

@@ -211,6 +211,12 @@ def test_finished_run_is_not_redone_and_interrupted_run_resumes(tmp_path: Path) 
     assert (run_dir / "metrics.jsonl").read_text() == log  # resumed at the end: no step retrained
     assert np.array_equal(np.load(run_dir / "samples.npz")["images"], samples)  # seeded per image
 
+    (run_dir / "stale.txt").write_text("")  # --force starts again from nothing
+    code, output = spdbench("run", "--process", "ddpm", *TINY, "--out", str(tmp_path), "--force")
+    assert code == 0, output
+    assert not (run_dir / "stale.txt").exists() and (run_dir / "summary.json").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [run_dir.name]
+
 
 EVALUATED_TWICE = runs.RunRequest("ddpm", budget="smoke", train_steps=41, batch=4, nfe=2, samples=4)
 """Checkpoints at steps 20, 40 and 41; evaluations at 20 and 40, each right after its checkpoint."""
