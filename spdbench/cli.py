@@ -153,6 +153,11 @@ def requested_options(pairs: list[str] | None, perturb: float | None, perturb_ki
     return options
 
 
+def invocation(command: str, given: dict[str, object]) -> str:
+    """The command line that repeats a command: ``command`` and each flag given a value (not ``None``)."""
+    return " ".join([command, *(f"{flag} {value}" for flag, value in given.items() if value is not None)])
+
+
 @command
 def paths(
     spectrum: SpectrumOption = "empirical",
@@ -169,11 +174,9 @@ def paths(
 ) -> None:
     """Fisher path length, speed and per-frequency SNR of every process (no training)."""
     given = {"--spectrum": spectrum, "--dataset": dataset, "--size": size, "--channels": channels, "--out": out}
-    options = [f"{flag} {value}" for flag, value in given.items() if value is not None]
-    invocation = " ".join(["spdbench paths", *options])
     if out is not None:
         check_output_directory(out)
-    report = paths_report(spectrum, dataset, size, channels, out, invocation)
+    report = paths_report(spectrum, dataset, size, channels, out, invocation("spdbench paths", given))
     table = Table(title=f"Fisher path length: {report.description}", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in DISPLAY_COLUMNS:
         table.add_column(column, justify="left" if column in TEXT_COLUMNS else "right", no_wrap=True)
@@ -198,11 +201,9 @@ def samplers(
     from spdbench.samplerreport import sampler_report
 
     given = {"--spectrum": spectrum, "--dataset": dataset, "--size": size, "--out": out}
-    options = [f"{flag} {value}" for flag, value in given.items() if value is not None]
-    invocation = " ".join(["spdbench samplers", *options])
     if out is not None:
         check_output_directory(out)
-    report = sampler_report(spectrum, dataset, size, out, invocation)
+    report = sampler_report(spectrum, dataset, size, out, invocation("spdbench samplers", given))
     typer.echo(report.files[1].read_text())
     for path in report.files:
         typer.echo(f"wrote {path}")
@@ -339,10 +340,9 @@ def geometry(
         raise UserError(f"--samples must be at least 2, got {samples}")
     changes = {"nfe": nfe, "sampler": sampler, "grid": grid, "eta": eta}
     changes |= {"corrector": corrector, "projection": projection}
-    given = {"--samples": samples, **{f"--{key}": value for key, value in changes.items()}}
+    given = {"--run": run, "--samples": samples, **{f"--{key}": value for key, value in changes.items()}}
     given["--device"] = device if device != "cpu" else None
-    command = " ".join([f"spdbench geometry --run {run}", *(f"{k} {v}" for k, v in given.items() if v is not None)])
-    files = geometry_report(run, samples, changes, device, command)
+    files = geometry_report(run, samples, changes, device, invocation("spdbench geometry", given))
     typer.echo(files[1].read_text())
     for path in files:
         typer.echo(f"wrote {path}")

@@ -71,6 +71,11 @@ def read_record(path: Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
     return record
 
 
+def as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists): what a record compares with."""
+    return json.loads(json.dumps(value))
+
+
 def write_json(path: Path, record: Any) -> None:
     """``record`` as indented JSON in ``path``, written atomically."""
     write_text_atomically(path, json.dumps(record, indent=2) + "\n")

@@ -57,6 +57,7 @@ from spdbench.records import (
     SUITE_FILE,
     RunRecord,
     SuiteRecord,
+    as_json,
     read_samples,
     read_suite,
 )
@@ -180,7 +181,7 @@ def measure_run_path(run: RunRecord, spectrum: Callable[[str], Spectrum], data_s
     try:
         built = spectrum(recorded.get("spectrum", data_spectrum))
         process = make_process(run.process, tuple(run.config["image_shape"]), spectrum=built, **options)
-        if json.loads(json.dumps(process.config())) != recorded:
+        if as_json(process.config()) != recorded:
             return f"rebuilt as {process.config()}, not as recorded"
         return measure_path(process, spectrum(data_spectrum))
     except (UserError, ConfigurationError) as error:

@@ -31,7 +31,7 @@ from spdbench.budgets import AUTO, Budget, TrainConfig, resolve_budget
 from spdbench.checkpoint import latest_checkpoint, load_checkpoint
 from spdbench.data import image_shape, load_images
 from spdbench.errors import UserError, check_seed, one_line
-from spdbench.files import remove_directory, write_atomically
+from spdbench.files import check_output_directory, remove_directory, write_atomically
 from spdbench.grids import GRIDS, check_grid, make_grid, solver_calls, with_correctors
 from spdbench.metrics import score_images
 from spdbench.progress import progress_bar
@@ -43,6 +43,7 @@ from spdbench.records import (
     SAMPLES,
     SUMMARY,
     append_evaluation,
+    as_json,
     read_record,
     read_samples,
     step_log,
@@ -264,27 +265,16 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def prepare_directory(out: Path) -> None:
-    """Make ``out`` and check that it takes files; a one-line error if it does not."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(f"cannot write to {out}: {error.strerror or error}") from None
-
-
 def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tuple[Path, dict[str, Any]]:
     """Train, sample and summarise ``run`` under ``out/<run id>``; returns the directory and
     the summary. A finished run is returned as it is (unless ``force``: start again)."""
     run_dir = out / run.run_id
-    config = json.loads(json.dumps(run.config()))  # as it reads back from config.json
+    config = as_json(run.config())  # as it reads back from config.json
     if not force and (run_dir / SUMMARY).exists():
         return run_dir, read_record(run_dir / SUMMARY)
     images = load_images(run.dataset, "train")  # everything is checked before anything is written
     check_inputs(run.process, images, run.train, int(os.environ.get("WORLD_SIZE", "1")))
-    prepare_directory(out)
+    check_output_directory(out)
     if force and run_dir.exists():
         remove_directory(run_dir)
     if (run_dir / CONFIG).exists() and read_record(run_dir / CONFIG) != config:
@@ -457,7 +447,7 @@ def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
     config = read_record(config_path)
     request = request_from_config(config)
     run = resolve_run(request)
-    if json.loads(json.dumps(run.config())) != config:
+    if as_json(run.config()) != config:
         raise UserError(f"{run_dir} does not rebuild as recorded: it was made by another version of spdbench")
     net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
     net.load_state_dict(load_checkpoint(run_dir).ema)

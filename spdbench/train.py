@@ -55,7 +55,7 @@ from spdbench.checkpoint import Checkpoint, checkpoint_path, latest_checkpoint, 
 from spdbench.data import iterate_batches
 from spdbench.errors import UserError
 from spdbench.progress import progress_bar
-from spdbench.records import last_entry, trim_step_log
+from spdbench.records import as_json, last_entry, trim_step_log
 
 METRICS = "metrics.jsonl"
 """The training log in a run directory."""
@@ -407,11 +407,6 @@ def check_inputs(process: Process, images: Tensor, config: TrainConfig, world: i
         raise UserError(f"the batch of {config.batch} is larger than the {images.shape[0]} training images")
 
 
-def _as_json(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(value))
-
-
 def _check_resumable(
     checkpoint: Checkpoint, config: TrainConfig, process: Process, device: torch.device, world: int
 ) -> None:
@@ -435,7 +430,7 @@ def _check_resumable(
             f"the checkpoint {where} belongs to a run with other settings ({'; '.join(differing)}); "
             "use another run directory, or the same settings to resume"
         )
-    if meta["process"] != _as_json(process.config()):
+    if meta["process"] != as_json(process.config()):
         raise UserError(
             f"the checkpoint {where} belongs to a run of process {meta['process']}, not {process.config()}; "
             "use another run directory"
