@@ -6,7 +6,8 @@ A run directory holds ``config.json`` (the resolved configuration, as ``--dry-ru
 ``summary.json`` (costs and the FID/KID scores); a run that failed inside a suite has
 ``failed.json`` (``{"run_id", "error", "traceback"}``) instead of a summary. ``spdbench sample``
 adds ``resampled/<sampler>.json`` (``{"sampler", "scores", "sampling_seconds"}``): the run's
-sample set drawn again from its final weights with another sampler or NFE, scored the same way.
+sample set drawn again from its final weights with another sampler or NFE, scored the same way;
+``spdbench score`` adds ``scores-<features>.json``: the samples scored again with other features.
 
 A suite directory holds ``suite.json`` (its name, title, budget, dataset, how its FID is
 computed, the command and machine that made it, the floor score, whether it is a smoke test,
@@ -43,6 +44,34 @@ RUNS_DIR = "runs"
 SUITE_KEYS = ("suite", "title", "budget", "dataset", "features", "samples", "reference", "command", "machine")
 #: What ``resampled/<sampler>.json`` must hold.
 RESAMPLED_KEYS = ("sampler", "scores", "sampling_seconds")
+NUMBER = (int, float)
+#: What the values a record's readers use must be, where the record has them (a dict: an object
+#: whose values must be so in turn).
+SCORE_KINDS: dict[str, Any] = {
+    "fid": NUMBER, "fid_low": NUMBER, "fid_high": NUMBER, "kid": NUMBER, "kid_std": NUMBER, "samples": int,
+    "features": str, "reference": str,
+}
+CONFIG_KINDS: dict[str, Any] = {
+    "process": {"process": str, "label": str},
+    "dataset": str,
+    "image_shape": list,
+    "budget": str,
+    "network": dict,
+    "train": {"train_steps": int, "batch": int, "seed": int},
+    "sampler": {
+        "solver": str, "grid": str, "nfe": int, "eta": NUMBER, "variance": str, "clip_x0": bool,
+        "corrector": NUMBER, "projection": NUMBER,
+    },
+    "samples": int,
+    "seed": int,
+}
+SUMMARY_KINDS: dict[str, Any] = {
+    "train_steps": int, "train_seconds": NUMBER, "images_per_second": NUMBER, "nfe": int, "samples": int,
+    "sampling_seconds": NUMBER, "scores": SCORE_KINDS,
+}
+RESAMPLED_KINDS: dict[str, Any] = {
+    "sampler": CONFIG_KINDS["sampler"], "scores": SCORE_KINDS, "sampling_seconds": NUMBER,
+}
 GEOMETRY = "geometry"  #: ``geometry/``: the geometry of the run's sampling paths (``spdbench geometry``)
 GEOMETRY_SUMMARY = "summary.json"
 #: What ``geometry/summary.json`` must hold.
@@ -60,15 +89,36 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON: {error}") from None
 
 
-def read_record(path: Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The JSON object in ``path``; a one-line error when it is not an object or lacks one of ``keys``."""
+def read_record(path: Path, keys: tuple[str, ...] = (), kinds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON object in ``path``; a one-line error when it is not an object, lacks one of
+    ``keys`` or holds a value of another kind than ``kinds`` names for it (``CONFIG_KINDS``)."""
     record = read_json(path)
     if not isinstance(record, dict):
         raise UserError(f"{path} holds a JSON {type(record).__name__}, not the object spdbench writes there")
     missing = [key for key in keys if key not in record]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: it is damaged or from another version of spdbench")
+    wrong = misfits(record, kinds or {})
+    if wrong:
+        raise UserError(f"{path} holds {wrong[0]}: it is damaged or from another version of spdbench")
     return record
+
+
+def misfits(record: dict[str, Any], kinds: dict[str, Any], within: str = "") -> list[str]:
+    """``key = value`` for each value of ``record`` of another kind than ``kinds`` names (a type,
+    a tuple of types, or the kinds of an object's values); a boolean is no number."""
+    found = []
+    for key, kind in kinds.items():
+        if key not in record:
+            continue
+        value, name = record[key], f"{within}{key}"
+        if isinstance(kind, dict):
+            found += misfits(value, kind, f"{name}.") if isinstance(value, dict) else [f"{name} = {value!r}"]
+        elif isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            found.append(f"{name} = {value!r}")
+        elif not isinstance(value, kind):
+            found.append(f"{name} = {value!r}")
+    return found
 
 
 def as_json(value: Any) -> Any:
@@ -209,11 +259,14 @@ def read_run(directory: Path) -> RunRecord:
     return RunRecord(
         run_id=directory.name,
         directory=directory,
-        config=read_record(config) if config.is_file() else {},
-        summary=read_record(summary) if summary.is_file() else None,
+        config=read_record(config, kinds=CONFIG_KINDS) if config.is_file() else {},
+        summary=read_record(summary, kinds=SUMMARY_KINDS) if summary.is_file() else None,
         error=str(read_record(failed, ("error",))["error"]) if failed.is_file() else None,
         evaluations=[entry for entry in step_log(evaluations) if {"fid", "samples"} <= entry.keys()],
-        resampled=[read_record(path, RESAMPLED_KEYS) for path in sorted((directory / RESAMPLED).glob("*.json"))],
+        resampled=[
+            read_record(path, RESAMPLED_KEYS, RESAMPLED_KINDS)
+            for path in sorted((directory / RESAMPLED).glob("*.json"))
+        ],
         geometry=read_record(geometry, GEOMETRY_KEYS) if geometry.is_file() else None,
     )
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from PIL import Image
 from torch import Tensor
 
-from corruptions import Process, make_process, process_options
+from corruptions import PROCESSES, Process, make_process, process_options
 from corruptions.errors import NfeRangeError
 from corruptions.spectrum import Spectrum
 from models import UNet, network_config
@@ -37,6 +37,7 @@ from spdbench.metrics import score_images
 from spdbench.progress import progress_bar
 from spdbench.records import (
     CONFIG,
+    CONFIG_KINDS,
     EVALUATIONS,
     RESAMPLED,
     SAMPLE_GRID,
@@ -396,7 +397,7 @@ def score_run(run_dir: Path, features: str = "default", device: str = "cpu") -> 
     config_path, samples_path = run_dir / CONFIG, run_dir / SAMPLES
     if not config_path.exists() or not samples_path.exists():
         raise UserError(f"{run_dir} is not a finished run: it needs {CONFIG} and {SAMPLES}")
-    config = read_record(config_path, ("dataset", "seed"))
+    config = read_record(config_path, ("dataset", "seed"), CONFIG_KINDS)
     samples = torch.from_numpy(read_samples(samples_path))
     scores = score_images(
         samples, config["dataset"], features=features, seed=config["seed"], device=torch_device(device)
@@ -410,6 +411,9 @@ def request_from_config(config: dict[str, Any]) -> RunRequest:
     options, dataset, spectrum, budget and everything it sets otherwise than the budget."""
     try:
         process = config["process"]["process"]
+        if process not in PROCESSES:
+            valid = ", ".join(PROCESSES)
+            raise UserError(f"the run configuration names the unknown process {process!r}; valid: {valid}")
         options = {key: value for key, value in config["process"].items() if key in process_options(process)}
         sampler = config["sampler"]
         return RunRequest(
@@ -444,7 +448,7 @@ def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
         raise UserError(f"{run_dir} is not a finished run with its checkpoints: it needs {CONFIG} and checkpoints/")
     if not (run_dir / SUMMARY).is_file():
         raise UserError(f"{run_dir} is not a finished run: it has no {SUMMARY} (spdbench run finishes it)")
-    config = read_record(config_path)
+    config = read_record(config_path, kinds=CONFIG_KINDS)
     request = request_from_config(config)
     run = resolve_run(request)
     if as_json(run.config()) != config:

@@ -313,6 +313,22 @@ def valid_samples_and(extra: Callable[[Path], object] | None = None, **kwargs: A
     return setup
 
 
+def run_with_config(dotted: str, value: Any, **kwargs: Any) -> Callable[[Path], object]:
+    """A run (``make_run``) whose ``config.json`` is the dry run's with the value at ``dotted``
+    (``train.train_steps``) replaced."""
+
+    def setup(root: Path) -> object:
+        config = run_config()
+        *parents, key = dotted.split(".")
+        inner = config
+        for parent in parents:
+            inner = inner[parent]
+        inner[key] = value
+        return make_run(root, config=json.dumps(config).encode(), **kwargs)
+
+    return setup
+
+
 def suite_info(**changes: Any) -> bytes:
     info = {
         "suite": "s", "title": "made-up suite", "budget": "smoke", "dataset": "fmnist",
@@ -417,6 +433,12 @@ CASES: list[Case] = [
          run_with(config=b'{"process": {"process": "ddpm"}}', checkpoint=True)),
     Case("sample-config-not-an-object", [*SAMPLE, "--nfe", "10"], "", run_with(config=b"[1, 2]", checkpoint=True)),
     Case("sample-no-checkpoints", [*SAMPLE, "--nfe", "10"], "checkpoint", run_with()),
+    Case("sample-config-steps-a-string", [*SAMPLE, "--nfe", "10"], "train.train_steps = 'x'",
+         run_with_config("train.train_steps", "x", checkpoint=True)),
+    Case("sample-config-samples-a-fraction", [*SAMPLE, "--nfe", "10"], "samples = 2.5",
+         run_with_config("samples", 2.5, checkpoint=True)),
+    Case("sample-config-unknown-process", [*SAMPLE, "--nfe", "10"], "unknown process 'bogus'",
+         run_with_config("process.process", "bogus", checkpoint=True)),
     Case("sample-run-unfinished", [*SAMPLE, "--nfe", "10"], "summary.json", run_with(checkpoint=True, finished=False)),
     Case("sample-checkpoint-truncated", [*SAMPLE, "--nfe", "10"], "ema.safetensors",
          lambda root: truncate(latest_checkpoint(make_run(root, checkpoint=True)) / "ema.safetensors")),
@@ -457,6 +479,16 @@ CASES: list[Case] = [
          suite_with(summary_json=b"")),
     Case("report-summary-json-not-an-object", ["report", "--results", "results"], "summary.json",
          suite_with(summary_json=b"[1, 2]")),
+    Case("report-config-train-a-list", ["report", "--results", "results"], "train = []",
+         suite_with(config_json=b'{"train": []}')),
+    Case("report-config-process-a-string", ["report", "--results", "results"], "process = 'x'",
+         suite_with(config_json=b'{"process": "x"}')),
+    Case("report-summary-scores-a-number", ["report", "--results", "results"], "scores = 3",
+         suite_with(summary_json=b'{"scores": 3}')),
+    Case("report-summary-fid-a-string", ["report", "--results", "results"], "scores.fid = 'low'",
+         suite_with(summary_json=b'{"scores": {"fid": "low"}}')),
+    Case("report-resampled-nfe-a-string", ["report", "--results", "results"], "sampler.nfe = 'ten'",
+         suite_with(resampled=b'{"sampler": {"nfe": "ten"}, "scores": {}, "sampling_seconds": 1}')),
     Case("report-config-json-garbage", ["report", "--results", "results"], "config.json",
          suite_with(config_json=b"{not json")),
     Case("report-failed-json-missing-error", ["report", "--results", "results"], "failed.json",
@@ -469,6 +501,8 @@ CASES: list[Case] = [
     Case("score-config-garbage", ["score", "--run", RUN], "config.json",
          run_with(config=b"{not json", samples=samples_npz())),
     Case("score-config-empty", ["score", "--run", RUN], "config.json", run_with(config=b"", samples=samples_npz())),
+    Case("score-config-seed-a-string", ["score", "--run", RUN], "seed = 'x'",
+         run_with_config("seed", "x", samples=samples_npz())),
     Case("score-config-missing-keys", ["score", "--run", RUN], "config.json",
          run_with(config=b"{}", samples=samples_npz())),
     Case("score-samples-truncated", ["score", "--run", RUN], "samples.npz",
