@@ -60,7 +60,9 @@ class TrainConfig:
         weight_decay: AdamW's decoupled weight decay.
         seed: seeds the data order, the times and noise, and dropout.
         flips: flip each training image left-right with probability ½ (DDPM's and SPD's recipes).
-        checkpoint_every: write a checkpoint every this many steps (and always at the end).
+        checkpoint_every: write a checkpoint every this many steps (and always at the end); a
+            multiple of ``log_every``, so that a run resumed from a checkpoint logs the windows
+            of steps an uninterrupted one does.
         log_every: write a log entry every this many steps (and always at the end).
         bf16: run the network under bf16 autocast; ``None``: on CUDA only (on this project's CPU,
             without bf16 instructions, it is slower; see ``benchmarks/train_speed.py``).
@@ -96,6 +98,10 @@ class TrainConfig:
             )
             if (value := getattr(self, name)) < low
         ]
+        if not problems and self.checkpoint_every % self.log_every:  # a resumed run logs the windows it would have
+            problems.append(
+                f"checkpoint_every must be a multiple of log_every, got {self.checkpoint_every} and {self.log_every}"
+            )
         if not self.lr > 0:
             problems.append(f"lr must be positive, got {self.lr}")
         if self.grad_clip is not None and not self.grad_clip > 0:

@@ -108,7 +108,7 @@ def test_bf16_is_off_by_default_on_the_cpu() -> None:
 
 
 def test_metrics_log_has_quarter_losses(tmp_path: Path) -> None:
-    run(tmp_path, train_steps=5, log_every=2, batch=16)
+    run(tmp_path, train_steps=5, log_every=2, checkpoint_every=4, batch=16)
     entries = read_log(tmp_path)
     assert [e["step"] for e in entries] == [2, 4, 5]
     for entry in entries:
@@ -237,18 +237,20 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_checkpoint(tmp_path: Path) -
             kept.update({k: v.clone() for k, v in state.net.state_dict().items()})
             state.net.poisoned = True
 
-    # Checked at the log entry of step 5, the first after the NaN of step 4.
+    # Checked at step 6 (a log entry and a checkpoint), the first after the NaN of step 4: neither is written.
     with pytest.raises(UserError, match=r"non-finite loss at step 4; last good checkpoint: .*step-000000003"):
-        run(tmp_path, Poisoned(tiny_net()), callback=poison_after_step_3, log_every=5)
+        run(tmp_path, Poisoned(tiny_net()), callback=poison_after_step_3, log_every=3)
     saved = load_checkpoint(tmp_path)
     assert saved.step == 3
     assert all(torch.equal(saved.model[k], v) for k, v in kept.items())
-    assert [e["step"] for e in read_log(tmp_path)] == []
+    assert [e["step"] for e in read_log(tmp_path)] == [3]
 
 
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(UserError, match="batch must be at least 1.*lr must be positive"):
         TrainConfig(train_steps=1, batch=0, lr=0.0)
+    with pytest.raises(UserError, match="checkpoint_every must be a multiple of log_every, got 15 and 10"):
+        TrainConfig(train_steps=30, checkpoint_every=15, log_every=10)  # a resumed run would log steps 16-20
 
 
 def test_images_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
