@@ -202,14 +202,16 @@ def suite_heading(suite: SuiteRecord) -> str:
 
 
 def scoring_differences(suite: SuiteRecord) -> list[str]:
-    """The scored runs whose FID was not computed as ``suite.json`` says (other features, sample
-    count or reference), each as ``run id: key value``."""
+    """The FIDs of the scored runs, and of their sample sets drawn again, that were not computed as
+    ``suite.json`` says (other features, sample count or reference), each as ``run id: key value``
+    (``run id, <sampler> at N NFE: …`` for one drawn again)."""
     keys = ("features", "samples", "reference")
-    return [
-        f"{run.run_id}: " + ", ".join(f"{key} {scores.get(key)}" for key in keys)
-        for run in suite.scored()
-        if any((scores := run.scores or {}).get(key) != suite.info[key] for key in keys)
-    ]
+    found = []
+    for run, sampler, scores, own in nfe_points(suite):
+        if any(scores.get(key) != suite.info[key] for key in keys):
+            where = run.run_id if own else f"{run.run_id}, {sampler_cell(sampler)} at {sampler.get('nfe')} NFE"
+            found.append(f"{where}: " + ", ".join(f"{key} {scores.get(key)}" for key in keys))
+    return found
 
 
 def record(run: RunRecord, path: PathRow | str, floor: dict[str, Any] | None) -> dict[str, Any]:
@@ -259,12 +261,16 @@ def markdown_cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def fid_text(scores: dict[str, Any]) -> str:
+    """``12.34 [11.90, 12.80]``: a FID with its 95 % bootstrap interval."""
+    return f"{scores['fid']:.2f} [{scores['fid_low']:.2f}, {scores['fid_high']:.2f}]"
+
+
 def fid_cell(run: RunRecord) -> str:
     """``12.34 [11.9, 12.8]``, or what the run is instead: ``failed: <error>``, ``unfinished``,
     ``not started``."""
-    scores = run.scores
-    if scores is not None:
-        return f"{scores['fid']:.2f} [{scores['fid_low']:.2f}, {scores['fid_high']:.2f}]"
+    if run.scores is not None:
+        return fid_text(run.scores)
     if run.status == "done":
         return "not scored"
     return f"failed: {markdown_cell(run.error or '')}" if run.status == "failed" else run.status
@@ -450,13 +456,16 @@ def sampler_cell(sampler: dict[str, Any]) -> str:
     return ", ".join([str(sampler.get("solver", "?")), str(sampler.get("grid", "?")), *shown])
 
 
-def nfe_points(suite: SuiteRecord) -> list[tuple[RunRecord, dict[str, Any], dict[str, Any]]]:
-    """Every scored run's own sample set and each one drawn again (``spdbench sample``), as
-    ``(run, sampler, scores)``."""
+def nfe_points(suite: SuiteRecord) -> list[tuple[RunRecord, dict[str, Any], dict[str, Any], bool]]:
+    """Every scored run's own sample set and each one drawn again (``spdbench sample``) with
+    another sampler, as ``(run, sampler, scores, whether it is the run's own)``: one drawn again
+    with the run's own sampler is that set again, not another point."""
     points = []
     for run in suite.scored():
-        points.append((run, dict(run.config.get("sampler", {})), run.scores or {}))
-        points += [(run, dict(again["sampler"]), again["scores"]) for again in run.resampled]
+        own = dict(run.config.get("sampler", {}))
+        points.append((run, own, run.scores or {}, True))
+        points += [(run, dict(again["sampler"]), again["scores"], False) for again in run.resampled
+                   if again["sampler"] != own]
     return points
 
 
@@ -468,14 +477,9 @@ def nfe_lines(suite: SuiteRecord) -> list[str]:
         nfe_points(suite), key=lambda point: (table_order(point[0]), sampler_cell(point[1]), point[1].get("nfe", 0))
     )
     rows = [
-        [
-            run_label(suite, run),
-            number(run.seed, "d"),
-            sampler_cell(sampler),
-            number(sampler.get("nfe"), "d"),
-            f"{scores['fid']:.2f} [{scores['fid_low']:.2f}, {scores['fid_high']:.2f}]",
-        ]
-        for run, sampler, scores in ordered_points
+        [run_label(suite, run), number(run.seed, "d"), sampler_cell(sampler), number(sampler.get("nfe"), "d"),
+         fid_text(scores)]
+        for run, sampler, scores, _ in ordered_points
     ]
     header = ("process", "seed", "sampler", "NFE", "FID [95 % interval]")
     intro = (
@@ -537,14 +541,14 @@ def nfe_figure(suite: SuiteRecord) -> Figure:
     no seed is common, each point's mean over its own seeds, labelled "mixed seeds"); a figure
     that says why when no run was sampled again."""
     points = nfe_points(suite) if any(run.resampled for run in suite.scored()) else []
-    labels = list(dict.fromkeys(run_label(suite, run) for run, _, _ in points))
+    labels = list(dict.fromkeys(run_label(suite, run) for run, *_ in points))
     columns, rows = max(1, min(2, len(labels))), max(1, -(-len(labels) // 2))
     figure = titled_figure(suite, "FID against NFE (runs sampled again)", (6 * columns + 1, 6 * rows + 1))
     panels = figure.subplots(rows, columns, squeeze=False).flatten()
     if not labels:
         say_empty(panels[0], "no run was sampled again (spdbench sample): nothing to plot")
     for axes, label in zip(panels, labels, strict=False):
-        own = [(run.seed, sampler, scores) for run, sampler, scores in points if run_label(suite, run) == label]
+        own = [(run.seed, sampler, scores) for run, sampler, scores, _ in points if run_label(suite, run) == label]
         for i, name in enumerate(dict.fromkeys(sampler_cell(sampler) for _, sampler, _ in own)):
             line: dict[int, dict[int, float]] = {}
             for seed, sampler, scores in own:

@@ -210,6 +210,27 @@ def test_runs_scored_otherwise_are_flagged(tmp_path: Path) -> None:
     assert "Warning: these runs were scored otherwise" in markdown and "ddpm-quick-s0: features" in markdown
 
 
+def test_a_sample_set_drawn_again_is_checked_and_tabled_once(tmp_path: Path) -> None:
+    """A run sampled again (``spdbench sample``) with scores computed otherwise than the suite's is
+    flagged like a run; drawn again with the run's own sampler, it is the run's own row, not a
+    second one."""
+    suite_dir = write_suite(tmp_path)
+    run_dir = suite_dir / "runs" / "spd-quick-s0"
+    own = json.loads((run_dir / "config.json").read_text())["sampler"]
+    other = {**own, "solver": "dpmpp3m", "nfe": 20}
+    (run_dir / "resampled").mkdir()
+    for name, sampler, samples in (("own", own, 64), ("other", other, 32)):
+        record = {"sampler": sampler, "scores": {**synthetic_scores(31.0), "samples": samples}, "sampling_seconds": 1.0}
+        (run_dir / "resampled" / f"{name}.json").write_text(json.dumps(record))
+    write_report(suite_dir)
+    markdown = (suite_dir / "fid.md").read_text()
+    settings = "native, eta 1.0, variance small, clip_x0 True"
+    assert f"- spd-quick-s0, dpmpp3m, {settings} at 20 NFE: features" in markdown
+    rows = table_cells(markdown.split("FID against the sampler")[1])
+    drawn = [row[2:4] for row in rows if row[:2] == ["spd", "0"]]
+    assert drawn == [[f"ancestral, {settings}", "10"], [f"dpmpp3m, {settings}", "20"]]
+
+
 def test_smoke_suite_says_so(tmp_path: Path) -> None:
     suite_dir = write_suite(tmp_path, smoke=True)
     write_report(suite_dir)
