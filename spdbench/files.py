@@ -1,5 +1,6 @@
-"""Where spdbench keeps its cache, and writing result and cache files so that a crash never
-leaves a half-written one."""
+"""Where spdbench keeps its cache, and writing result and cache files so that a killed process
+(``kill -9``, Ctrl-C) never leaves a half-written one. They are not synced to disk: after a
+power cut one may be empty (checkpoints are synced: :mod:`spdbench.checkpoint`)."""
 
 from __future__ import annotations
 
