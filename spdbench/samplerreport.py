@@ -404,20 +404,23 @@ def find(
     return min(chosen, key=lambda row: row.w2_at_error if with_error else row.w2, default=None)
 
 
-def summary_rows(rows: list[Measure]) -> list[list[str]]:
-    """Per process case: today's sampler at 10, 20, 50, 100 NFE and on its full grid, and the
-    best solver and grid at 10, 20 and 50 NFE (relative W2²)."""
+def today_and_best_rows(
+    rows: list[Measure], today_nfes: tuple[int | None, ...], with_error: bool, defaults_only: bool
+) -> list[list[str]]:
+    """Per process case (at its defaults only, when ``defaults_only``): today's sampler at
+    ``today_nfes`` on the native grid (``None``: its full grid), and the best solver and grid at
+    ``SUMMARY_NFES``; relative W2², with the network error ``ERROR_STD`` when ``with_error``."""
     table = []
-    for label in dict.fromkeys(row.label for row in rows):
+    for label in dict.fromkeys(row.label for row in rows if row.full or not defaults_only):
         process = next(row.process for row in rows if row.label == label)
         solver = todays_solver(process)
-        todays = [find(rows, label, nfe, solver, "native") for nfe in (*SUMMARY_NFES, 100, None)]
-        bests = [find(rows, label, nfe) for nfe in SUMMARY_NFES]
+        todays = [find(rows, label, nfe, solver, "native") for nfe in today_nfes]
+        bests = [find(rows, label, nfe, with_error=with_error) for nfe in SUMMARY_NFES]
         table.append(
             [
                 label,
-                *(w2_cell(row) for row in todays),
-                *(f"{w2_cell(row)} ({row.solver}, {row.grid})" if row else "" for row in bests),
+                *(w2_cell(row, with_error) for row in todays),
+                *(f"{w2_cell(row, with_error)} ({row.solver}, {row.grid})" if row else "" for row in bests),
             ]
         )
     return table
@@ -485,38 +488,19 @@ def w2_cell(row: Measure | None, with_error: bool = False) -> str:
     return "" if row is None else f"{row.w2_at_error if with_error else row.w2:.2g}"
 
 
-def robust_rows(rows: list[Measure]) -> list[list[str]]:
-    """Per process at its defaults, W2² with the network error ``ERROR_STD``: today's sampler
-    at 20 and 100 NFE and on its full grid, and the best solver and grid by that measure at 10,
-    20 and 50 NFE."""
-    table = []
-    for label in dict.fromkeys(row.label for row in rows if row.full):
-        process = next(row.process for row in rows if row.label == label)
-        solver = todays_solver(process)
-        todays = [find(rows, label, nfe, solver, "native") for nfe in (20, 100, None)]
-        bests = [find(rows, label, nfe, with_error=True) for nfe in SUMMARY_NFES]
-        table.append(
-            [
-                label,
-                *(w2_cell(row, with_error=True) for row in todays),
-                *(f"{w2_cell(row, with_error=True)} ({row.solver}, {row.grid})" if row else "" for row in bests),
-            ]
-        )
-    return table
-
-
+ROBUST_TODAY = (20, 100, None)  #: today's sampler in the table with the network error: these NFEs, its full grid
 ROBUST_COLUMNS = (
     "process",
-    "today 20",
-    "today 100",
+    *(f"today {nfe}" for nfe in ROBUST_TODAY if nfe is not None),
     "today, full grid",
     *(f"best at {nfe}" for nfe in SUMMARY_NFES),
 )
 
 
+SUMMARY_TODAY = (*SUMMARY_NFES, 100, None)  #: today's sampler in the summary: these NFEs, its full grid
 SUMMARY_COLUMNS = (
     "process",
-    *(f"today {nfe}" for nfe in (*SUMMARY_NFES, 100)),
+    *(f"today {nfe}" for nfe in SUMMARY_TODAY if nfe is not None),
     "today, full grid",
     *(f"best at {nfe}" for nfe in SUMMARY_NFES),
 )
@@ -613,6 +597,8 @@ def sampler_report(spectrum_kind: str, dataset: str, size: int | None, out: Path
 
 def sampler_markdown(rows: list[Measure], description: str, command: str) -> str:
     """``samplers.md``: what was measured, the summary table and the amplification table."""
+    summary = today_and_best_rows(rows, SUMMARY_TODAY, with_error=False, defaults_only=False)
+    robust = today_and_best_rows(rows, ROBUST_TODAY, with_error=True, defaults_only=True)
     lines = [
         "# Solvers with a perfect network",
         "",
@@ -624,7 +610,7 @@ def sampler_markdown(rows: list[Measure], description: str, command: str) -> str
         'Gaussian processes; IHDM\'s for heat), on the native grid. "best": the lowest over every solver '
         "and grid (samplers.csv has every row).",
         "",
-        markdown_text(frame(summary_rows(rows), SUMMARY_COLUMNS), left=("process",)),
+        markdown_text(frame(summary, SUMMARY_COLUMNS), left=("process",)),
         "",
         "## Few calls against many",
         "",
@@ -641,7 +627,7 @@ def sampler_markdown(rows: list[Measure], description: str, command: str) -> str
         "white nor this small; on the quick networks its choice lost FID to the posterior sampler "
         "(results/quick-auto-sampler).",
         "",
-        markdown_text(frame(robust_rows(rows), ROBUST_COLUMNS), left=("process",)),
+        markdown_text(frame(robust, ROBUST_COLUMNS), left=("process",)),
         "",
         "## With a Langevin corrector or a projection",
         "",
