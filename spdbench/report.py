@@ -608,9 +608,15 @@ def draw_floor(axes: Axes, floor: dict[str, Any] | None) -> None:
         axes.axhline(floor["fid"], color="grey", ls="--", label=f"floor: held-out real images ({floor['fid']:.2f})")
 
 
+SEED_MEAN_LABEL = "mean over seeds, 95 % t-interval over seeds (training and sample-set noise)"
+
+
 def fid_figure(suite: SuiteRecord) -> Figure:
-    """FID of each process at its defaults, one point per run (seeds side by side), with the floor."""
-    figure = titled_figure(suite, "FID of each process (95 % bootstrap intervals)", (8, 5.5))
+    """FID of each process at its defaults, one point per run (seeds side by side) with its
+    bootstrap interval (the sample set's noise alone), then, for several seeds, their mean with
+    its t-interval over seeds (``seed_mean``: both sources of noise); and the floor."""
+    title = "FID of each process (runs: 95 % bootstrap intervals; means: 95 % t-intervals over seeds)"
+    figure = titled_figure(suite, title, (8, 6.5))
     axes = figure.subplots()
     runs = [run for run in suite.scored() if is_default(run)]  # in table order
     names = list(dict.fromkeys(run_label(suite, run) for run in runs))
@@ -618,6 +624,7 @@ def fid_figure(suite: SuiteRecord) -> Figure:
         say_empty(axes, "no finished run of a process at its defaults: nothing to plot")
         return figure
     label: str | None = "a run (seeds side by side) with its 95 % interval"
+    mean_label: str | None = SEED_MEAN_LABEL
     for i, name in enumerate(names):
         group = [run for run in runs if run_label(suite, run) == name]
         offsets = np.linspace(-0.15, 0.15, len(group)) if len(group) > 1 else np.zeros(1)
@@ -626,6 +633,11 @@ def fid_figure(suite: SuiteRecord) -> Figure:
             error_bar(axes, i + offset, scores, fmt="o", color="C0", label=label)
             axes.annotate(f"  {scores['fid']:.1f}", (i + offset, scores["fid"]), fontsize=8, va="center")
             label = None
+        if len(group) > 1:
+            mean = seed_mean([fid_of(run) for run in group])
+            shown = {"fid": mean.value, "fid_low": mean.low, "fid_high": mean.high}
+            error_bar(axes, i + 0.45, shown, fmt="D", color="black", label=mean_label)
+            mean_label = None
     draw_floor(axes, suite.floor)
     axes.set_xticks(range(len(names)), [name.replace(", ", "\n") for name in names])
     axes.set_xlim(-0.6, len(names) - 0.4)
@@ -633,7 +645,7 @@ def fid_figure(suite: SuiteRecord) -> Figure:
     axes.set_xlabel("process")
     axes.set_ylabel(fid_axis_label(suite))
     axes.grid(alpha=0.3, axis="y")
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))  # below: the points stay seen
     return figure
 
 

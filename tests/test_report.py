@@ -29,6 +29,8 @@ from spdbench.groups import is_default, option_sweeps
 from spdbench.records import read_suite
 from spdbench.report import (
     COLUMNS,
+    SEED_MEAN_LABEL,
+    fid_figure,
     measure_paths,
     nfe_figure,
     ordered,
@@ -38,7 +40,7 @@ from spdbench.report import (
     write_report,
 )
 from spdbench.show import tile
-from spdbench.verdicts import claims
+from spdbench.verdicts import claims, seed_mean
 
 runner = CliRunner()
 SHAPE = (1, 28, 28)
@@ -441,3 +443,15 @@ def test_runs_that_never_started_are_in_no_group(tmp_path: Path) -> None:
     assert [row[:3] for row in table_cells(seed_table(suite))[2:]] == [["spd", "0, 1", "2 of 2"]]
     write_report(suite_dir)
     assert "spd, quick" not in (suite_dir / "fid.md").read_text()
+
+
+def test_the_fid_figure_shows_the_mean_over_seeds_with_its_interval(tmp_path: Path) -> None:
+    """Each run's bootstrap interval holds the sample set's noise alone; beside the runs of a
+    process with several seeds, their mean with its t-interval over seeds holds the training
+    seed's too."""
+    suite = ordered(read_suite(write_suite(tmp_path)))
+    (axes,) = fid_figure(suite).axes
+    (means,) = [c for c in axes.containers if c.get_label() == SEED_MEAN_LABEL]  # SPD alone has two seeds
+    estimate = seed_mean([28.0, 30.0])
+    assert list(means.lines[0].get_ydata()) == [estimate.value]
+    assert means.lines[2][0].get_segments()[0][:, 1].tolist() == [estimate.low, estimate.high]
