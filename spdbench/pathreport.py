@@ -142,9 +142,10 @@ def paths_markdown(rows: list[PathRow], header: str) -> str:
     return "\n".join(["# Fisher path length of every process", "", header, "", table]) + "\n"
 
 
-def panel_grid(figure: Figure, count: int, **options: object) -> list:
-    """``count`` axes on a grid two wide; the spare one, if any, switched off."""
-    panels = list(figure.subplots(math.ceil(count / 2), 2, squeeze=False, **options).flatten())
+def panel_grid(figure: Figure, count: int, columns: int = 2, **options: object) -> list:
+    """``count`` axes (at least one) on a grid ``columns`` wide; the spare ones switched off."""
+    count = max(1, count)
+    panels = list(figure.subplots(math.ceil(count / columns), columns, squeeze=False, **options).flatten())
     for spare in panels[count:]:
         spare.set_axis_off()
     return panels[:count]

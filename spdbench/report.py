@@ -48,7 +48,7 @@ from spdbench.budgets import BUDGETS
 from spdbench.errors import UserError
 from spdbench.files import write_text_atomically
 from spdbench.groups import Sweep, is_default, is_number, option_sweeps, seed_groups
-from spdbench.pathreport import PathRow, measure_path, save_figure
+from spdbench.pathreport import PathRow, measure_path, panel_grid, save_figure
 from spdbench.records import (
     EVALUATIONS,
     RUNS_DIR,
@@ -544,7 +544,7 @@ def nfe_figure(suite: SuiteRecord) -> Figure:
     labels = list(dict.fromkeys(run_label(suite, run) for run, *_ in points))
     columns, rows = max(1, min(2, len(labels))), max(1, -(-len(labels) // 2))
     figure = titled_figure(suite, "FID against NFE (runs sampled again)", (6 * columns + 1, 6 * rows + 1))
-    panels = figure.subplots(rows, columns, squeeze=False).flatten()
+    panels = panel_grid(figure, len(labels), columns)
     if not labels:
         say_empty(panels[0], "no run was sampled again (spdbench sample): nothing to plot")
     for axes, label in zip(panels, labels, strict=False):
@@ -568,8 +568,6 @@ def nfe_figure(suite: SuiteRecord) -> Figure:
         axes.set_ylabel(fid_axis_label(suite))
         axes.grid(alpha=0.3, which="both")
         axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: the lines stay seen
-    for axes in panels[len(labels) :] if labels else []:
-        axes.set_axis_off()
     return figure
 
 
@@ -755,7 +753,7 @@ def samples_figure(suite: SuiteRecord) -> Figure:
     columns = max(1, min(4, len(runs)))
     rows = max(1, -(-len(runs) // columns))
     figure = titled_figure(suite, f"{SAMPLES_SHOWN} samples of each run", (3 * columns + 1, 3.2 * rows + 1))
-    panels = figure.subplots(rows, columns, squeeze=False).flatten()
+    panels = panel_grid(figure, len(runs), columns)
     if not runs:
         say_empty(panels[0], "no finished run: no samples to show")
     for axes, run in zip(panels, runs, strict=False):
@@ -766,8 +764,6 @@ def samples_figure(suite: SuiteRecord) -> Figure:
             axes.imshow(image, interpolation="nearest")
             axes.set_axis_off()
         axes.set_title(f"{run_name(suite, run)}\nFID {(run.scores or {})['fid']:.2f}", fontsize=9)
-    for axes in panels[len(runs) :] if runs else []:
-        axes.set_axis_off()
     return figure
 
 
