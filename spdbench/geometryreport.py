@@ -191,7 +191,7 @@ def geometry_report(
     ``geometry/geometry.png``. Chen et al. measure the probability-flow (deterministic) path: a
     stochastic sampler's path also carries the noise it injects."""
     target = torch.device(torch_device(device))
-    request, run, net = load_finished_run(run_dir)
+    request, run, net, _ = load_finished_run(run_dir)
     samples = min(SAMPLES, run.samples) if samples is None else samples
     if samples > run.samples:
         raise UserError(f"--samples must be at most the run's {run.samples} samples, got {samples}")

@@ -28,7 +28,7 @@ from corruptions.errors import NfeRangeError
 from corruptions.spectrum import Spectrum
 from models import UNet, network_config
 from spdbench.budgets import AUTO, Budget, TrainConfig, resolve_budget
-from spdbench.checkpoint import latest_checkpoint, load_checkpoint
+from spdbench.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint
 from spdbench.data import image_shape, load_images
 from spdbench.errors import UserError, check_seed, one_line
 from spdbench.files import check_output_directory, remove_directory, write_atomically
@@ -439,10 +439,10 @@ def request_from_config(config: dict[str, Any]) -> RunRequest:
         raise UserError(f"the run configuration lacks {error}: it was written by another version of spdbench") from None
 
 
-def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
-    """A finished run's request, its resolved run (checked to rebuild as recorded) and its
-    network with the final EMA weights, in eval mode. A run still training is refused: what it
-    would give comes from weights its summary will not be made from."""
+def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet, Checkpoint]:
+    """A finished run's request, its resolved run (checked to rebuild as recorded), its network
+    with the final EMA weights, in eval mode, and its last checkpoint. A run still training is
+    refused: what it would give comes from weights its summary will not be made from."""
     config_path = run_dir / CONFIG
     if not config_path.is_file() or latest_checkpoint(run_dir) is None:
         raise UserError(f"{run_dir} is not a finished run with its checkpoints: it needs {CONFIG} and checkpoints/")
@@ -454,8 +454,9 @@ def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet]:
     if as_json(run.config()) != config:
         raise UserError(f"{run_dir} does not rebuild as recorded: it was made by another version of spdbench")
     net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
-    net.load_state_dict(load_checkpoint(run_dir).ema)
-    return request, run, net.eval()
+    checkpoint = load_checkpoint(run_dir)
+    net.load_state_dict(checkpoint.ema)
+    return request, run, net.eval(), checkpoint
 
 
 def with_sampler(request: RunRequest, changes: Mapping[str, Any]) -> RunRequest:
@@ -470,21 +471,27 @@ def with_sampler(request: RunRequest, changes: Mapping[str, Any]) -> RunRequest:
     return dataclasses.replace(request, **changed)
 
 
+def samples_in_bf16(meta: Mapping[str, Any], device: torch.device) -> bool:
+    """Whether to sample a run on ``device`` under bf16 autocast: where its checkpoint's ``meta``
+    says it trained on that kind of device in bf16, as its own samples were drawn."""
+    trained = meta.get("config")
+    return device.type == meta.get("device") and isinstance(trained, dict) and bool(trained.get("bf16"))
+
+
 def sample_again(
     run_dir: Path, nfes: list[int | None], changes: Mapping[str, Any], device: str = "cpu"
 ) -> list[dict[str, Any]]:
     """Draw a finished run's sample set again from its final EMA weights on ``device`` with its
     sampler changed by ``changes`` (``with_sampler``) at each of ``nfes`` (``None``: all the
     process's levels), score it like the run, and write each record (``{"sampler", "scores",
-    "sampling_seconds"}``) as ``resampled/<sampler>.json``; returns them. The network runs in
-    the precision the run's own samples were drawn in on a device of that kind (bf16 autocast
-    where the budget resolves it there: CUDA for the CIFAR-10 budgets), so that at the run's own
-    settings, on the kind of device that made it, it reproduces the run's samples and FID (exactly
-    on the CPU)."""
+    "sampling_seconds"}``) as ``resampled/<sampler>.json``; returns them. On the kind of device
+    that trained the run, the network runs in the precision of the run's own samples (bf16
+    autocast where its training used it, as its checkpoint records), so that at the run's own
+    settings it reproduces the run's samples and FID (exactly on the CPU); on another, in fp32."""
     target = torch.device(torch_device(device))
-    request, run, net = load_finished_run(run_dir)
+    request, run, net, checkpoint = load_finished_run(run_dir)
     net.to(target)
-    bf16 = bool(run.train.resolved(target).bf16)
+    bf16 = samples_in_bf16(checkpoint.meta, target)
     full = len(run.process.time_grid()) - 1
     variants = [  # every request is checked before anything is sampled
         resolve_run(with_sampler(request, {**changes, "nfe": full if count is None else count})) for count in nfes

@@ -156,6 +156,18 @@ def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_pa
         assert result.exit_code == 2 and "it has no summary.json" in result.output
 
 
+def test_a_run_is_sampled_again_in_the_precision_of_its_own_samples() -> None:
+    """bf16 on the kind of device a bf16 run trained on (a CIFAR-10 budget on CUDA), fp32 elsewhere
+    and for every run trained in fp32 (the CPU budgets, on any device)."""
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    bf16_on_cuda = {"device": "cuda", "config": {"bf16": True}}
+    fp32_on_cpu = {"device": "cpu", "config": {"bf16": False}}
+    assert runs.samples_in_bf16(bf16_on_cuda, cuda)
+    assert not runs.samples_in_bf16(bf16_on_cuda, cpu)
+    assert not runs.samples_in_bf16(fp32_on_cpu, cuda) and not runs.samples_in_bf16(fp32_on_cpu, cpu)
+    assert not runs.samples_in_bf16({}, cuda)
+
+
 def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``spdbench geometry``: one row per point of the path, a summary, a plot; the samples are the
     run's own, so their FID is the run's (and for the Gaussian processes, whose last step returns
