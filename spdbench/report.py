@@ -457,15 +457,16 @@ def sampler_cell(sampler: dict[str, Any]) -> str:
 
 
 def nfe_points(suite: SuiteRecord) -> list[tuple[RunRecord, dict[str, Any], dict[str, Any], bool]]:
-    """Every scored run's own sample set and each one drawn again (``spdbench sample``) with
-    another sampler, as ``(run, sampler, scores, whether it is the run's own)``: one drawn again
-    with the run's own sampler is that set again, not another point."""
+    """Every scored run's own sample set and each one drawn again (``spdbench sample``), as
+    ``(run, sampler, scores, whether it is the run's own)``; one drawn again with the run's own
+    sampler that reproduced its scores is that set again, not another point (one that did not,
+    on another device, say, stays a row of its own)."""
     points = []
     for run in suite.scored():
         own = dict(run.config.get("sampler", {}))
         points.append((run, own, run.scores or {}, True))
         points += [(run, dict(again["sampler"]), again["scores"], False) for again in run.resampled
-                   if again["sampler"] != own]
+                   if (again["sampler"], again["scores"]) != (own, run.scores)]
     return points
 
 
@@ -631,11 +632,12 @@ def fid_figure(suite: SuiteRecord) -> Figure:
             error_bar(axes, i + offset, scores, fmt="o", color="C0", label=label)
             axes.annotate(f"  {scores['fid']:.1f}", (i + offset, scores["fid"]), fontsize=8, va="center")
             label = None
-        if len(group) > 1:
-            mean = seed_mean([fid_of(run) for run in group])
-            shown = {"fid": mean.value, "fid_low": mean.low, "fid_high": mean.high}
-            error_bar(axes, i + 0.45, shown, fmt="D", color="black", label=mean_label)
-            mean_label = None
+        for seeds in seed_groups(group):  # a configuration's seeds, as the seed table takes them
+            if len(seeds) > 1:
+                mean = seed_mean([fid_of(run) for run in seeds])
+                shown = {"fid": mean.value, "fid_low": mean.low, "fid_high": mean.high}
+                error_bar(axes, i + 0.45, shown, fmt="D", color="black", label=mean_label)
+                mean_label = None
     draw_floor(axes, suite.floor)
     axes.set_xticks(range(len(names)), [name.replace(", ", "\n") for name in names])
     axes.set_xlim(-0.6, len(names) - 0.4)

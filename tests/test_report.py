@@ -214,23 +214,30 @@ def test_runs_scored_otherwise_are_flagged(tmp_path: Path) -> None:
 
 def test_a_sample_set_drawn_again_is_checked_and_tabled_once(tmp_path: Path) -> None:
     """A run sampled again (``spdbench sample``) with scores computed otherwise than the suite's is
-    flagged like a run; drawn again with the run's own sampler, it is the run's own row, not a
-    second one."""
+    flagged like a run; drawn again with the run's own sampler and the run's scores, it is the
+    run's own row, not a second one; with other scores (it did not reproduce), a row of its own."""
     suite_dir = write_suite(tmp_path)
     run_dir = suite_dir / "runs" / "spd-quick-s0"
     own = json.loads((run_dir / "config.json").read_text())["sampler"]
     other = {**own, "solver": "dpmpp3m", "nfe": 20}
     (run_dir / "resampled").mkdir()
-    for name, sampler, samples in (("own", own, 64), ("other", other, 32)):
-        record = {"sampler": sampler, "scores": {**synthetic_scores(31.0), "samples": samples}, "sampling_seconds": 1.0}
+    drawn_again = (
+        ("reproduced", own, synthetic_scores(28.0)),
+        ("not-reproduced", own, synthetic_scores(28.5)),
+        ("other", other, {**synthetic_scores(31.0), "samples": 32}),
+    )
+    for name, sampler, scores in drawn_again:
+        record = {"sampler": sampler, "scores": scores, "sampling_seconds": 1.0}
         (run_dir / "resampled" / f"{name}.json").write_text(json.dumps(record))
     write_report(suite_dir)
     markdown = (suite_dir / "fid.md").read_text()
     settings = "native, eta 1.0, variance small, clip_x0 True"
     assert f"- spd-quick-s0, dpmpp3m, {settings} at 20 NFE: features" in markdown
     rows = table_cells(markdown.split("FID against the sampler")[1])
-    drawn = [row[2:4] for row in rows if row[:2] == ["spd", "0"]]
-    assert drawn == [[f"ancestral, {settings}", "10"], [f"dpmpp3m, {settings}", "20"]]
+    drawn = [[row[2], row[4]] for row in rows if row[:2] == ["spd", "0"]]
+    own_text = f"ancestral, {settings}"
+    assert drawn == [[own_text, "28.00 [27.00, 29.50]"], [own_text, "28.50 [27.50, 30.00]"],
+                     [f"dpmpp3m, {settings}", "31.00 [30.00, 32.50]"]]
 
 
 def test_smoke_suite_says_so(tmp_path: Path) -> None:
