@@ -60,9 +60,14 @@ def write_text_atomically(path: Path, text: str) -> None:
 def remove_directory(directory: Path) -> None:
     """Remove ``directory`` so that no interruption leaves part of it where it was (a run's summary
     without its samples, say): it is renamed to ``.<name>.removing`` (hidden: reports skip it),
-    then deleted; what an interrupted removal left under that name goes first."""
+    then deleted; what an interrupted removal left under that name goes first. A link or a file
+    is refused: what it points to is not this command's to delete."""
+    if directory.is_symlink() or not directory.is_dir():
+        raise UserError(f"{directory} is a link or a file, not a run directory; remove it yourself")
     doomed = directory.with_name(f".{directory.name}.removing")
-    if doomed.exists():
+    if doomed.is_symlink() or doomed.is_file():
+        doomed.unlink()
+    elif doomed.exists():
         shutil.rmtree(doomed)
     directory.rename(doomed)
     shutil.rmtree(doomed)

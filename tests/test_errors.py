@@ -121,3 +121,11 @@ def test_a_removal_stopped_midway_leaves_nothing_where_the_directory_was(
     (runs / "a").mkdir()
     remove_directory(runs / "a")
     assert sorted(path.name for path in runs.iterdir()) == ["b"]
+
+    (runs / "link").symlink_to(runs / "b")  # a link is refused, and what it points to kept
+    with pytest.raises(UserError, match="link or a file"):
+        remove_directory(runs / "link")
+    (runs / ".c.removing").write_text("")  # a file left under the hidden name goes
+    (runs / "c").mkdir()
+    remove_directory(runs / "c")
+    assert sorted(path.name for path in runs.iterdir()) == ["b", "link"] and (runs / "b" / "summary.json").exists()
