@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 from typing import Any
 
 from corruptions.base import Corruption, ImageShape, Process
@@ -27,16 +28,34 @@ def process_options(name: str) -> list[str]:
     return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "spectrum"]
 
 
-KINDS = {int: "an integer", float: "a number", str: "text", bool: "true or false"}  #: option values, in words
+#: The values an option whose default has the key's type takes (no boolean for a number), in words.
+KINDS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"),
+    int: ((numbers.Integral,), "an integer"),
+    float: ((numbers.Real,), "a number"),
+    str: ((str,), "text"),
+}
+
+
+def checked_option(key: str, value: Any, default: Any) -> Any:
+    """``value`` for an option whose default is ``default``, as the default's type (numpy's
+    numbers and an integer for a float are converted); ``ConfigurationError`` for a value of
+    another kind (``levels=2.5``, ``levels=nan``); an option without a default takes anything."""
+    kind = KINDS.get(type(default))
+    if kind is None:
+        return value
+    accepted, words = kind
+    if not isinstance(value, accepted) or (isinstance(value, bool) and type(default) is not bool):
+        raise ConfigurationError(f"{key} must be {words}, got {value!r}")
+    return type(default)(value)
 
 
 def make_process(
     name: str, image_shape: ImageShape, spectrum: Spectrum | None = None, **options: Any
 ) -> Process:
     """The process ``name`` for images of ``image_shape``; ``spectrum`` goes to the processes
-    that use one. Unknown names and options are refused with the valid ones listed, and so is a
-    value of another type than the option's default (``levels=2.5``); an integer given for an
-    option whose default is a float is taken as that float."""
+    that use one. Unknown names and options are refused with the valid ones listed, and a value
+    of another kind than the option's default (``checked_option``) with the option named."""
     if name not in PROCESSES:
         raise ConfigurationError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)}")
     cls = PROCESSES[name]
@@ -47,17 +66,10 @@ def make_process(
             f"process {name!r} has no option {', '.join(unknown)}; its options: {', '.join(valid) or 'none'}"
         )
     defaults = cls.option_defaults(image_shape)
-    options = {
-        key: float(value) if isinstance(defaults.get(key), float) and type(value) is int else value
-        for key, value in options.items()
-    }
-    wrong = [
-        f"{key} must be {KINDS.get(type(defaults[key]), type(defaults[key]).__name__)}, got {value!r}"
-        for key, value in options.items()
-        if key in defaults and type(value) is not type(defaults[key])
-    ]
-    if wrong:
-        raise ConfigurationError(f"process {name!r}: {'; '.join(wrong)}")
+    try:
+        options = {key: checked_option(key, value, defaults.get(key)) for key, value in options.items()}
+    except ConfigurationError as error:
+        raise ConfigurationError(f"process {name!r}: {error}") from None
     if cls.uses_spectrum:
         if spectrum is None:
             raise ConfigurationError(f"process {name!r} needs a power spectrum")

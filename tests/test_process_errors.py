@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,17 @@ def test_an_option_of_another_type_than_its_default_is_refused(name: str) -> Non
             make_process(name, (1, 8, 8), spectrum=IMAGE_SPECTRUM, **{option: WRONG_KIND[type(default)]})
     with refused("levels must be an integer, got nan"):
         make_process(name, (1, 8, 8), spectrum=IMAGE_SPECTRUM, levels=float("nan"))
+    with refused("levels must be an integer, got True"):
+        make_process(name, (1, 8, 8), spectrum=IMAGE_SPECTRUM, levels=True)
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_numpy_numbers_are_taken_as_the_default_type(name: str) -> None:
+    """A number from numpy (or an integer for a float) is the same option value as the Python
+    number of the default's type: the process and its label are those of that number."""
+    numeric = {key: value for key, value in PROCESSES[name].option_defaults((1, 8, 8)).items()
+               if isinstance(value, int | float) and not isinstance(value, bool)}
+    given = {key: (np.int64 if isinstance(value, int) else np.float64)(value) for key, value in numeric.items()}
+    built = make_process(name, (1, 8, 8), spectrum=IMAGE_SPECTRUM, **given)
+    plain = make_process(name, (1, 8, 8), spectrum=IMAGE_SPECTRUM, **numeric)
+    assert built.config() == plain.config() and all(type(built.options[key]) is type(numeric[key]) for key in numeric)
