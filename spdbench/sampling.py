@@ -118,8 +118,9 @@ def sample(
         x0_hat = process.predict_x0(denoiser(x, t), x, t)
         if settings.clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
-        z = noise.draw() if step.noise is not None else noise.skip()  # each step has its draw
-        x = process.mix(step.terms(x, x0_hat, history, z))
+        if step.noise is None:  # each step has its draw: one without noise passes over it
+            noise.skip()
+        x = process.mix(step.terms(x, x0_hat, history, None if step.noise is None else noise.draw()))
         if callback is not None:
             callback(i, t, x, x0_hat)
         if solver_step:

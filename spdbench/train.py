@@ -440,9 +440,9 @@ def _check_resumable(
             f"the checkpoint {where} was written on {meta['device']}, and resuming on {device.type} "
             "would change its random streams; resume on the same kind of device"
         )
-    if meta.get("world_size", 1) != world:
+    if (written := meta.get("world_size", 1)) != world:
         raise UserError(
-            f"the checkpoint {where} was written by {meta.get('world_size')} processes, and resuming with {world} "
+            f"the checkpoint {where} was written by {written} processes, and resuming with {world} "
             "would change dropout's masks (each process draws its own); resume with as many"
         )
     if checkpoint.step > config.train_steps:
