@@ -32,6 +32,7 @@ from torch import Tensor
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from spdbench.data import load_images
 from spdbench.errors import UserError
+from spdbench.figures import save_figure
 from spdbench.files import check_output_directory, write_text_atomically
 from spdbench.geometry import (
     EmpiricalOptimalDenoiser,
@@ -43,7 +44,6 @@ from spdbench.geometry import (
     record_trajectory,
 )
 from spdbench.metrics import score_images
-from spdbench.pathreport import save_figure
 from spdbench.progress import progress_bar
 from spdbench.records import GEOMETRY, GEOMETRY_SUMMARY, write_json
 from spdbench.runs import Run, load_finished_run, resolve_run, torch_device, with_sampler

@@ -26,7 +26,8 @@ from corruptions.base import ImageShape
 from corruptions.paths import PathLength, fisher_path_length
 from corruptions.spectrum import Spectrum
 from spdbench import data
-from spdbench.files import write_atomically, write_text_atomically
+from spdbench.figures import panel_grid, save_figure
+from spdbench.files import write_text_atomically
 from spdbench.spectra import process_spectrum, resolve_size, resolve_spectrum
 from spdbench.tables import csv_text, frame, markdown_text
 
@@ -142,15 +143,6 @@ def paths_markdown(rows: list[PathRow], header: str) -> str:
     return "\n".join(["# Fisher path length of every process", "", header, "", table]) + "\n"
 
 
-def panel_grid(figure: Figure, count: int, columns: int = 2, **options: object) -> list:
-    """``count`` axes (at least one) on a grid ``columns`` wide; the spare ones switched off."""
-    count = max(1, count)
-    panels = list(figure.subplots(math.ceil(count / columns), columns, squeeze=False, **options).flatten())
-    for spare in panels[count:]:
-        spare.set_axis_off()
-    return panels[:count]
-
-
 def speed_figure(rows: list[PathRow], title: str) -> Figure:
     """``ds/dt`` against the fraction of the path: every process at its defaults on a log scale,
     then one panel per family of variants with its process at the defaults (solid, black) and
@@ -214,11 +206,6 @@ def snr_figure(rows: list[PathRow], spectrum: Spectrum, title: str) -> Figure:
     figure.supylabel(f"SNR_k = a_k² D_k / s_k²  (clipped to [{floor:g}, {ceiling:g}])")
     figure.suptitle(title)
     return figure
-
-
-def save_figure(figure: Figure, path: Path) -> None:
-    """Save ``figure`` as a PNG (drawn by Agg) atomically."""
-    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110))
 
 
 def write_path_report(rows: list[PathRow], spectrum: Spectrum, out: Path, description: str, command: str) -> list[Path]:

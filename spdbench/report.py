@@ -46,9 +46,10 @@ from corruptions import PROCESSES, ConfigurationError, make_process, process_opt
 from corruptions.spectrum import Spectrum
 from spdbench.budgets import BUDGETS
 from spdbench.errors import UserError
+from spdbench.figures import panel_grid, save_figure
 from spdbench.files import write_text_atomically
 from spdbench.groups import Sweep, is_default, is_number, option_sweeps, seed_groups
-from spdbench.pathreport import PathRow, measure_path, panel_grid, save_figure
+from spdbench.pathreport import PathRow, measure_path
 from spdbench.records import (
     EVALUATIONS,
     RUNS_DIR,

@@ -43,9 +43,9 @@ from corruptions.oracle import OracleDenoiser
 from corruptions.spectrum import Spectrum
 from spdbench import data
 from spdbench.budgets import TODAYS_SAMPLERS
+from spdbench.figures import panel_grid, save_figure
 from spdbench.files import write_text_atomically
 from spdbench.grids import GRIDS, Grids, solver_calls, with_correctors
-from spdbench.pathreport import panel_grid, save_figure
 from spdbench.sampling import MAX_HISTORY
 from spdbench.solvers import SOLVERS, SamplerSettings, Schedule, Solver, level_schedule, plan, solvers_for
 from spdbench.spectra import process_spectrum, resolve_size, resolve_spectrum
