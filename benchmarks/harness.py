@@ -140,7 +140,7 @@ def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> st
     return f"estimated time for the {runs_left} runs left: {span} on {devices} ({seconds / 3600:.2f} {device}-hours)"
 
 
-def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: bool = False) -> Path:
+def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
     """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report; then, if
     any run failed or is missing, say which on one line and exit with ``SUITE_INCOMPLETE_EXIT_CODE``."""
     suite_dir = results / suite.name
@@ -169,7 +169,7 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
                 say(f"[{index}/{len(runs)}] {run.run_id}: done, skipped")
                 continue
             say(f"[{index}/{len(runs)}] {run.run_id}")
-            run_one(run, runs_dir, leader, quiet)
+            run_one(run, runs_dir, leader)
     if leader:
         for path in [*write_report(suite_dir), *write_corruption_grids(suite, suite_dir / "show")]:
             say(f"wrote {path}")
@@ -182,7 +182,7 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False, quiet: b
     return suite_dir
 
 
-def run_one(run: Run, runs_dir: Path, leader: bool, quiet: bool) -> None:
+def run_one(run: Run, runs_dir: Path, leader: bool) -> None:
     """Execute ``run``; if it fails, the leader writes ``failed.json`` and every rank goes on
     to the next run (an error every rank sees, such as a non-finite loss, keeps them in step;
     one that a single rank sees leaves the others waiting until the group's timeout)."""
@@ -190,7 +190,7 @@ def run_one(run: Run, runs_dir: Path, leader: bool, quiet: bool) -> None:
     try:
         if leader:
             (run_dir / FAILED).unlink(missing_ok=True)
-        execute(run, runs_dir, quiet=quiet)
+        execute(run, runs_dir)
     except Exception as error:  # noqa: BLE001 - a failed run is recorded, the suite goes on
         message = " ".join(str(error).split()) or type(error).__name__
         if leader:
@@ -238,7 +238,7 @@ def main(
     if quiet:
         hide_bars()
     with command_errors(f"benchmarks.harness {suite}"):
-        run_suite(get_suite(suite), results, estimate_only, quiet)
+        run_suite(get_suite(suite), results, estimate_only)
 
 
 app = typer.Typer(add_completion=False)

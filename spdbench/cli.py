@@ -276,7 +276,7 @@ def run(
     if dry_run:
         typer.echo(json.dumps({"run_id": resolved.run_id, **resolved.config()}, indent=2))
         return
-    run_dir, summary = execute(resolved, out, force=force, quiet=quiet)
+    run_dir, summary = execute(resolved, out, force=force)
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"results in {run_dir}")
 

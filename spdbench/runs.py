@@ -266,7 +266,7 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tuple[Path, dict[str, Any]]:
+def execute(run: Run, out: Path, force: bool = False) -> tuple[Path, dict[str, Any]]:
     """Train, sample and summarise ``run`` under ``out/<run id>``; returns the directory and
     the summary. A finished run is returned as it is (unless ``force``: start again)."""
     run_dir = out / run.run_id
@@ -286,7 +286,7 @@ def execute(run: Run, out: Path, force: bool = False, quiet: bool = False) -> tu
         torch.manual_seed(run.seed)
         net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
     with process_group(training_device(None)):  # under torchrun, every rank trains and samples
-        result = train(run.process, net, images, run.train, run_dir, evaluation(run, images, run_dir), quiet=quiet)
+        result = train(run.process, net, images, run.train, run_dir, evaluation(run, images, run_dir))
         started = time.perf_counter()
         samples = sample_from(run, result.ema.averaged_model(result.net), images, run.samples, bool(result.config.bf16))
         sampling_seconds = time.perf_counter() - started

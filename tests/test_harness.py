@@ -86,7 +86,7 @@ def summaries(runs_dir: Path) -> dict[str, int]:
 
 
 def test_rerun_after_deleting_one_run_redoes_only_that_one(tmp_path: Path) -> None:
-    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    suite_dir = harness.run_suite(SUITE, tmp_path)
     runs_dir = suite_dir / "runs"
     first = summaries(runs_dir)
     assert len(first) == 3 and json.loads((suite_dir / "suite.json").read_text())["floor"]["samples"] == 6
@@ -96,7 +96,7 @@ def test_rerun_after_deleting_one_run_redoes_only_that_one(tmp_path: Path) -> No
     for path in sorted((runs_dir / deleted).rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     (runs_dir / deleted).rmdir()
-    harness.run_suite(SUITE, tmp_path, quiet=True)
+    harness.run_suite(SUITE, tmp_path)
     second = summaries(runs_dir)
     assert set(second) == set(first)
     assert [name for name in first if second[name] != first[name]] == [deleted]
@@ -114,7 +114,7 @@ def test_a_failed_run_is_a_row_with_its_error_and_the_suite_exits_non_zero(
 
     monkeypatch.setattr(runs, "train", train_failing_heat)
     with pytest.raises(SystemExit) as exited:
-        harness.run_suite(SUITE, tmp_path, quiet=True)
+        harness.run_suite(SUITE, tmp_path)
     assert exited.value.code == harness.SUITE_INCOMPLETE_EXIT_CODE != 0
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith("error: 1 of 3 runs of suite tiny did not finish") and "out of memory (injected)" in error
@@ -126,7 +126,7 @@ def test_a_failed_run_is_a_row_with_its_error_and_the_suite_exits_non_zero(
     assert "out of memory (injected)" in (suite_dir / "fid.md").read_text()
 
     monkeypatch.setattr(runs, "train", real_train)  # the next attempt succeeds and clears the record
-    harness.run_suite(SUITE, tmp_path, quiet=True)
+    harness.run_suite(SUITE, tmp_path)
     assert {row["status"] for row in table(suite_dir)} == {"done"}
     assert not list((suite_dir / "runs").glob("*/failed.json"))
 
@@ -136,7 +136,7 @@ def test_sampling_again_at_the_run_settings_reproduces_the_recorded_score(tmp_pa
     settings it gets the recorded samples and FID, with other settings other images; each draw
     is recorded in the run directory. A run still training is refused (its weights are not the
     ones its summary will come from)."""
-    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    suite_dir = harness.run_suite(SUITE, tmp_path)
     run = resolve_run(SUITE.runs[2])
     run_dir = suite_dir / "runs" / run.run_id
     recorded = json.loads((run_dir / "summary.json").read_text())["scores"]
@@ -173,7 +173,7 @@ def test_the_geometry_of_a_run_is_written_under_it(tmp_path: Path, monkeypatch: 
     run's own, so their FID is the run's (and for the Gaussian processes, whose last step returns
     x̂_0, so is the last jump's); the optimal denoiser's gap is measured where it exists (not for
     heat); a corrector or a projection is an option of the sampler it follows."""
-    suite_dir = harness.run_suite(SUITE, tmp_path, quiet=True)
+    suite_dir = harness.run_suite(SUITE, tmp_path)
     monkeypatch.setattr(geometryreport, "score_images", tiny_score)
     for request in SUITE.runs:
         run = resolve_run(request)
@@ -277,4 +277,4 @@ def test_a_suite_runs_under_torchrun(tmp_path: Path) -> None:
 if __name__ == "__main__":  # one rank of the torchrun test above
     runs.score_images, harness.floor_score, harness.estimate_seconds = tiny_score, tiny_floor, no_estimate
     os.environ["SPDBENCH_CACHE"] = sys.argv[2]
-    harness.run_suite(FOUR, Path(sys.argv[1]), quiet=True)
+    harness.run_suite(FOUR, Path(sys.argv[1]))

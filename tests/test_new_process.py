@@ -110,7 +110,7 @@ def test_show_run_and_report_take_it(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (tmp_path / "show" / "ve-sigma_max=40.png").is_file()
 
     suite = Suite("new", "a new process: a test suite", "fmnist", (RunRequest("ve", **TINY),), True, "pytest")  # type: ignore[arg-type]
-    suite_dir = harness.run_suite(suite, tmp_path / "results", quiet=True)
+    suite_dir = harness.run_suite(suite, tmp_path / "results")
     (run_dir,) = (suite_dir / "runs").iterdir()
     assert run_dir.name.startswith("ve-fmnist-smoke-s0-") and (run_dir / "samples.npz").is_file()
     assert json.loads((run_dir / "config.json").read_text())["process"]["label"] == "ve"

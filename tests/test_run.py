@@ -233,7 +233,7 @@ def test_a_resumed_run_records_what_an_uninterrupted_one_does(
     checkpoint; trained again from the start, its evaluations are not duplicated; killed after
     its final checkpoint, it still reports the training it did."""
     run = runs.resolve_run(EVALUATED_TWICE)
-    whole_dir, whole = runs.execute(run, tmp_path / "whole", quiet=True)
+    whole_dir, whole = runs.execute(run, tmp_path / "whole")
     assert [entry["step"] for entry in evaluations(whole_dir)] == [20, 40]
 
     real_append = runs.append_evaluation
@@ -245,22 +245,22 @@ def test_a_resumed_run_records_what_an_uninterrupted_one_does(
 
     monkeypatch.setattr(runs, "append_evaluation", killed_at_step_40)
     with pytest.raises(KeyboardInterrupt):
-        runs.execute(run, tmp_path / "killed", quiet=True)
+        runs.execute(run, tmp_path / "killed")
     run_dir = tmp_path / "killed" / run.run_id
     assert load_checkpoint(run_dir).step == 40 and [entry["step"] for entry in evaluations(run_dir)] == [20]
     monkeypatch.setattr(runs, "append_evaluation", real_append)
-    _, resumed = runs.execute(run, tmp_path / "killed", quiet=True)
+    _, resumed = runs.execute(run, tmp_path / "killed")
     assert evaluations(run_dir) == evaluations(whole_dir)
     assert resumed["scores"] == whole["scores"] and resumed["final_loss"] == whole["final_loss"]
 
     for name in ("summary.json", "samples.npz", "checkpoints"):  # trained again from the start
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    runs.execute(run, tmp_path / "killed", quiet=True)
+    runs.execute(run, tmp_path / "killed")
     assert evaluations(run_dir) == evaluations(whole_dir)
 
     (run_dir / "summary.json").unlink()  # killed after the final checkpoint, while sampling
-    _, finished = runs.execute(run, tmp_path / "killed", quiet=True)
+    _, finished = runs.execute(run, tmp_path / "killed")
     assert finished["final_loss"] == whole["final_loss"] and finished["train_steps"] == 41
     assert 0 < finished["train_seconds"] and finished["images_per_second"] == pytest.approx(
         41 * 4 / finished["train_seconds"]
@@ -430,7 +430,7 @@ def _execute_worker(rank: int, world: int, port: int, out: Path, cache: str) -> 
         return images
 
     runs.generate = logged_generate
-    runs.execute(runs.resolve_run(EVALUATED), out, quiet=True)
+    runs.execute(runs.resolve_run(EVALUATED), out)
 
 
 def test_two_processes_sample_the_same_set_as_one(tmp_path: Path) -> None:
