@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corruptions import PROCESSES
-from spdbench.records import RunRecord
+from spdbench.records import RunRecord, differences
 
 
 def is_default(run: RunRecord) -> bool:
@@ -35,25 +35,26 @@ def seed_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
 @dataclass(frozen=True)
 class Sweep:
     """Finished runs of one process at one budget that differ in one numeric option: one or more
-    series (runs that agree on every other option), each with the process's default runs."""
+    series (runs that agree on every other setting: the other options and the ``protocol``, such
+    as the sampler), each with the process's default runs."""
 
     process: str
     option: str
     budget: str
-    series: dict[str, list[RunRecord]]  #: by the other options that tell the series apart
+    series: dict[str, list[RunRecord]]  #: by the other settings that tell the series apart
 
 
 def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
     """Every sweep among ``runs``: for each process, budget and numeric option, the runs grouped by
-    their other options; a group is a series when it holds a run away from the defaults and two
-    or more values of the option. The process's runs at its defaults join each series whose other
-    options are theirs (``is_origin``): the origin of the sweep, as SPD itself is of each family
-    of its variants."""
+    their other settings (``RunRecord.settings``); a group is a series when it holds a run away
+    from the defaults and two or more values of the option. The process's runs at its defaults
+    join each series whose other settings are theirs (``is_origin``): the origin of the sweep, as
+    SPD itself is of each family of its variants."""
     groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
     for run in runs:
         for option, value in run.options.items():
             if is_number(value):
-                others = json.dumps({k: v for k, v in run.options.items() if k != option}, sort_keys=True)
+                others = json.dumps({k: v for k, v in run.settings.items() if k != option}, sort_keys=True)
                 groups.setdefault((run.process, run.budget, option), {}).setdefault(others, []).append(run)
     sweeps = []
     for (process, budget, option), by_others in groups.items():
@@ -65,39 +66,29 @@ def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
             if len(swept) > len(origin) and len({run.options[option] for run in swept}) > 1:
                 series[others] = swept
         if series:
-            reference = defaults[0].options if defaults else {}
+            reference = defaults[0].settings if defaults else {}
             sweeps.append(Sweep(process, option, budget, series_names(series, process, reference)))
     return sweeps
 
 
 def is_origin(default: RunRecord, others: dict[str, Any], option: str) -> bool:
     """Whether the run ``default``, at its process's defaults, is the origin of a sweep of
-    ``option`` over runs whose other options are ``others``: it has those options too, but for
-    any that rides with ``option`` in one of the process's variant families (SPD's
+    ``option`` over runs whose other settings are ``others``: it has those settings too, but for
+    any option that rides with ``option`` in one of the process's variant families (SPD's
     ``perturb_kind``: with no perturbation every kind is SPD). Otherwise a sweep would mix the
-    effect of ``option`` with that of another option."""
+    effect of ``option`` with that of another setting."""
     process = PROCESSES.get(default.process)
     families = process.variants.values() if process is not None else []
     riding = {key for family in families for options in family if option in options for key in options}
-    return all(default.options.get(key) == value for key, value in others.items() if key not in riding)
+    settings = default.settings
+    return all(settings.get(key) == value for key, value in others.items() if key not in riding)
 
 
 def series_names(
     series: dict[str, list[RunRecord]], process: str, reference: dict[str, Any]
 ) -> dict[str, list[RunRecord]]:
-    """The series keyed by what tells them apart (``schedule=cosine``, say): the other options
-    (JSON) that differ between them or from ``reference`` (the options of the process's runs at
-    its defaults; ``{}`` when it has none); the process's name when none does."""
-    decoded = {others: json.loads(others) for others in series}
-    keys = sorted({key for options in decoded.values() for key in options})
-    varying = [
-        key for key in keys
-        if len({json.dumps(options.get(key)) for options in decoded.values()}) > 1
-        or (reference and any(options.get(key) != reference.get(key) for options in decoded.values()))
-    ]
-    if not varying:
-        return {process: members for members in series.values()}
-    return {
-        ", ".join(f"{key}={decoded[others].get(key)}" for key in varying): members
-        for others, members in series.items()
-    }
+    """The series keyed by what tells them apart (``schedule=cosine``, ``sampler.solver=ddim``):
+    the other settings (JSON) that differ between them or from ``reference`` (the settings of the
+    process's runs at its defaults; ``{}`` when it has none); the process's name when none does."""
+    told = differences({others: json.loads(others) for others in series}, reference)
+    return {told[others] or process: members for others, members in series.items()}

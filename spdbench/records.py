@@ -20,6 +20,7 @@ code): ``spdbench report`` imports this module alone for them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import zipfile
 from dataclasses import dataclass
@@ -242,11 +243,64 @@ class RunRecord:
         return None if self.summary is None else self.summary.get("scores")
 
     @property
+    def protocol(self) -> dict[str, Any]:
+        """Everything the configuration holds but the process and the seeds, its nested keys joined
+        by dots (``sampler.solver``): what runs must share for their options to be compared."""
+        return {
+            key: value for key, value in flattened(self.config).items()
+            if key not in ("seed", "train.seed") and not key.startswith("process.")
+        }
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The process's options and the ``protocol``: everything that tells a configuration apart."""
+        return {**self.options, **self.protocol}
+
+    @property
     def configuration(self) -> str:
         """The configuration without its seeds, as a string: runs that differ only by seed share it."""
-        unseeded = {key: value for key, value in self.config.items() if key != "seed"}
-        unseeded["train"] = {key: value for key, value in self.config.get("train", {}).items() if key != "seed"}
-        return json.dumps(unseeded, sort_keys=True)
+        return json.dumps({"process": self.process_config, **self.protocol}, sort_keys=True)
+
+
+def flattened(record: dict[str, Any], within: str = "") -> dict[str, Any]:
+    """``record`` with the keys of its nested objects joined by dots (``{"sampler": {"nfe": 20}}``
+    gives ``{"sampler.nfe": 20}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(flattened(value, f"{within}{key}."))
+        else:
+            flat[f"{within}{key}"] = value
+    return flat
+
+
+def differences(settings: dict[str, dict[str, Any]], reference: dict[str, Any] | None = None) -> dict[str, str]:
+    """For each entry of ``settings`` (name to flat settings), ``key=value, …`` over the keys whose
+    values differ between the entries or from ``reference`` (when given and not empty), in key
+    order; ``""`` for every entry when none does."""
+    keys = sorted({key for entry in settings.values() for key in entry})
+    varying = [
+        key for key in keys
+        if len({json.dumps(entry.get(key)) for entry in settings.values()}) > 1
+        or (reference and any(entry.get(key) != reference.get(key) for entry in settings.values()))
+    ]
+    return {name: ", ".join(f"{key}={entry.get(key)}" for key in varying) for name, entry in settings.items()}
+
+
+def configuration_names(runs: list[RunRecord]) -> dict[str, str]:
+    """Each run's configuration as tables, plots and verdicts name it, by run id: its process's
+    label (``spd-desync+0.1``), and where configurations of one label and budget differ in more,
+    what tells them apart: ``spd (sampler.solver=ddim)``. A run that never started has its label
+    (none)."""
+    by_label: dict[tuple[str, str], dict[str, RunRecord]] = {}
+    for run in runs:
+        if run.config:
+            by_label.setdefault((run.label, run.budget), {}).setdefault(run.configuration, run)
+    names: dict[str, str] = {}
+    for (label, _), members in by_label.items():
+        told = differences({configuration: run.settings for configuration, run in members.items()})
+        names.update({configuration: f"{label} ({text})" if text else label for configuration, text in told.items()})
+    return {run.run_id: names.get(run.configuration, run.label) if run.config else run.label for run in runs}
 
 
 def read_run(directory: Path) -> RunRecord:
@@ -291,6 +345,11 @@ class SuiteRecord:
     def scored(self) -> list[RunRecord]:
         """The finished runs that have scores."""
         return [run for run in self.runs if run.scores is not None]
+
+    @functools.cached_property
+    def names(self) -> dict[str, str]:
+        """Each run's configuration name, by run id (``configuration_names``)."""
+        return configuration_names(self.runs)
 
 
 def read_suite(directory: Path) -> SuiteRecord:

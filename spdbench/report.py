@@ -19,6 +19,10 @@ The report writes:
   the CSV's ``path_speed_cv`` tells apart a path walked unevenly), ``fid_vs_step.png`` (the periodic evaluation during
   training) and ``samples.png`` (16 samples of each run). A plot with nothing to show says why.
 
+Runs are named by their process's label (``spd-desync+0.1``); configurations that share a label
+and a budget but differ in more (a sampler, a training setting) are named apart by what differs,
+``spd (sampler.solver=ddim)``, and the tables, plots and verdicts never pool their runs.
+
 The Fisher path efficiency (``geodesic / length``, 1 for SPD; ``spdbench.pathreport``) of every
 row is measured under one data spectrum, the same for the whole table: the one the suite's
 spectral runs were built with when they agree, else the dataset's empirical spectrum.
@@ -118,9 +122,10 @@ def mixes_budgets(suite: SuiteRecord) -> bool:
 
 
 def run_label(suite: SuiteRecord, run: RunRecord) -> str:
-    """``spd-desync+0.1``, with ``, matched`` when the suite mixes budgets: a run's configuration
-    as the tables and plots name it."""
-    return f"{run.label}, {run.budget}" if mixes_budgets(suite) else run.label
+    """``spd-desync+0.1``: a run's configuration as the tables and plots name it (``SuiteRecord.names``),
+    with ``, matched`` when the suite mixes budgets."""
+    name = suite.names[run.run_id]
+    return f"{name}, {run.budget}" if mixes_budgets(suite) else name
 
 
 def table_order(run: RunRecord) -> tuple[int, int, bool, tuple[str, ...], tuple[float, ...], int, str]:
@@ -277,12 +282,12 @@ def fid_cell(run: RunRecord) -> str:
     return f"failed: {markdown_cell(run.error or '')}" if run.status == "failed" else run.status
 
 
-def markdown_cells(row: dict[str, Any], run: RunRecord) -> list[str]:
-    """The Markdown cells of ``run``, from its CSV ``row``, in ``MARKDOWN_COLUMNS`` order."""
+def markdown_cells(row: dict[str, Any], run: RunRecord, name: str) -> list[str]:
+    """The Markdown cells of ``run``, named ``name``, from its CSV ``row``, in ``MARKDOWN_COLUMNS`` order."""
     kid = "" if row["kid"] is None else f"{float(row['kid']):.4g} ± {float(row['kid_std']):.2g}"
     seconds = row["train_seconds"]
     return [
-        run.label or "?",
+        name or "?",
         run.budget,
         number(row["seed"], "d"),
         run.status,
@@ -434,9 +439,12 @@ def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[
     if differences:
         lines += ["**Warning: these runs were scored otherwise than the heading says:**", ""]
         lines += [f"- {markdown_cell(difference)}" for difference in differences] + [""]
-    cells = [markdown_cells(row, run) for row, run in zip(rows, suite.runs, strict=True)]
+    cells = [markdown_cells(row, run, suite.names[run.run_id]) for row, run in zip(rows, suite.runs, strict=True)]
     lines.append(markdown_text(frame(cells, MARKDOWN_COLUMNS), left=LEFT_ALIGNED))
-    unmeasured = {run.label or run.run_id: why for run in suite.runs if isinstance(why := paths[run.run_id], str)}
+    unmeasured = {
+        suite.names[run.run_id] or run.run_id: why
+        for run in suite.runs if isinstance(why := paths[run.run_id], str)
+    }
     if unmeasured:
         lines += ["", "No path efficiency for:", ""]
         lines += [f"- {label}: {markdown_cell(why)}" for label, why in unmeasured.items()]

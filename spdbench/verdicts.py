@@ -40,7 +40,7 @@ from scipy.stats import t as student_t
 
 from corruptions import PROCESSES
 from spdbench.groups import is_default, option_sweeps
-from spdbench.records import RunRecord
+from spdbench.records import RunRecord, configuration_names
 
 LEVEL = 0.95  #: the confidence level of every interval
 
@@ -150,21 +150,27 @@ class Claim:
 def claims(runs: list[RunRecord], reference: str | None) -> list[Claim]:
     """Every claim the scored ``runs`` can test, per budget: the ``reference`` process (the one the
     suite's claims are about, ``suite.json``'s ``claims_about``) against each other process at its
-    defaults, then the slope of every sweep."""
+    defaults, then the slope of every sweep. Configurations are named, and their runs paired, as
+    ``configuration_names`` tells them apart: a process at its defaults with two samplers is two
+    configurations, each tested."""
     scored = [run for run in runs if run.scores is not None and run.seed is not None]
+    names = configuration_names(scored)
     budgets = list(dict.fromkeys(run.budget for run in scored))
     tested = []
     for budget in budgets:
         members = [run for run in scored if run.budget == budget]
         where = f", {budget}" if len(budgets) > 1 else ""
-        by_process: dict[str, dict[int, float]] = {}
+        by_process: dict[str, dict[str, dict[int, float]]] = {}
         for run in members:
             if is_default(run):
-                by_process.setdefault(run.process, {})[seed_of(run)] = fid_of(run)
-        ours = by_process.get(reference or "")
-        if ours is not None:
-            others = [name for name in PROCESSES if name in by_process and name != reference]
-            tested += [lower_claim(str(reference), ours, other, by_process[other], where) for other in others]
+                by_process.setdefault(run.process, {}).setdefault(names[run.run_id], {})[seed_of(run)] = fid_of(run)
+        others = [name for name in PROCESSES if name in by_process and name != reference]
+        tested += [
+            lower_claim(ours, our_fids, other, other_fids, where)
+            for ours, our_fids in by_process.get(reference or "", {}).items()
+            for process in others
+            for other, other_fids in by_process[process].items()
+        ]
         for sweep in option_sweeps(members):
             for series, sweep_runs in sweep.series.items():
                 origins = {run.options[sweep.option] for run in sweep_runs if is_default(run)}
@@ -188,12 +194,15 @@ def claims(runs: list[RunRecord], reference: str | None) -> list[Claim]:
                         verdict, "undecided at this budget"
                     ),
                 ))
-                by_label: dict[str, dict[int, float]] = {}
+                by_name: dict[str, dict[int, float]] = {}
                 for run in sweep_runs:
-                    by_label.setdefault(run.label, {})[seed_of(run)] = fid_of(run)
-                origin_fids = by_label.pop(sweep.process, {})
+                    by_name.setdefault(names[run.run_id], {})[seed_of(run)] = fid_of(run)
+                defaults = dict.fromkeys(names[run.run_id] for run in sweep_runs if is_default(run))
                 tested += [
-                    lower_claim(sweep.process, origin_fids, label, fids, where) for label, fids in by_label.items()
+                    lower_claim(default, by_name[default], name, fids, where)
+                    for default in defaults
+                    for name, fids in by_name.items()
+                    if name not in defaults
                 ]
     return tested
 

@@ -72,13 +72,14 @@ def write_run(
     fid: float = 0.0,
     spectrum: str = "paper",
     budget: str = "quick",
+    solver: str = "ancestral",
     **options: Any,
 ) -> Path:
     """A synthetic run directory: ``config.json`` and, for ``done``, a summary with made-up
     scores, an ``eval.jsonl`` and a sample file; for ``failed``, ``failed.json``."""
     built = make_process(process, SHAPE, spectrum=PAPER_SPECTRUM, **options)
     process_config = built.config() | ({"spectrum": spectrum} if "spectrum" in built.config() else {})
-    run_id = f"{built.label()}-{budget}-s{seed}"
+    run_id = f"{built.label()}-{budget}-s{seed}" + ("" if solver == "ancestral" else f"-{solver}")
     run_dir = suite_dir / "runs" / run_id
     run_dir.mkdir(parents=True)
     config = {
@@ -89,7 +90,7 @@ def write_run(
         "network": {"size": "quick"},
         "train": {"train_steps": 100, "batch": 8, "seed": seed},
         "sampler": {
-            "solver": "ancestral", "grid": "native", "nfe": 10, "eta": 1.0, "variance": "small", "clip_x0": True
+            "solver": solver, "grid": "native", "nfe": 10, "eta": 1.0, "variance": "small", "clip_x0": True
         },
         "samples": 64,
         "seed": seed,
@@ -462,3 +463,26 @@ def test_the_fid_figure_shows_the_mean_over_seeds_with_its_interval(tmp_path: Pa
     estimate = seed_mean([28.0, 30.0])
     assert list(means.lines[0].get_ydata()) == [estimate.value]
     assert means.lines[2][0].get_segments()[0][:, 1].tolist() == [estimate.low, estimate.high]
+
+
+def test_configurations_that_share_a_label_are_named_apart(tmp_path: Path) -> None:
+    """SPD at its defaults drawn with two samplers is two configurations: the tables, the seed
+    table and the verdicts name each by what tells it apart, and never pool their runs."""
+    suite_dir = write_suite(tmp_path)
+    info = json.loads((suite_dir / "suite.json").read_text())
+    (suite_dir / "suite.json").write_text(json.dumps(info | {"claims_about": "spd"}))
+    for seed, fid in ((0, 50.0), (1, 54.0)):
+        write_run(suite_dir, "spd", seed, "done", fid, solver="ddim")
+    suite = ordered(read_suite(suite_dir))
+    ancestral, ddim = "spd (sampler.solver=ancestral)", "spd (sampler.solver=ddim)"
+    assert [suite.names[run.run_id] for run in suite.runs if run.process == "spd"] == [
+        ancestral, ddim, ancestral, ddim, "spd-desync+0.1"
+    ]
+    seeds = {row[0]: row[3] for row in table_cells(seed_table(suite))[2:]}
+    assert seeds[ancestral].startswith("29.00") and seeds[ddim].startswith("52.00")
+    verdicts = {row[0]: row[2] for row in table_cells(verdict_table(suite))[2:]}
+    assert verdicts[f"{ancestral}'s FID is lower than ddpm's"] == "-12.0"  # seed 0 alone has a ddpm run
+    assert verdicts[f"{ddim}'s FID is lower than ddpm's"] == "10.0"
+    write_report(suite_dir)
+    names = [row[0] for row in table_cells((suite_dir / "fid.md").read_text())]
+    assert names.count(ancestral) == names.count(ddim) == 2 + 1 + 1  # the runs, over seeds, over training

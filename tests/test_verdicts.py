@@ -54,11 +54,14 @@ def test_the_slope_interval_covers_the_true_slope_95_percent_of_the_time() -> No
     assert abs(covered / trials - 0.95) < 0.015  # the binomial standard error is 0.005
 
 
-def run(process: str, seed: int, fid: float, **options: float) -> RunRecord:
+def run(process: str, seed: int, fid: float, solver: str = "ancestral", **options: float) -> RunRecord:
     """A scored run record; an option of 0 is at its default (as SPD's ``perturb``)."""
     label = process + "".join(f"-{key}={value}" for key, value in options.items() if value)
-    config = {"process": {"process": process, "label": label, **options}, "seed": seed, "budget": "quick"}
-    return RunRecord(f"{label}-s{seed}", Path("nowhere"), config, {"scores": {"fid": fid}}, None, [], [])
+    config = {
+        "process": {"process": process, "label": label, **options}, "seed": seed, "budget": "quick",
+        "sampler": {"solver": solver, "nfe": 20},
+    }
+    return RunRecord(f"{label}-{solver}-s{seed}", Path("nowhere"), config, {"scores": {"fid": fid}}, None, [], [])
 
 
 def test_claims_are_decided_by_their_intervals() -> None:
@@ -92,6 +95,28 @@ def test_each_configuration_of_a_sweep_is_paired_with_the_default() -> None:
     assert decided["spd's FID is lower than spd-perturb=0.5's"].holds == "supported"
     assert decided["spd's FID is lower than spd-perturb=-0.5's"].holds == "contradicted"
     assert decided["spd's FID is lower than spd-perturb=-0.5's"].evidence == "seeds 0, 1, 2"
+
+
+def test_configurations_that_share_a_label_are_told_apart_and_each_tested() -> None:
+    """SPD at its defaults with two samplers is two configurations: each is compared with DDPM and
+    has its own perturbation series, and none of their runs stands in for the other's."""
+    runs = [run("ddpm", seed, 150.0 + seed) for seed in range(3)]
+    for solver, level in (("ancestral", 100.0), ("ddim", 200.0)):
+        runs += [run("spd", seed, level + seed, solver, perturb=0.0) for seed in range(3)]
+        runs += [run("spd", seed, level + seed + 20.0 * abs(p) + seed % 2, solver, perturb=p) for seed in range(3)
+                 for p in (-0.5, 0.5)]
+    decided = {claim.claim: claim for claim in claims(runs, "spd")}
+    ancestral = decided["spd (sampler.solver=ancestral)'s FID is lower than ddpm's"]
+    ddim = decided["spd (sampler.solver=ddim)'s FID is lower than ddpm's"]
+    assert ancestral.estimate.value == pytest.approx(-50.0) and ancestral.holds == "supported"
+    assert ddim.estimate.value == pytest.approx(50.0) and ddim.holds == "contradicted"
+    for solver in ("ancestral", "ddim"):
+        slope = decided[f"spd's FID rises as perturb leaves 0.0 (sampler.solver={solver})"]
+        assert slope.evidence == "9 runs, seeds 0, 1, 2" and slope.holds == "supported"
+        pair = decided[f"spd (sampler.solver={solver})'s FID is lower than spd-perturb=0.5 (sampler.solver={solver})'s"]
+        assert pair.estimate.value == pytest.approx(-10.0 - 1.0 / 3.0)
+    crossed = "spd (sampler.solver=ancestral)'s FID is lower than spd-perturb=0.5 (sampler.solver=ddim)'s"
+    assert crossed not in decided
 
 
 def test_the_perturbation_design_detects_its_stated_slope_80_percent_of_the_time() -> None:
