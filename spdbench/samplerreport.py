@@ -190,10 +190,11 @@ def high_frequencies(process: Process) -> Tensor:
 
 @dataclass(frozen=True)
 class Measure:
-    """One process × solver × grid × NFE (× corrector step), measured exactly."""
+    """One process × solver × grid × NFE (× corrector step), measured exactly: a row of
+    ``samplers.csv`` (``record``, ``read_measures``)."""
 
-    process: Process
-    label: str  #: the process's label (``Process.label``)
+    process: str  #: the process's registered name
+    label: str  #: the process's label (``Process.label``; its name when its options are its defaults)
     solver: str
     grid: str
     nfe: int
@@ -207,13 +208,18 @@ class Measure:
     amplification_high: float  #: the same over the upper half of the frequencies
 
     @property
+    def at_defaults(self) -> bool:
+        """Whether the process has every option at its default."""
+        return self.label == self.process
+
+    @property
     def corrects(self) -> bool:
         """Whether some of its calls correct (a Langevin corrector or a projection)."""
         return bool(self.corrector or self.projection)
 
     def record(self) -> dict[str, object]:
         return {
-            "process": self.process.name,
+            "process": self.process,
             "label": self.label,
             "solver": self.solver,
             "grid": self.grid,
@@ -241,7 +247,7 @@ def measure(
     data = spectrum.expand_as(clean)
     high = high_frequencies(process)
     return Measure(
-        process=process,
+        process=process.name,
         label=process.label(),
         solver=solver,
         grid=grid_name,
@@ -511,7 +517,7 @@ def amplification_rows(rows: list[Measure], nfe: int) -> list[list[str]]:
     the error amplification, all frequencies and the upper half."""
     table = []
     for row in rows:
-        if row.nfe != nfe or row.full or row.corrects or row.process.changed_options():
+        if row.nfe != nfe or row.full or row.corrects or not row.at_defaults:
             continue
         if row is not find(rows, row.label, nfe, row.solver):
             continue
@@ -650,40 +656,35 @@ def sampler_markdown(rows: list[Measure], description: str, command: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def headline(table: pd.DataFrame) -> str:
-    """The README's table, from ``samplers.csv`` (``table``): per process at its defaults, W2² of
-    today's sampler at 10, 20, 50 and 100 NFE, of the best solver and grid at 10, 20 and 50, and of
-    the best at 20 with the network error ``ERROR_STD``."""
-    table = table[(table["corrector"] == 0) & (table["projection"] == 0)]
-    full = table["full_grid"].astype(bool)
-    rows = []
-    for label in table[full]["label"].unique():
-        own = table[(table["label"] == label) & ~full]
-        solver = todays_solver(str(own["process"].iloc[0]))
-        today = own[(own["solver"] == solver) & (own["grid"] == "native")].set_index("nfe")["w2"]
-        whole = table[(table["label"] == label) & full & (table["solver"] == solver)]["w2"].iloc[0]
-
-        def best(nfe: int, column: str) -> str:
-            at = own[own["nfe"] == nfe]
-            if at.empty:
-                return ""
-            row = at.loc[at[column].idxmin()]
-            return f"{row[column]:.2g} ({row['solver']}, {row['grid']})"
-
-        rows.append(
-            [
-                label,
-                *(f"{today[nfe]:.2g}" if nfe in today.index else "" for nfe in (10, 20, 50, 100)),
-                f"{whole:.2g}",
-                *(best(nfe, "w2") for nfe in SUMMARY_NFES),
-                best(20, "w2_at_error"),
-            ]
+def read_measures(path: Path) -> list[Measure]:
+    """The rows of a ``samplers.csv`` (``COLUMNS``) as ``Measure`` s."""
+    return [
+        Measure(
+            process=str(row["process"]), label=str(row["label"]), solver=str(row["solver"]), grid=str(row["grid"]),
+            nfe=int(row["nfe"]), full=bool(row["full_grid"]), corrector=float(row["corrector"]),
+            projection=float(row["projection"]), w2=float(row["w2"]), w2_at_error=float(row["w2_at_error"]),
+            high_variance=float(row["high_variance"]), amplification=float(row["amplification"]),
+            amplification_high=float(row["amplification_high"]),
         )
-    columns = (
-        "process",
-        *(f"today, {nfe}" for nfe in (10, 20, 50, 100)),
-        "today, full grid",
-        *(f"best, {nfe}" for nfe in SUMMARY_NFES),
-        f"best at 20, network error {ERROR_STD:g}",
-    )
-    return markdown_text(frame(rows, columns), left=("process",))
+        for row in pd.read_csv(path).to_dict("records")
+    ]
+
+
+HEADLINE_COLUMNS = (
+    "process",
+    *(f"today, {nfe}" for nfe in SUMMARY_TODAY if nfe is not None),
+    "today, full grid",
+    *(f"best, {nfe}" for nfe in SUMMARY_NFES),
+    f"best at 20, network error {ERROR_STD:g}",
+)
+
+
+def headline(rows: list[Measure]) -> str:
+    """The README's table (from ``read_measures`` of the committed ``samplers.csv``): the summary
+    table of ``samplers.md`` for each process at its defaults, with the best solver and grid at
+    20 NFE by the W2² with the network error ``ERROR_STD``."""
+    summary = today_and_best_rows(rows, SUMMARY_TODAY, with_error=False, defaults_only=True)
+    robust = today_and_best_rows(rows, (), with_error=True, defaults_only=True)
+    at_20 = 1 + SUMMARY_NFES.index(20)
+    table = [[*today, best[at_20]] for today, best in zip(summary, robust, strict=True)]
+    return markdown_text(frame(table, HEADLINE_COLUMNS), left=("process",))
