@@ -48,7 +48,7 @@ def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
     """Every sweep among ``runs``: for each process, budget and numeric option, the runs grouped by
     their other settings (``RunRecord.settings``); a group is a series when it holds a run away
     from the defaults and two or more values of the option. The process's runs at its defaults
-    join each series whose other settings are theirs (``is_origin``): the origin of the sweep, as
+    join each series whose other settings are theirs (``origin``): the origin of the sweep, as
     SPD itself is of each family of its variants."""
     groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
     for run in runs:
@@ -61,34 +61,38 @@ def option_sweeps(runs: list[RunRecord]) -> list[Sweep]:
         defaults = [run for run in runs if run.process == process and run.budget == budget and is_default(run)]
         series = {}
         for others, members in by_others.items():
-            origin = [run for run in defaults if is_origin(run, json.loads(others), option)]
-            swept = [*origin, *(run for run in members if not is_default(run))]
-            if len(swept) > len(origin) and len({run.options[option] for run in swept}) > 1:
+            start = origin(defaults, json.loads(others), option)
+            swept = [*start, *(run for run in members if not is_default(run))]
+            if len(swept) > len(start) and len({run.options[option] for run in swept}) > 1:
                 series[others] = swept
         if series:
-            reference = defaults[0].settings if defaults else {}
-            sweeps.append(Sweep(process, option, budget, series_names(series, process, reference)))
+            sweeps.append(Sweep(process, option, budget, series_names(series, process, defaults)))
     return sweeps
 
 
-def is_origin(default: RunRecord, others: dict[str, Any], option: str) -> bool:
-    """Whether the run ``default``, at its process's defaults, is the origin of a sweep of
-    ``option`` over runs whose other settings are ``others``: it has those settings too, but for
-    any option that rides with ``option`` in one of the process's variant families (SPD's
-    ``perturb_kind``: with no perturbation every kind is SPD). Otherwise a sweep would mix the
-    effect of ``option`` with that of another setting."""
-    process = PROCESSES.get(default.process)
+def origin(defaults: list[RunRecord], others: dict[str, Any], option: str) -> list[RunRecord]:
+    """The runs among ``defaults`` (a process's, at its defaults) that are the origin of a sweep of
+    ``option`` over runs whose other settings are ``others``: those that have these settings;
+    failing any, those that have them but for the options riding with ``option`` in one of the
+    process's variant families (SPD's ``perturb_kind``: with no perturbation every kind is SPD).
+    Otherwise a sweep would mix the effect of ``option`` with that of another setting."""
+    exact = [run for run in defaults if all(run.settings.get(key) == value for key, value in others.items())]
+    if exact or not defaults:
+        return exact
+    process = PROCESSES.get(defaults[0].process)
     families = process.variants.values() if process is not None else []
     riding = {key for family in families for options in family if option in options for key in options}
-    settings = default.settings
-    return all(settings.get(key) == value for key, value in others.items() if key not in riding)
+    return [
+        run for run in defaults
+        if all(run.settings.get(key) == value for key, value in others.items() if key not in riding)
+    ]
 
 
 def series_names(
-    series: dict[str, list[RunRecord]], process: str, reference: dict[str, Any]
+    series: dict[str, list[RunRecord]], process: str, defaults: list[RunRecord]
 ) -> dict[str, list[RunRecord]]:
     """The series keyed by what tells them apart (``schedule=cosine``, ``sampler.solver=ddim``):
-    the other settings (JSON) that differ between them or from ``reference`` (the settings of the
-    process's runs at its defaults; ``{}`` when it has none); the process's name when none does."""
-    told = differences({others: json.loads(others) for others in series}, reference)
+    the other settings (JSON) that differ between them or from those of any of the process's
+    runs at its defaults (``defaults``); the process's name when none does."""
+    told = differences({others: json.loads(others) for others in series}, [run.settings for run in defaults])
     return {told[others] or process: members for others, members in series.items()}

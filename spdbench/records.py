@@ -23,6 +23,7 @@ import contextlib
 import functools
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,24 +275,38 @@ def flattened(record: dict[str, Any], within: str = "") -> dict[str, Any]:
     return flat
 
 
-def differences(settings: dict[str, dict[str, Any]], reference: dict[str, Any] | None = None) -> dict[str, str]:
-    """For each entry of ``settings`` (name to flat settings), ``key=value, …`` over the keys whose
-    values differ between the entries or from ``reference`` (when given and not empty), in key
-    order; ``""`` for every entry when none does."""
-    keys = sorted({key for entry in settings.values() for key in entry})
-    varying = [
+def varying_keys(settings: Sequence[dict[str, Any]], references: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """The keys, in order, whose values differ between the flat ``settings`` or from any of
+    ``references``; a key one of them lacks differs from any value, ``None`` among them."""
+    absent = object()
+
+    def value(entry: dict[str, Any], key: str) -> object:
+        return json.dumps(entry[key], sort_keys=True) if key in entry else absent
+
+    keys = sorted({key for entry in settings for key in entry})
+    return [
         key for key in keys
-        if len({json.dumps(entry.get(key)) for entry in settings.values()}) > 1
-        or (reference and any(entry.get(key) != reference.get(key) for entry in settings.values()))
+        if len({value(entry, key) for entry in settings}) > 1
+        or any(value(entry, key) != value(reference, key) for entry in settings for reference in references)
     ]
-    return {name: ", ".join(f"{key}={entry.get(key)}" for key in varying) for name, entry in settings.items()}
+
+
+def differences(settings: dict[str, dict[str, Any]], references: Sequence[dict[str, Any]] = ()) -> dict[str, str]:
+    """For each entry of ``settings`` (name to flat settings), ``key=value, …`` over its
+    ``varying_keys`` (``key absent`` where it lacks one); ``""`` for every entry when none varies."""
+    varying = varying_keys(list(settings.values()), references)
+    return {
+        name: ", ".join(f"{key}={entry[key]}" if key in entry else f"{key} absent" for key in varying)
+        for name, entry in settings.items()
+    }
 
 
 def configuration_names(runs: list[RunRecord]) -> dict[str, str]:
     """Each run's configuration as tables, plots and verdicts name it, by run id: its process's
     label (``spd-desync+0.1``), and where configurations of one label and budget differ in more,
-    what tells them apart: ``spd (sampler.solver=ddim)``. A run that never started has its label
-    (none)."""
+    what tells them apart: ``spd (sampler.solver=ddim)``; so within a budget no two configurations
+    share a name. A run without a ``config.json`` (never started, or failed before writing one)
+    has its label, empty."""
     by_label: dict[tuple[str, str], dict[str, RunRecord]] = {}
     for run in runs:
         if run.config:

@@ -77,6 +77,7 @@ SAMPLES_SHOWN = 16  #: images of each run in ``samples.png``, as a 4 × 4 grid
 COLUMNS: tuple[str, ...] = (
     "process",
     "label",
+    "name",
     "options",
     "budget",
     "seed",
@@ -128,9 +129,10 @@ def run_label(suite: SuiteRecord, run: RunRecord) -> str:
     return f"{name}, {run.budget}" if mixes_budgets(suite) else name
 
 
-def table_order(run: RunRecord) -> tuple[int, int, bool, tuple[str, ...], tuple[float, ...], int, str]:
+def table_order(run: RunRecord) -> tuple[int, int, bool, tuple[str, ...], tuple[float, ...], str, int, str]:
     """Sort key: the budgets in ``BUDGETS`` order, then the processes in registry order, each at
     its defaults first, then by its text options and its numeric options (in name order), then
+    by the rest of its configuration (configurations that share a label stay together), then
     seed; unknown ones last."""
     names = list(PROCESSES)
     budget = BUDGETS.index(run.budget) if run.budget in BUDGETS else len(BUDGETS)
@@ -138,7 +140,8 @@ def table_order(run: RunRecord) -> tuple[int, int, bool, tuple[str, ...], tuple[
     options = sorted(run.options.items())
     texts = tuple(str(value) for _, value in options if not is_number(value))
     numbers = tuple(float(value) for _, value in options if is_number(value))
-    return budget, process, not is_default(run), texts, numbers, -1 if run.seed is None else run.seed, run.run_id
+    seed = -1 if run.seed is None else run.seed
+    return budget, process, not is_default(run), texts, numbers, run.configuration, seed, run.run_id
 
 
 def ordered(suite: SuiteRecord) -> SuiteRecord:
@@ -220,14 +223,16 @@ def scoring_differences(suite: SuiteRecord) -> list[str]:
     return found
 
 
-def record(run: RunRecord, path: PathRow | str, floor: dict[str, Any] | None) -> dict[str, Any]:
-    """The CSV row of ``run`` (``COLUMNS`` to values; ``None`` for what it does not have)."""
+def record(run: RunRecord, name: str, path: PathRow | str, floor: dict[str, Any] | None) -> dict[str, Any]:
+    """The CSV row of ``run``, named ``name`` (``SuiteRecord.names``), ``COLUMNS`` to values
+    (``None`` for what it does not have)."""
     scores = run.scores or {}
     summary = run.summary or {}
     measured = path if isinstance(path, PathRow) else None
     return {
         "process": run.process,
         "label": run.label,
+        "name": name,
         "options": json.dumps(run.options, sort_keys=True) if run.options else None,
         "budget": run.budget,
         "seed": run.seed,
@@ -370,8 +375,9 @@ def verdict_table(suite: SuiteRecord) -> str:
 
 
 def training_lines(suite: SuiteRecord) -> list[str]:
-    """Mean FID over seeds of each process at its defaults at every periodic evaluation, and
-    whether their order at the last evaluations and at the end is stable; none without evaluations."""
+    """Mean FID over seeds of each process at its defaults (each configuration of it) at every
+    periodic evaluation, and whether their order at the last evaluations and at the end is
+    stable; none without evaluations."""
     lines = []
     for budget in dict.fromkeys(run.budget for run in suite.scored()):
         runs = [run for run in suite.scored() if run.budget == budget and is_default(run) and run.evaluations]
@@ -620,7 +626,7 @@ SEED_MEAN_LABEL = "mean over seeds, 95 % t-interval over seeds (training and sam
 
 
 def fid_figure(suite: SuiteRecord) -> Figure:
-    """FID of each process at its defaults, one point per run (seeds side by side) with its
+    """FID of each process at its defaults (each configuration of it), one point per run (seeds side by side) with its
     bootstrap interval (the sample set's noise alone), then, for several seeds, their mean with
     its t-interval over seeds (``seed_mean``: both sources of noise); and the floor."""
     title = "FID of each process (runs: 95 % bootstrap intervals; means: 95 % t-intervals over seeds)"
@@ -783,7 +789,7 @@ def samples_figure(suite: SuiteRecord) -> Figure:
 
 def report_texts(suite: SuiteRecord, paths: dict[str, PathRow | str]) -> dict[str, str]:
     """``fid.csv`` and ``fid.md`` of ``suite`` (in table order), by file name."""
-    rows = [record(run, paths[run.run_id], suite.floor) for run in suite.runs]
+    rows = [record(run, suite.names[run.run_id], paths[run.run_id], suite.floor) for run in suite.runs]
     return {CSV_FILE: csv_text(frame(rows, COLUMNS)), MARKDOWN_FILE: report_markdown(suite, rows, paths)}
 
 

@@ -209,7 +209,8 @@ class Measure:
 
     @property
     def at_defaults(self) -> bool:
-        """Whether the process has every option at its default."""
+        """Whether the process's label is its name: every option at its default, or none that
+        changes the process there (SPD's ``perturb_kind`` without a perturbation)."""
         return self.label == self.process
 
     @property
@@ -661,7 +662,7 @@ def read_measures(path: Path) -> list[Measure]:
     return [
         Measure(
             process=str(row["process"]), label=str(row["label"]), solver=str(row["solver"]), grid=str(row["grid"]),
-            nfe=int(row["nfe"]), full=bool(row["full_grid"]), corrector=float(row["corrector"]),
+            nfe=int(row["nfe"]), full=str(row["full_grid"]) == "True", corrector=float(row["corrector"]),
             projection=float(row["projection"]), w2=float(row["w2"]), w2_at_error=float(row["w2_at_error"]),
             high_variance=float(row["high_variance"]), amplification=float(row["amplification"]),
             amplification_high=float(row["amplification_high"]),

@@ -22,7 +22,10 @@ and FID rises as an option leaves its default (for SPD's perturbations: any devi
 shortest path worsens FID), for every sweep of one numeric option in the suite: as a slope over
 the sweep, and as the paired difference of the process at its defaults and each configuration
 of the sweep (a slope on ``|v − v₀|`` assumes both directions cost alike; the pairs do not). Each claim is
-tested at 95 % on its own, with no correction for testing several.
+tested at 95 % on its own, with no correction for testing several. A claim is about configurations,
+named as the report names them: where a process at its defaults was run in several (two samplers,
+say), each is compared, with the other process's configuration of the same sampler when it has
+several too.
 
 A verdict reads the interval: ``lower`` or ``higher`` when it excludes zero, else ``no difference
 detected`` (for a slope: ``rises``, ``falls``, ``no trend detected``). No difference detected is
@@ -40,7 +43,7 @@ from scipy.stats import t as student_t
 
 from corruptions import PROCESSES
 from spdbench.groups import is_default, option_sweeps
-from spdbench.records import RunRecord, configuration_names
+from spdbench.records import RunRecord, configuration_names, varying_keys
 
 LEVEL = 0.95  #: the confidence level of every interval
 
@@ -150,27 +153,26 @@ class Claim:
 def claims(runs: list[RunRecord], reference: str | None) -> list[Claim]:
     """Every claim the scored ``runs`` can test, per budget: the ``reference`` process (the one the
     suite's claims are about, ``suite.json``'s ``claims_about``) against each other process at its
-    defaults, then the slope of every sweep. Configurations are named, and their runs paired, as
-    ``configuration_names`` tells them apart: a process at its defaults with two samplers is two
-    configurations, each tested."""
+    defaults, then the slope of every sweep. Runs are told apart and named by configuration
+    (``configuration_names``, as the report's tables name them): a process at its defaults drawn
+    with two samplers is two configurations, each compared (``matched``)."""
+    names = configuration_names(runs)
     scored = [run for run in runs if run.scores is not None and run.seed is not None]
-    names = configuration_names(scored)
     budgets = list(dict.fromkeys(run.budget for run in scored))
     tested = []
     for budget in budgets:
         members = [run for run in scored if run.budget == budget]
         where = f", {budget}" if len(budgets) > 1 else ""
-        by_process: dict[str, dict[str, dict[int, float]]] = {}
+        defaults: dict[str, dict[str, list[RunRecord]]] = {}
         for run in members:
             if is_default(run):
-                by_process.setdefault(run.process, {}).setdefault(names[run.run_id], {})[seed_of(run)] = fid_of(run)
-        others = [name for name in PROCESSES if name in by_process and name != reference]
-        tested += [
-            lower_claim(ours, our_fids, other, other_fids, where)
-            for ours, our_fids in by_process.get(reference or "", {}).items()
-            for process in others
-            for other, other_fids in by_process[process].items()
-        ]
+                defaults.setdefault(run.process, {}).setdefault(names[run.run_id], []).append(run)
+        ours = defaults.get(reference or "", {})
+        for process in (name for name in PROCESSES if name in defaults and name != reference):
+            tested += [
+                lower_claim(mine, fids_by_seed(ours[mine]), theirs, fids_by_seed(defaults[process][theirs]), where)
+                for mine, theirs in matched(ours, defaults[process])
+            ]
         for sweep in option_sweeps(members):
             for series, sweep_runs in sweep.series.items():
                 origins = {run.options[sweep.option] for run in sweep_runs if is_default(run)}
@@ -194,17 +196,41 @@ def claims(runs: list[RunRecord], reference: str | None) -> list[Claim]:
                         verdict, "undecided at this budget"
                     ),
                 ))
-                by_name: dict[str, dict[int, float]] = {}
+                by_name: dict[str, list[RunRecord]] = {}
                 for run in sweep_runs:
-                    by_name.setdefault(names[run.run_id], {})[seed_of(run)] = fid_of(run)
-                defaults = dict.fromkeys(names[run.run_id] for run in sweep_runs if is_default(run))
+                    by_name.setdefault(names[run.run_id], []).append(run)
+                starts = dict.fromkeys(names[run.run_id] for run in sweep_runs if is_default(run))
                 tested += [
-                    lower_claim(default, by_name[default], name, fids, where)
-                    for default in defaults
-                    for name, fids in by_name.items()
-                    if name not in defaults
+                    lower_claim(start, fids_by_seed(by_name[start]), name, fids_by_seed(swept), where)
+                    for start in starts
+                    for name, swept in by_name.items()
+                    if name not in starts
                 ]
     return tested
+
+
+def matched(ours: dict[str, list[RunRecord]], theirs: dict[str, list[RunRecord]]) -> list[tuple[str, str]]:
+    """The pairs of configurations (by name, to their runs) of two processes at their defaults
+    that a claim compares: those that agree on every setting that tells apart both the
+    configurations of one and those of the other (the same sampler, when each was drawn with
+    several); every pair when no setting does (one process has one configuration)."""
+    shared = set(told_apart(ours)) & set(told_apart(theirs))
+    return [
+        (mine, other)
+        for mine, my_runs in ours.items()
+        for other, other_runs in theirs.items()
+        if all(my_runs[0].settings.get(key) == other_runs[0].settings.get(key) for key in shared)
+    ]
+
+
+def told_apart(configurations: dict[str, list[RunRecord]]) -> list[str]:
+    """The settings that differ between the configurations (by name, to their runs)."""
+    return varying_keys([runs[0].settings for runs in configurations.values()])
+
+
+def fids_by_seed(runs: list[RunRecord]) -> dict[int, float]:
+    """The FIDs of scored runs of one configuration, by seed."""
+    return {seed_of(run): fid_of(run) for run in runs}
 
 
 def lower_claim(ours: str, our_fids: dict[int, float], other: str, other_fids: dict[int, float], where: str) -> Claim:

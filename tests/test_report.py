@@ -476,7 +476,7 @@ def test_configurations_that_share_a_label_are_named_apart(tmp_path: Path) -> No
     suite = ordered(read_suite(suite_dir))
     ancestral, ddim = "spd (sampler.solver=ancestral)", "spd (sampler.solver=ddim)"
     assert [suite.names[run.run_id] for run in suite.runs if run.process == "spd"] == [
-        ancestral, ddim, ancestral, ddim, "spd-desync+0.1"
+        ancestral, ancestral, ddim, ddim, "spd-desync+0.1"
     ]
     seeds = {row[0]: row[3] for row in table_cells(seed_table(suite))[2:]}
     assert seeds[ancestral].startswith("29.00") and seeds[ddim].startswith("52.00")
@@ -486,3 +486,6 @@ def test_configurations_that_share_a_label_are_named_apart(tmp_path: Path) -> No
     write_report(suite_dir)
     names = [row[0] for row in table_cells((suite_dir / "fid.md").read_text())]
     assert names.count(ancestral) == names.count(ddim) == 2 + 1 + 1  # the runs, over seeds, over training
+    assert [row["name"] for row in read_rows(suite_dir) if row["process"] == "spd"] == [
+        ancestral, ancestral, ddim, ddim, "spd-desync+0.1"
+    ]

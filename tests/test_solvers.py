@@ -441,6 +441,7 @@ def test_samplers_command_writes_the_tables_and_the_plot(tmp_path, monkeypatch: 
     from corruptions import make_process
     from spdbench import samplerreport
     from spdbench.cli import app
+    from spdbench.tables import csv_text, frame
 
     def small(image_shape, spectrum):  # type: ignore[no-untyped-def]
         return [
@@ -455,6 +456,11 @@ def test_samplers_command_writes_the_tables_and_the_plot(tmp_path, monkeypatch: 
     with (out / "samplers.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == list(samplerreport.COLUMNS)
+    measures = samplerreport.read_measures(out / "samplers.csv")  # what the README's table is made from
+    assert {row.full for row in measures} == {True, False} and all(isinstance(row.nfe, int) for row in measures)
+    assert csv_text(frame([row.record() for row in measures], samplerreport.COLUMNS)) == (
+        out / "samplers.csv"
+    ).read_text()
     ddpm = {(row["solver"], row["grid"], row["nfe"]) for row in rows if row["process"] == "ddpm"}
     gaussian = solvers_for(make_process("ddpm", (1, 8, 8)))
     assert "dpmpp3m" in gaussian and "ihdm" not in gaussian

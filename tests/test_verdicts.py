@@ -54,14 +54,19 @@ def test_the_slope_interval_covers_the_true_slope_95_percent_of_the_time() -> No
     assert abs(covered / trials - 0.95) < 0.015  # the binomial standard error is 0.005
 
 
-def run(process: str, seed: int, fid: float, solver: str = "ancestral", **options: float) -> RunRecord:
-    """A scored run record; an option of 0 is at its default (as SPD's ``perturb``)."""
-    label = process + "".join(f"-{key}={value}" for key, value in options.items() if value)
+def run(
+    process: str, seed: int, fid: float | None, solver: str = "ancestral", train: dict | None = None, **options: object
+) -> RunRecord:
+    """A run record, scored unless ``fid`` is ``None`` (failed); a number option of 0, or a text
+    option, is at its default as far as the label goes (as SPD's ``perturb`` and ``perturb_kind``)."""
+    label = process + "".join(f"-{key}={value}" for key, value in options.items() if isinstance(value, float) and value)
     config = {
         "process": {"process": process, "label": label, **options}, "seed": seed, "budget": "quick",
-        "sampler": {"solver": solver, "nfe": 20},
+        "sampler": {"solver": solver, "nfe": 20}, "train": train or {},
     }
-    return RunRecord(f"{label}-{solver}-s{seed}", Path("nowhere"), config, {"scores": {"fid": fid}}, None, [], [])
+    run_id = f"{label}-{solver}-{sorted(options.items())}-{train}-s{seed}"
+    summary = None if fid is None else {"scores": {"fid": fid}}
+    return RunRecord(run_id, Path("nowhere"), config, summary, None if summary else "failed", [], [])
 
 
 def test_claims_are_decided_by_their_intervals() -> None:
@@ -105,6 +110,10 @@ def test_configurations_that_share_a_label_are_told_apart_and_each_tested() -> N
         runs += [run("spd", seed, level + seed, solver, perturb=0.0) for seed in range(3)]
         runs += [run("spd", seed, level + seed + 20.0 * abs(p) + seed % 2, solver, perturb=p) for seed in range(3)
                  for p in (-0.5, 0.5)]
+    runs.append(run("ddpm", 0, None, "ddim"))  # failed: names come from every run, as the report's tables'
+    decided = {claim.claim: claim for claim in claims(runs, "spd")}
+    assert "spd (sampler.solver=ancestral)'s FID is lower than ddpm (sampler.solver=ancestral)'s" in decided
+    runs.pop()
     decided = {claim.claim: claim for claim in claims(runs, "spd")}
     ancestral = decided["spd (sampler.solver=ancestral)'s FID is lower than ddpm's"]
     ddim = decided["spd (sampler.solver=ddim)'s FID is lower than ddpm's"]
@@ -117,6 +126,57 @@ def test_configurations_that_share_a_label_are_told_apart_and_each_tested() -> N
         assert pair.estimate.value == pytest.approx(-10.0 - 1.0 / 3.0)
     crossed = "spd (sampler.solver=ancestral)'s FID is lower than spd-perturb=0.5 (sampler.solver=ddim)'s"
     assert crossed not in decided
+
+
+def test_processes_drawn_with_the_same_samplers_are_compared_sampler_by_sampler() -> None:
+    runs = [
+        run(process, seed, level + seed, solver)
+        for process, solver, level in (("spd", "ancestral", 100.0), ("spd", "ddim", 120.0),
+                                       ("ddpm", "ancestral", 150.0), ("ddpm", "ddim", 110.0))
+        for seed in range(3)
+    ]
+    decided = {claim.claim: claim.estimate.value for claim in claims(runs, "spd")}
+    assert decided == {
+        "spd (sampler.solver=ancestral)'s FID is lower than ddpm (sampler.solver=ancestral)'s": pytest.approx(-50.0),
+        "spd (sampler.solver=ddim)'s FID is lower than ddpm (sampler.solver=ddim)'s": pytest.approx(10.0),
+    }
+
+
+def test_a_setting_one_configuration_lacks_tells_it_apart() -> None:
+    """``None`` in one configuration and no such key in the other are two configurations."""
+    runs = [run("ddpm", seed, 150.0) for seed in range(2)]
+    runs += [run("spd", seed, 100.0, train={"bf16": None}) for seed in range(2)]
+    runs += [run("spd", seed, 300.0) for seed in range(2)]
+    decided = {claim.claim: claim.estimate.value for claim in claims(runs, "spd")}
+    assert decided == {
+        "spd (train.bf16=None)'s FID is lower than ddpm's": pytest.approx(-50.0),
+        "spd (train.bf16 absent)'s FID is lower than ddpm's": pytest.approx(150.0),
+    }
+
+
+@pytest.mark.parametrize("first", ["ancestral", "ddim"])
+def test_a_sweep_starts_from_the_defaults_that_share_its_settings(first: str) -> None:
+    """SPD at its defaults with two samplers, perturbed with one: the sweep starts from the
+    defaults drawn with that sampler and says so, whichever defaults come first."""
+    solvers = [first, *({"ancestral", "ddim"} - {first})]
+    runs = [run("spd", seed, 100.0 + seed, solver, perturb=0.0) for solver in solvers for seed in range(3)]
+    runs += [run("spd", seed, 110.0 + seed + seed % 2, "ddim", perturb=p) for seed in range(3) for p in (-0.5, 0.5)]
+    (slope,) = [claim for claim in claims(runs, "spd") if "rises" in claim.claim]
+    assert slope.claim == "spd's FID rises as perturb leaves 0.0 (sampler.solver=ddim)"
+    assert slope.evidence == "9 runs, seeds 0, 1, 2"
+
+
+def test_a_variant_family_starts_from_the_defaults_of_its_own_kind_when_there_are_some() -> None:
+    """SPD without a perturbation is SPD whatever its ``perturb_kind``; a suite that ran both
+    kinds at p = 0 starts each family from its own kind, not from both at once."""
+    runs = [
+        run("spd", seed, 100.0 + seed + (20.0 * abs(p) + seed % 2 if p else 0.0), perturb=p, perturb_kind=kind)
+        for kind in ("desync", "spectrum")
+        for seed in range(3)
+        for p in (0.0, -0.5, 0.5)
+    ]
+    slopes = [claim for claim in claims(runs, "spd") if "rises" in claim.claim]
+    assert len(slopes) == 2 and {claim.evidence for claim in slopes} == {"9 runs, seeds 0, 1, 2"}
 
 
 def test_the_perturbation_design_detects_its_stated_slope_80_percent_of_the_time() -> None:
