@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from corruptions import PROCESSES, Process, make_process
+from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.oracle import gaussian_images
 from corruptions.spectrum import RadialPowerLaw
 
@@ -26,6 +27,11 @@ PROCESS_CASES: list[tuple[str, dict[str, object]]] = [(name, {}) for name in PRO
 ]
 
 
+#: The cases whose process is a frequency-diagonal Gaussian one, what the Gaussian solvers,
+#: the posterior, the corrector and the projection serve.
+GAUSSIAN_CASES = [case for case in PROCESS_CASES if issubclass(PROCESSES[case[0]], FrequencyDiagonalGaussian)]
+
+
 def case_id(case: tuple[str, dict[str, object]]) -> str:
     name, options = case
     return "-".join([name, *(f"{k}={v}" for k, v in options.items())])
@@ -38,6 +44,11 @@ def build(case: tuple[str, dict[str, object]], shape: tuple[int, int, int] = (1,
 
 @pytest.fixture(params=PROCESS_CASES, ids=case_id)
 def process_case(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return request.param
+
+
+@pytest.fixture(params=GAUSSIAN_CASES, ids=case_id)
+def gaussian_case(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     return request.param
 
 

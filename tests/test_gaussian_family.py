@@ -146,6 +146,9 @@ def test_zero_perturbation_is_spd_exactly(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["desync", "time"])
 def test_perturbations_keep_both_ends_of_the_grid(kind: str) -> None:
+    """``desync`` and ``time`` warp τ between the grid's two ends, so both ends stay SPD's; the
+    ``spectrum`` kind builds its schedule for another spectrum and moves the last level's
+    variance by O(1/T) (processes.md, "Perturbed SPD"), so it is not among them."""
     spd = make_process("spd", (1, 16, 16), spectrum=IMAGE_SPECTRUM)
     bent = make_process("spd", (1, 16, 16), spectrum=IMAGE_SPECTRUM, perturb=0.2, perturb_kind=kind)
     ends = torch.tensor([0, 4000])

@@ -21,10 +21,9 @@ from spdbench.geometry import (
 from spdbench.grids import make_grid
 from spdbench.sampling import PerImageNoise, sample
 from spdbench.solvers import SOLVERS, solvers_for
-from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
+from tests.conftest import IMAGE_SPECTRUM, build, image_like
 
 CPU = torch.device("cpu")
-GAUSSIAN_CASES = [case for case in PROCESS_CASES if case[0] != "heat"]
 
 
 def embedded(points: Tensor, dimension: int = 48, samples: int = 3) -> Tensor:
@@ -74,10 +73,10 @@ def test_a_helix_leaves_the_plane() -> None:
     assert off_plane_share(path, 2).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("case", GAUSSIAN_CASES, ids=case_id)
-def test_the_recorded_trajectory_is_the_sampler_s_path(case) -> None:
-    """The states the network saw, then the sample; the sample is what ``sample`` returns."""
-    process = build(case, shape=(1, 8, 8))
+def test_the_recorded_trajectory_is_the_sampler_s_path(gaussian_case) -> None:
+    """The states the network saw, from the prior's draw, then the sample; the sample is what
+    ``sample`` returns."""
+    process = build(gaussian_case, shape=(1, 8, 8))
     spectrum = IMAGE_SPECTRUM.values(process.basis, process.image_shape)
     denoiser = OracleDenoiser(process, spectrum)
     reference = image_like(2, process.image_shape, dtype=torch.float64)
@@ -90,7 +89,8 @@ def test_the_recorded_trajectory_is_the_sampler_s_path(case) -> None:
                    settings)
     assert trajectory.states.shape == (7, 2, 1, 8, 8) and trajectory.denoised.shape == (6, 2, 1, 8, 8)
     torch.testing.assert_close(trajectory.states[-1], final, rtol=0, atol=0)
-    torch.testing.assert_close(trajectory.states[0], PerImageNoise([4, 5], process.image_shape, CPU).draw())
+    prior = process.prior(PerImageNoise([4, 5], process.image_shape, CPU).draw(), reference)
+    torch.testing.assert_close(trajectory.states[0], prior)
     torch.testing.assert_close(trajectory.times, grid[:-1].to(torch.float64))
 
 
@@ -108,11 +108,10 @@ def brute_force_posterior_mean(process, images: Tensor, x_t: Tensor, t: Tensor) 
     return torch.stack(means)
 
 
-@pytest.mark.parametrize("case", GAUSSIAN_CASES, ids=case_id)
-def test_the_empirical_optimal_denoiser_is_the_posterior_mean_over_the_training_set(case) -> None:
+def test_the_empirical_optimal_denoiser_is_the_posterior_mean_over_the_training_set(gaussian_case) -> None:
     """Against brute force on a tiny set, with chunks smaller than the set; at small noise it
     returns the training image the state came from."""
-    process = build(case, shape=(1, 8, 8))
+    process = build(gaussian_case, shape=(1, 8, 8))
     images = image_like(7, process.image_shape, seed=3, dtype=torch.float64)
     optimal = EmpiricalOptimalDenoiser(process, images, chunk=3)
     levels = process.time_grid()

@@ -1,6 +1,7 @@
 """A sixth process is one class and one registry line: a toy variance-exploding process, defined
-here and registered for these tests only, goes through the contract suites (processes and
-every solver that serves it), the oracle check,
+here and registered for these tests only, goes through the contract suites (every process's,
+and every frequency-diagonal Gaussian process's: the solvers that serve it, the corrector,
+the projection and the geometry of its paths), the oracle check,
 ``spdbench paths``, ``spdbench show``, a suite of one smoke run and ``spdbench report`` with no
 other change to the project."""
 
@@ -19,6 +20,7 @@ from torch import Tensor
 from typer.testing import CliRunner
 
 import tests.test_gaussian_family as gaussian_tests
+import tests.test_geometry as geometry_tests
 import tests.test_process_contract as contract_tests
 import tests.test_solvers as solver_tests
 from benchmarks import harness
@@ -69,17 +71,21 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def contract(module: object) -> list[Callable[[tuple[str, dict[str, object]]], None]]:
-    """The tests of ``module`` that every registered process runs (those taking ``process_case``)."""
+    """The tests of ``module`` that every registered process runs (those taking ``process_case``
+    alone) and those every frequency-diagonal Gaussian one runs (``gaussian_case`` alone), as
+    the toy process is."""
     return [
         function
         for name, function in inspect.getmembers(module, inspect.isfunction)
-        if name.startswith("test_") and list(inspect.signature(function).parameters) == ["process_case"]
+        if name.startswith("test_")
+        and list(inspect.signature(function).parameters) in (["process_case"], ["gaussian_case"])
     ]
 
 
 def test_the_contract_suite_and_the_oracle_hold() -> None:
-    checks = contract(contract_tests) + contract(gaussian_tests) + contract(solver_tests)
-    assert len(checks) >= 10
+    modules = (contract_tests, gaussian_tests, solver_tests, geometry_tests)
+    checks = [check for module in modules for check in contract(module)]
+    assert len(checks) >= 16
     for check in checks:
         check(CASE)
     gaussian_tests.test_posterior_equals_direct_gaussian_conditioning("ve")

@@ -74,7 +74,7 @@ def test_every_process_runs_end_to_end(process: str, tmp_path: Path) -> None:
     images = np.load(run_dir / "samples.npz")["images"]
     assert images.shape == (6, 1, 28, 28) and images.dtype == np.uint8
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["process"]["process"] == "spd" if process == "spd-perturbed" else process
+    assert config["process"]["process"] == ("spd" if process == "spd-perturbed" else process)
     assert (run_dir / "samples.png").stat().st_size > 0 and (run_dir / "metrics.jsonl").exists()
 
 

@@ -3,6 +3,7 @@ measured with the oracle denoiser (exactly, and against Monte-Carlo), and their 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -19,6 +20,7 @@ from spdbench.grids import GRIDS, Grids, make_grid, solver_calls, with_corrector
 from spdbench.samplerreport import floor_variance, gains, oracle_grid, output_variance, relative_w2
 from spdbench.sampling import PerImageNoise, sample
 from spdbench.solvers import (
+    MAX_PROJECTION,
     SOLVERS,
     SamplerSettings,
     Solver,
@@ -31,7 +33,7 @@ from spdbench.solvers import (
     schedule,
     solvers_for,
 )
-from tests.conftest import IMAGE_SPECTRUM, PROCESS_CASES, build, case_id, image_like
+from tests.conftest import GAUSSIAN_CASES, IMAGE_SPECTRUM, build, case_id, image_like
 
 CPU = torch.device("cpu")
 
@@ -93,44 +95,49 @@ def test_every_solver_samples_reproducibly_per_image_on_every_grid(process_case)
 
 
 def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> None:
-    """With a perfect network the exact W2² to the data at 2N network calls is at most that at N,
-    for N = 10 and 20, on the native and the log-SNR grid (within 5 %), unless both are within 3×
-    of the limit the solver reaches on the grid: the larger of the floor the process's last level
-    leaves (``floor_variance``) and the solver's own W2² on the full grid (a deterministic solver
-    cannot forget a prior that misses the marginal, a stochastic one can: their limits differ;
-    that a solver converges to the right law is for the Monte-Carlo, reference and order tests
-    here). A solver near that limit may rise towards it from below: on the toy variance-exploding process of 200 levels,
-    whose prior leaves out the data's variance, every multistep solver settles at 5e-5 to 8e-5
-    from 20 calls on, and UniPC-2 passes below it (4.8e-5 at 20 calls, 7.0e-5 at 40). Grids pick
-    their times among the levels, so this holds while 2N is at most a quarter of them (more picks
-    make uneven steps, which cost a multistep solver its order). Heat: IHDM's strided sampler
-    diverges with few steps (``spdbench samplers`` shows it); it is held to this from 25 to 50
-    steps, strides that divide its 100 levels."""
+    """With a perfect network the exact W2² to the data at 2N network calls is at most 0.9 times
+    that at N, for N = 10 and 20, on the native and the log-SNR grid where the process has them,
+    unless both are within 3× of the limit the solver reaches on the grid: the larger of the
+    floor the process's last level leaves (``floor_variance``) and the solver's own W2² on the
+    full grid (a deterministic solver cannot forget a prior that misses the marginal, a
+    stochastic one can: their limits differ; that a solver converges to the right law is for the
+    Monte-Carlo, reference and order tests here). A solver near that limit may rise towards it
+    from below: on the toy variance-exploding process of 200 levels, whose prior leaves out the
+    data's variance, every multistep solver settles at 5e-5 to 8e-5 from 20 calls on, and UniPC-2
+    passes below it (4.8e-5 at 20 calls, 7.0e-5 at 40). Grids pick their times among the levels,
+    so this holds while 2N is at most a quarter of them (more picks make uneven steps, which cost
+    a multistep solver its order). IHDM's strided sampler diverges with few steps (``spdbench
+    samplers`` shows it): it is held to this from a quarter of the levels to half of them."""
     process = build(process_case)
     spectrum = spectrum_of(process)
     grids = Grids(process, spectrum)
     levels = len(process.time_grid()) - 1
     floor = relative_w2(floor_variance(process, spectrum), spectrum)
+    compared = 0
     for name in solvers_for(process):
         for grid_name in ("native", "logsnr"):
-            if name == "ihdm":  # diverges below 25 steps; 25 and 50 divide heat's 100 levels evenly
-                counts = [25] if grid_name == "native" and levels == 100 else []
-            else:
-                counts = [n for n in (10, 20) if 2 * n <= levels // 4]
-            nfes = [*counts, 2 * counts[-1]] if counts else []
-            errors = [exact_w2(process, SOLVERS[name], grids.make(grid_name, n), spectrum) for n in nfes]
-            for earlier, later in zip(errors, errors[1:]):
-                if later > earlier * 1.05:
-                    limit = max(floor, exact_w2(process, SOLVERS[name], grids.make(grid_name, None), spectrum))
-                    assert max(earlier, later) < 3 * limit, (name, grid_name, errors, limit)
+            with contextlib.suppress(ConfigurationError):  # a grid the process cannot have
+                grids.make(grid_name, 10)
+                counts = [levels // 4] if name == "ihdm" else [n for n in (10, 20) if 2 * n <= levels // 4]
+                nfes = [*counts, 2 * counts[-1]]
+                errors = [exact_w2(process, SOLVERS[name], grids.make(grid_name, n), spectrum) for n in nfes]
+                for earlier, later in zip(errors, errors[1:]):
+                    compared += 1
+                    if later > 0.9 * earlier:
+                        limit = max(floor, exact_w2(process, SOLVERS[name], grids.make(grid_name, None), spectrum))
+                        assert max(earlier, later) < 3 * limit, (name, grid_name, errors, limit)
+    assert compared >= len(solvers_for(process))
 
 
-@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
+@pytest.mark.parametrize("case", GAUSSIAN_CASES, ids=case_id)  # not a contract: it needs an asymptotic range
 def test_the_second_order_solver_converges_at_second_order(case) -> None:
     """On the log-SNR grid, as NFE doubles, DDIM's distance to the data's law halves (first
     order: W2² falls by about 4), DPM-Solver++(2M)'s falls by about 4 (second order: W2² by
     about 16) and UniPC-2's by about 8 (third order: W2² by about 64) in their asymptotic
-    range, before the floor the grid's last level leaves: per frequency, for every process."""
+    range, before the floor the grid's last level leaves: per frequency, for every registered
+    Gaussian process. A process without that range (the toy variance-exploding process of
+    ``test_new_process``, 200 levels and a prior that misses the marginal, reaches its limit by 20
+    calls) does not show the order, so this test is not in the contract a new process must pass."""
     process = build(case)
     spectrum = spectrum_of(process)
     grids = Grids(process, spectrum)
@@ -177,12 +184,11 @@ def test_exact_variance_equals_monte_carlo(process_case) -> None:
             assert abs(float(ratio.mean()) - 1) < 0.015 and float((ratio - 1).abs().max()) < 0.25, (name, settings)
 
 
-@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
-def test_a_corrector_step_keeps_the_oracle_marginal_to_first_order(case) -> None:
+def test_a_corrector_step_keeps_the_oracle_marginal_to_first_order(gaussian_case) -> None:
     """At the exact marginal (``v = a² D + s²`` per frequency) with the oracle's ``x̂_0``, a Langevin
     corrector step of size ε maps the variance to exactly ``v + ε² s⁴ / v``: unchanged to first
     order in ε (unadjusted Langevin's bias is of second order), at every level of the grid."""
-    process = build(case)
+    process = build(gaussian_case)
     spectrum = spectrum_of(process)
     grid = make_grid("native", process, 6)[:-1]
     times = schedule(process, grid)
@@ -198,15 +204,14 @@ def test_a_corrector_step_keeps_the_oracle_marginal_to_first_order(case) -> None
             torch.testing.assert_close(m.square() * v + step.noise[0].square(), v + eps**2 * s[0] ** 4 / v)
 
 
-@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
-def test_a_projection_is_the_step_its_objective_s_minimiser_takes(case) -> None:
+def test_a_projection_is_the_step_its_objective_s_minimiser_takes(gaussian_case) -> None:
     """Ghimire et al.'s ``T`` minimises ``E‖x_pred + T − a_r x_0‖² + (√β/2)‖T‖²``: fitted per
     frequency by least squares on Gaussian data at the marginal (``T = k x_pred``; linear is
     optimal here), the step ``x_pred + √β δμ δτ T`` is the projection's, within sampling error.
     Exactly, with the oracle at the marginal ``v = a_r² D + s_r²`` it scales each frequency by
-    ``1 − c s_r²/v`` (``c = min(1, δμ √β δτ/(1 + √β/2))``), and at δμ = 100 every step goes all
-    the way (``u' = a_r x̂_0``)."""
-    process = build(case)
+    ``1 − c s_r²/v`` (``c = min(1, δμ √β δτ/(1 + √β/2))``); at the largest step allowed, where
+    ``c`` reaches 1 a step goes all the way (``u' = a_r x̂_0``)."""
+    process = build(gaussian_case)
     spectrum = spectrum_of(process)
     grid = make_grid("native", process, 6)[:-1]
     times = schedule(process, grid)
@@ -230,8 +235,11 @@ def test_a_projection_is_the_step_its_objective_s_minimiser_takes(case) -> None:
         v = (a.square() * spectrum + s.square())[0]
         c = (0.5 * beta.sqrt() * dtau / (1 + beta.sqrt() / 2)).clamp(max=1.0)
         torch.testing.assert_close(scale, 1 - c * s[0].square() / v)
-        full = projection(process, times, i, SamplerSettings(projection=100.0))
-        assert full.x is not None and (full.x == 0).all()  # c = 1 at every frequency
+        full = projection(process, times, i, SamplerSettings(projection=MAX_PROJECTION))
+        c_max = (MAX_PROJECTION * beta.sqrt() * dtau / (1 + beta.sqrt() / 2)).clamp(max=1.0)
+        assert full.x is not None and full.x0 is not None
+        torch.testing.assert_close(full.x[0], 1 - c_max, rtol=0, atol=1e-12)
+        torch.testing.assert_close(full.x0[0], c_max * a[0], rtol=0, atol=1e-12)
 
 
 def same(one: Tensor | None, other: Tensor | None) -> bool:
@@ -320,14 +328,13 @@ def old_reverse_step(
     return process.mix([(c_t, x_t), (c_0, x0_hat), (std, noise)])
 
 
-@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
 @pytest.mark.parametrize(
     "settings",
     [SamplerSettings(), SamplerSettings(eta=0.5, variance="large", clip_x0=False)],
     ids=["ancestral", "large-unclipped"],
 )
-def test_ancestral_reproduces_the_sampler_it_replaces(case, settings: SamplerSettings) -> None:
-    process = build(case)
+def test_ancestral_reproduces_the_sampler_it_replaces(gaussian_case, settings: SamplerSettings) -> None:
+    process = build(gaussian_case)
     spectrum = spectrum_of(process)
     denoiser = OracleDenoiser(process, spectrum)
     reference = image_like(3, process.image_shape, dtype=torch.float64)
@@ -349,11 +356,10 @@ def test_ancestral_reproduces_the_sampler_it_replaces(case, settings: SamplerSet
         assert torch.equal(new, x), nfe
 
 
-@pytest.mark.parametrize("case", [case for case in PROCESS_CASES if case[0] != "heat"], ids=case_id)
-def test_the_stochastic_multistep_solver_is_ancestral_at_first_order(case) -> None:
+def test_the_stochastic_multistep_solver_is_ancestral_at_first_order(gaussian_case) -> None:
     """SDE-DPM-Solver++(2M)'s first step (no earlier x̂_0) is the posterior ``q(u_r | u_t, û_0)``:
     the ancestral step, coefficient for coefficient; later steps add a history term."""
-    process = build(case)
+    process = build(gaussian_case)
     times = schedule(process, make_grid("logsnr", process, 10, spectrum_of(process)))
     first, ancestral = (
         SOLVERS[name].step(process, times, 0, SamplerSettings())
