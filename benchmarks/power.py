@@ -54,7 +54,11 @@ def main(
 def write_power(pilot: Path, out: Path) -> None:
     """The calculation of the module docstring, from the runs of ``pilot``, into ``out``."""
     suite = read_suite(pilot)
-    spd = [run for run in suite.scored() if run.process == "spd"]
+    scored = [run for run in suite.scored() if run.process == "spd"]
+    origin = next((run for run in scored if is_default(run) and run.seed == 0), None)
+    if origin is None:
+        raise UserError(f"{pilot} has no scored SPD run of seed 0 at its defaults")
+    spd = [run for run in scored if run.protocol == origin.protocol]  # one sampler and training: no other noise
     family = [run for run in spd if run.seed == 0 and abs(float(run.options.get("perturb", 0.0))) <= PILOT_STRENGTH]
     if len(family) < 3:
         raise UserError(f"{pilot} has {len(family)} scored SPD runs of seed 0 with |p| ≤ {PILOT_STRENGTH}; need 3")

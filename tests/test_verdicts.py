@@ -196,3 +196,17 @@ def test_the_perturbation_design_detects_its_stated_slope_80_percent_of_the_time
         ]
         detected += seed_slope(points).low > 0
     assert abs(detected / trials - 0.8) < 0.05  # the approximation with t quantiles, and sampling error
+
+
+def test_the_committed_power_calculation_is_what_its_pilot_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``results/perturb/power.md`` is what ``benchmarks.power`` makes from the committed pilot
+    (``results/quick-2026-11-22``), but for the output path its command line names."""
+    from benchmarks.power import write_power
+
+    monkeypatch.chdir(Path(__file__).parents[1])
+    made = tmp_path / "power.md"
+    write_power(Path("results/quick-2026-11-22"), made)
+    committed = Path("results/perturb/power.md").read_text()
+    assert made.read_text() == committed.replace("--out results/perturb/power.md", f"--out {made}")
