@@ -127,3 +127,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], messag
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@needs_fmnist
+def test_the_committed_paths_are_what_spdbench_paths_makes(tmp_path: Path) -> None:
+    """``results/paths/fmnist-28-empirical`` (``make paths``) holds what ``spdbench paths`` makes
+    now, but for the output path its command line names."""
+    committed = Path(__file__).parents[1] / "results" / "paths" / "fmnist-28-empirical"
+    out = tmp_path / "paths"
+    result = runner.invoke(app, ["paths", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "paths.csv").read_text() == (committed / "paths.csv").read_text()
+    made = (out / "paths.md").read_text().replace(f" --out {out}", "")
+    assert made == (committed / "paths.md").read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -487,10 +488,32 @@ def test_samplers_command_writes_the_tables_and_the_plot(tmp_path, monkeypatch: 
 def test_the_readme_quotes_the_committed_sampler_results() -> None:
     """The README's table of samplers is the one ``headline`` makes from the committed
     ``results/samplers/fmnist-28/samplers.csv`` (regenerate it after ``make samplers``)."""
-    from pathlib import Path
-
     from spdbench.samplerreport import headline, read_measures
 
     root = Path(__file__).parents[1]
     table = headline(read_measures(root / "results" / "samplers" / "fmnist-28" / "samplers.csv"))
     assert table in (root / "README.md").read_text()
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
+    reason="needs Debian's dataset-fashion-mnist for the empirical spectrum (CI installs it)",
+)
+@pytest.mark.parametrize("name", ["ddpm", "heat"])
+def test_the_committed_sampler_measures_are_what_the_measure_gives_now(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The rows of ``results/samplers/fmnist-28/samplers.csv`` (``make samplers``) for a process at
+    its defaults are what ``measure_all`` gives now, to the last digit (the other processes take
+    longer; ``spdbench samplers`` regenerates the whole file in about a minute)."""
+    from spdbench import samplerreport
+    from spdbench.spectra import resolve_spectrum
+
+    monkeypatch.setenv("SPDBENCH_CACHE", str(tmp_path / "cache"))
+    every = samplerreport.process_cases
+    only = lambda shape, spectrum: [case for case in every(shape, spectrum) if case[0].label() == name]  # noqa: E731
+    monkeypatch.setattr(samplerreport, "process_cases", only)
+    rows = samplerreport.measure_all((1, 28, 28), resolve_spectrum("empirical", "fmnist", 28))
+    csv_path = Path(__file__).parents[1] / "results" / "samplers" / "fmnist-28" / "samplers.csv"
+    committed = samplerreport.read_measures(csv_path)
+    assert [row.record() for row in rows] == [row.record() for row in committed if row.label == name]
