@@ -4,7 +4,8 @@
 
 The noise a slope test must see through is the spread of FID between runs of one seed whose
 processes differ a little: the pilot's SPD and its eight perturbations at |p| ≤ 0.2, all of seed 0
-(their spread also holds any true effect, so the estimate errs on the side of more noise). For a
+and of SPD's protocol (sampler, training, sample count; their spread also holds any true effect,
+so the estimate errs on the side of more noise). For a
 design (seeds, and the values of |p| each seed runs), the slope fitted within seeds has standard
 error ``σ / √Sxx`` (``Sxx``: the sum over seeds of the squared deviations of |p| from the seed's
 mean) and ``N − k − 1`` degrees of freedom; a two-sided 5 % test detects a slope ``β`` with 80 %
@@ -15,6 +16,7 @@ same cost, to ``--out``.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -55,10 +57,14 @@ def write_power(pilot: Path, out: Path) -> None:
     """The calculation of the module docstring, from the runs of ``pilot``, into ``out``."""
     suite = read_suite(pilot)
     scored = [run for run in suite.scored() if run.process == "spd"]
-    origin = next((run for run in scored if is_default(run) and run.seed == 0), None)
-    if origin is None:
-        raise UserError(f"{pilot} has no scored SPD run of seed 0 at its defaults")
-    spd = [run for run in scored if run.protocol == origin.protocol]  # one sampler and training: no other noise
+    origins = [run for run in scored if is_default(run) and run.seed == 0]
+    protocols = {json.dumps(run.protocol, sort_keys=True) for run in origins}
+    if len(protocols) != 1:
+        raise UserError(
+            f"{pilot} needs scored SPD runs of seed 0 at its defaults under one protocol; it has "
+            f"{len(origins)} under {len(protocols)}"
+        )
+    spd = [run for run in scored if run.protocol == origins[0].protocol]  # one sampler and training: no other noise
     family = [run for run in spd if run.seed == 0 and abs(float(run.options.get("perturb", 0.0))) <= PILOT_STRENGTH]
     if len(family) < 3:
         raise UserError(f"{pilot} has {len(family)} scored SPD runs of seed 0 with |p| ≤ {PILOT_STRENGTH}; need 3")

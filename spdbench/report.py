@@ -8,7 +8,8 @@ out. The plots show finished runs.
 The report writes:
 
 - ``fid.csv`` and ``fid.md``: one row per run (``COLUMNS``), sorted by budget, by process in
-  registry order, each process at its defaults first, then its other options; the Markdown adds
+  registry order, each process at its defaults first, then its other options, then the rest of
+  its configuration and its seed (``table_order``); the Markdown adds
   the suite's heading and, where a configuration was run with several seeds, its mean and
   standard deviation over them;
 - ``fid.png`` (FID of each process at its defaults, with its 95 % bootstrap interval and the

@@ -418,7 +418,7 @@ def today_and_best_rows(
     ``today_nfes`` on the native grid (``None``: its full grid), and the best solver and grid at
     ``SUMMARY_NFES``; relative W2², with the network error ``ERROR_STD`` when ``with_error``."""
     table = []
-    for label in dict.fromkeys(row.label for row in rows if row.full or not defaults_only):
+    for label in dict.fromkeys(row.label for row in rows if row.at_defaults or not defaults_only):
         process = next(row.process for row in rows if row.label == label)
         solver = todays_solver(process)
         todays = [find(rows, label, nfe, solver, "native") for nfe in today_nfes]
@@ -671,13 +671,7 @@ def read_measures(path: Path) -> list[Measure]:
     ]
 
 
-HEADLINE_COLUMNS = (
-    "process",
-    *(f"today, {nfe}" for nfe in SUMMARY_TODAY if nfe is not None),
-    "today, full grid",
-    *(f"best, {nfe}" for nfe in SUMMARY_NFES),
-    f"best at 20, network error {ERROR_STD:g}",
-)
+HEADLINE_COLUMNS = (*SUMMARY_COLUMNS, f"best at 20, network error {ERROR_STD:g}")
 
 
 def headline(rows: list[Measure]) -> str:

@@ -12,6 +12,13 @@ from corruptions import PROCESSES, Process, make_process
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.oracle import gaussian_images
 from corruptions.spectrum import RadialPowerLaw
+from spdbench import data
+
+#: Tests that read Debian's Fashion-MNIST skip without it (``make setup`` installs it as root; CI has it).
+needs_fmnist = pytest.mark.skipif(
+    not all((data.DEBIAN_FMNIST_DIR / name).is_file() for name in data.FMNIST_SHA256),
+    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
+)
 
 # Tests run many small tensor operations, often two workers at once (pytest -n 2): one
 # thread each avoids oversubscribing the cores, which slows PyTorch down many times over.

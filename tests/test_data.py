@@ -19,12 +19,9 @@ from typer.testing import CliRunner
 from spdbench import data
 from spdbench.cli import app
 from spdbench.errors import UserError
+from tests.conftest import needs_fmnist
 
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-needs_debian = pytest.mark.skipif(
-    not all((DEBIAN / name).is_file() for name in data.FMNIST_SHA256),
-    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
-)
+DEBIAN = data.DEBIAN_FMNIST_DIR
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
@@ -56,7 +53,7 @@ def recompressed_with_a_changed_byte(path: Path) -> bytes:
 # Fashion-MNIST
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_from_debian() -> None:
     train, test = data.load_images("fmnist", "train"), data.load_images("fmnist", "test")
     assert train.shape == (60000, 1, 28, 28) and test.shape == (10000, 1, 28, 28)
@@ -71,14 +68,14 @@ def test_fmnist_from_debian() -> None:
     assert data.image_shape("fmnist") == (1, 28, 28)
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_cached_tensor_is_not_shared() -> None:
     first = data.load_uint8("fmnist", "test")
     first.zero_()
     assert data.load_uint8("fmnist", "test").max() > 0
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_from_root_directory(tmp_path: Path, no_fallbacks: None) -> None:
     root = tmp_path / "fmnist"
     root.mkdir()
@@ -88,7 +85,7 @@ def test_fmnist_from_root_directory(tmp_path: Path, no_fallbacks: None) -> None:
     assert data.load_labels("fmnist", "test", root=root).shape == (10000,)
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_from_the_data_dir_option_and_variable(
     tmp_path: Path, no_fallbacks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,7 +106,7 @@ def test_fmnist_from_the_data_dir_option_and_variable(
     assert not (tmp_path / "out").exists()
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_file_too_short_for_its_header(tmp_path: Path) -> None:
     for name in TEST_FILES:
         shutil.copy(DEBIAN / name, tmp_path / name)
@@ -118,7 +115,7 @@ def test_fmnist_file_too_short_for_its_header(tmp_path: Path) -> None:
         data.load_uint8("fmnist", "test", root=tmp_path)
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_truncated_file(tmp_path: Path) -> None:
     for name in TEST_FILES:
         shutil.copy(DEBIAN / name, tmp_path / name)
@@ -128,7 +125,7 @@ def test_fmnist_truncated_file(tmp_path: Path) -> None:
         data.load_uint8("fmnist", "test", root=tmp_path)
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_wrong_payload_fails_hash(tmp_path: Path) -> None:
     for name in TEST_FILES:
         shutil.copy(DEBIAN / name, tmp_path / name)
@@ -137,7 +134,7 @@ def test_fmnist_wrong_payload_fails_hash(tmp_path: Path) -> None:
         data.load_labels("fmnist", "test", root=tmp_path)
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_wrong_header(tmp_path: Path) -> None:
     for name in TEST_FILES:
         shutil.copy(DEBIAN / name, tmp_path / name)
@@ -163,7 +160,7 @@ def test_fmnist_nowhere_names_both_ways(tmp_path: Path, no_fallbacks: None) -> N
     assert "no network" in message
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
     served = []
@@ -186,7 +183,7 @@ def test_fmnist_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(served) == 2
 
 
-@needs_debian
+@needs_fmnist
 def test_fmnist_corrupt_download_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
 

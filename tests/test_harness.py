@@ -29,11 +29,9 @@ from spdbench.cli import app
 from spdbench.metrics import ClassifierFeatures
 from spdbench.report import write_report
 from spdbench.runs import RunRequest, resolve_run
+from tests.conftest import needs_fmnist
 
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-    reason="needs Debian's dataset-fashion-mnist (CI installs it)",
-)
+pytestmark = needs_fmnist
 
 TINY = {"budget": "smoke", "train_steps": 3, "batch": 8, "samples": 6, "nfe": 3}
 SUITE = Suite(

@@ -18,12 +18,8 @@ from spdbench import classifier, data, metrics
 from spdbench.classifier import ClassifierConfig, cache_paths, load_classifier, read_classifier, shipped_paths
 from spdbench.errors import UserError
 from spdbench.metrics import Gaussian, bootstrap_fids, fid, fid_interval, frechet_distance, kid, mmd2_unbiased
+from tests.conftest import needs_fmnist
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-needs_fmnist = pytest.mark.skipif(
-    not all((FMNIST / name).is_file() for name in data.FMNIST_SHA256),
-    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
-)
 #: A classifier that trains in a second: for the cache tests, not for scores.
 TINY = ClassifierConfig(channels=(4, 8), hidden=16, epochs=1, train_limit=512)
 

@@ -32,10 +32,8 @@ from corruptions.transforms import BASES
 from spdbench import runs
 from spdbench.cli import app
 from spdbench.runs import RunRequest
+from tests.conftest import needs_fmnist
 from tests.test_harness import TINY, no_estimate, tiny_floor, tiny_score
-
-FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="needs Debian's dataset-fashion-mnist (CI installs it)")
 
 
 class VarianceExploding(DiscreteTime, FrequencyDiagonalGaussian):

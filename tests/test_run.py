@@ -23,12 +23,9 @@ from spdbench.classifier import ClassifierConfig
 from spdbench.cli import app
 from spdbench.data import load_images
 from spdbench.metrics import ClassifierFeatures
-from tests.conftest import become_rank, free_port
+from tests.conftest import become_rank, free_port, needs_fmnist
 
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-    reason="needs Debian's dataset-fashion-mnist (CI installs it)",
-)
+pytestmark = needs_fmnist
 
 TINY = ["--budget", "smoke", "--steps", "3", "--batch", "8", "--samples", "6", "--nfe", "3", "--quiet"]
 

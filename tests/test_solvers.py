@@ -3,11 +3,11 @@ measured with the oracle denoiser (exactly, and against Monte-Carlo), and their 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from torch import Tensor
@@ -34,7 +34,7 @@ from spdbench.solvers import (
     schedule,
     solvers_for,
 )
-from tests.conftest import GAUSSIAN_CASES, IMAGE_SPECTRUM, build, case_id, image_like
+from tests.conftest import GAUSSIAN_CASES, IMAGE_SPECTRUM, build, case_id, image_like, needs_fmnist
 
 CPU = torch.device("cpu")
 
@@ -114,20 +114,22 @@ def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> 
     grids = Grids(process, spectrum)
     levels = len(process.time_grid()) - 1
     floor = relative_w2(floor_variance(process, spectrum), spectrum)
-    compared = 0
+    compared = set()
     for name in solvers_for(process):
-        for grid_name in ("native", "logsnr"):
-            with contextlib.suppress(ConfigurationError):  # a grid the process cannot have
-                grids.make(grid_name, 10)
-                counts = [levels // 4] if name == "ihdm" else [n for n in (10, 20) if 2 * n <= levels // 4]
-                nfes = [*counts, 2 * counts[-1]]
-                errors = [exact_w2(process, SOLVERS[name], grids.make(grid_name, n), spectrum) for n in nfes]
-                for earlier, later in zip(errors, errors[1:]):
-                    compared += 1
-                    if later > 0.9 * earlier:
-                        limit = max(floor, exact_w2(process, SOLVERS[name], grids.make(grid_name, None), spectrum))
-                        assert max(earlier, later) < 3 * limit, (name, grid_name, errors, limit)
-    assert compared >= len(solvers_for(process))
+        counts = [levels // 4] if name == "ihdm" else [n for n in (10, 20) if 2 * n <= levels // 4]
+        for grid_name in ("native", "logsnr") if counts else ():
+            try:
+                grids.make(grid_name, counts[0])
+            except ConfigurationError:  # a grid the process cannot have
+                continue
+            nfes = [*counts, 2 * counts[-1]]
+            errors = [exact_w2(process, SOLVERS[name], grids.make(grid_name, n), spectrum) for n in nfes]
+            for earlier, later in zip(errors, errors[1:]):
+                compared.add(name)
+                if later > 0.9 * earlier:
+                    limit = max(floor, exact_w2(process, SOLVERS[name], grids.make(grid_name, None), spectrum))
+                    assert max(earlier, later) < 3 * limit, (name, grid_name, errors, limit)
+    assert compared == set(solvers_for(process)) or levels < 80  # fewer levels: too few for 2N ≤ levels/4
 
 
 @pytest.mark.parametrize("case", GAUSSIAN_CASES, ids=case_id)  # not a contract: it needs an asymptotic range
@@ -329,32 +331,31 @@ def old_reverse_step(
     return process.mix([(c_t, x_t), (c_0, x0_hat), (std, noise)])
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [SamplerSettings(), SamplerSettings(eta=0.5, variance="large", clip_x0=False)],
-    ids=["ancestral", "large-unclipped"],
-)
-def test_ancestral_reproduces_the_sampler_it_replaces(gaussian_case, settings: SamplerSettings) -> None:
+def test_ancestral_reproduces_the_sampler_it_replaces(gaussian_case) -> None:
+    """The ``ancestral`` solver draws, bit for bit, what the posterior sampler it replaced drew
+    (``old_reverse_step``), with its own settings and with η = 0.5, the large variance and no
+    clipping, on a coarse grid and on the full one."""
     process = build(gaussian_case)
     spectrum = spectrum_of(process)
     denoiser = OracleDenoiser(process, spectrum)
     reference = image_like(3, process.image_shape, dtype=torch.float64)
-    for nfe in (7, None):
-        grid = make_grid("native", process, nfe)
-        noise = PerImageNoise([1, 2, 3], process.image_shape, CPU)
-        x = noise.draw()
-        for t, t_next in zip(grid[:-1], grid[1:]):
-            x = old_reverse_step(process, denoiser(x, t), x, t, t_next, noise.draw(), settings)
-        new = sample(
-            denoiser,
-            process,
-            PerImageNoise([1, 2, 3], process.image_shape, CPU),
-            reference,
-            grid,
-            SOLVERS["ancestral"],
-            settings,
-        )
-        assert torch.equal(new, x), nfe
+    for settings in (SamplerSettings(), SamplerSettings(eta=0.5, variance="large", clip_x0=False)):
+        for nfe in (7, None):
+            grid = make_grid("native", process, nfe)
+            noise = PerImageNoise([1, 2, 3], process.image_shape, CPU)
+            x = process.prior(noise.draw(), reference)
+            for t, t_next in zip(grid[:-1], grid[1:]):
+                x = old_reverse_step(process, denoiser(x, t), x, t, t_next, noise.draw(), settings)
+            new = sample(
+                denoiser,
+                process,
+                PerImageNoise([1, 2, 3], process.image_shape, CPU),
+                reference,
+                grid,
+                SOLVERS["ancestral"],
+                settings,
+            )
+            assert torch.equal(new, x), (settings, nfe)
 
 
 def test_the_stochastic_multistep_solver_is_ancestral_at_first_order(gaussian_case) -> None:
@@ -495,25 +496,27 @@ def test_the_readme_quotes_the_committed_sampler_results() -> None:
     assert table in (root / "README.md").read_text()
 
 
-@pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
-    reason="needs Debian's dataset-fashion-mnist for the empirical spectrum (CI installs it)",
-)
+@needs_fmnist  # the empirical spectrum
 @pytest.mark.parametrize("name", ["ddpm", "heat"])
 def test_the_committed_sampler_measures_are_what_the_measure_gives_now(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The rows of ``results/samplers/fmnist-28/samplers.csv`` (``make samplers``) for a process at
-    its defaults are what ``measure_all`` gives now, to the last digit (the other processes take
-    longer; ``spdbench samplers`` regenerates the whole file in about a minute)."""
+    its defaults are what ``measure_all`` gives now (the other processes take longer; ``spdbench
+    samplers`` regenerates the whole file in about a minute)."""
     from spdbench import samplerreport
     from spdbench.spectra import resolve_spectrum
 
     monkeypatch.setenv("SPDBENCH_CACHE", str(tmp_path / "cache"))
     every = samplerreport.process_cases
-    only = lambda shape, spectrum: [case for case in every(shape, spectrum) if case[0].label() == name]  # noqa: E731
+
+    def only(shape, spectrum):  # type: ignore[no-untyped-def]
+        return [case for case in every(shape, spectrum) if case[0].label() == name]
+
     monkeypatch.setattr(samplerreport, "process_cases", only)
     rows = samplerreport.measure_all((1, 28, 28), resolve_spectrum("empirical", "fmnist", 28))
     csv_path = Path(__file__).parents[1] / "results" / "samplers" / "fmnist-28" / "samplers.csv"
     committed = samplerreport.read_measures(csv_path)
-    assert [row.record() for row in rows] == [row.record() for row in committed if row.label == name]
+    kept = [row.record() for row in committed if row.label == name]
+    # Another CPU's vector code may round the last digits otherwise: to 1e-12, not bit for bit.
+    pd.testing.assert_frame_equal(pd.DataFrame([row.record() for row in rows]), pd.DataFrame(kept), rtol=1e-12)
