@@ -291,12 +291,25 @@ def varying_keys(settings: Sequence[dict[str, Any]], references: Sequence[dict[s
     ]
 
 
+def shown(value: Any) -> str:
+    """A setting's value as a name shows it: its JSON (``null``, ``true``, ``0.1``), a string
+    unquoted (``ddim``) unless it reads as JSON of another value (``"1"``, ``"null"``), so no
+    two values look alike."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, sort_keys=True)
+
+
 def differences(settings: dict[str, dict[str, Any]], references: Sequence[dict[str, Any]] = ()) -> dict[str, str]:
     """For each entry of ``settings`` (name to flat settings), ``key=value, …`` over its
-    ``varying_keys`` (``key absent`` where it lacks one); ``""`` for every entry when none varies."""
+    ``varying_keys`` (``key absent`` where it lacks one), each value ``shown``; ``""`` for every
+    entry when none varies."""
     varying = varying_keys(list(settings.values()), references)
     return {
-        name: ", ".join(f"{key}={entry[key]}" if key in entry else f"{key} absent" for key in varying)
+        name: ", ".join(f"{key}={shown(entry[key])}" if key in entry else f"{key} absent" for key in varying)
         for name, entry in settings.items()
     }
 

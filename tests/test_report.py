@@ -26,7 +26,7 @@ from spdbench import spectra
 from spdbench.cli import app
 from spdbench.errors import UserError
 from spdbench.groups import is_default, option_sweeps
-from spdbench.records import read_suite
+from spdbench.records import differences, read_suite
 from spdbench.report import (
     COLUMNS,
     SEED_MEAN_LABEL,
@@ -489,3 +489,17 @@ def test_configurations_that_share_a_label_are_named_apart(tmp_path: Path) -> No
     assert [row["name"] for row in read_rows(suite_dir) if row["process"] == "spd"] == [
         ancestral, ancestral, ddim, ddim, "spd-desync+0.1"
     ]
+
+
+def test_settings_that_differ_never_look_alike() -> None:
+    """A name shows each differing value so that two values never read the same: a string that
+    reads as a number or ``null`` is quoted, a missing setting is ``absent``, and a string is
+    otherwise bare."""
+    told = differences({
+        "number": {"k": 1}, "text": {"k": "1"}, "null": {"k": None}, "word": {"k": "null"},
+        "flag": {"k": True}, "name": {"k": "ddim"}, "missing": {},
+    })
+    assert told == {
+        "number": "k=1", "text": 'k="1"', "null": "k=null", "word": 'k="null"',
+        "flag": "k=true", "name": "k=ddim", "missing": "k absent",
+    }
