@@ -14,11 +14,9 @@ from corruptions.heat import HeatDissipation
 from corruptions.spd import ShortestPathDiffusion
 from corruptions.spectrum import Spectrum
 
+#: Every process, by its name.
 PROCESSES: dict[str, type[Process]] = {
-    "ddpm": DDPM,
-    "heat": HeatDissipation,
-    "blurring": BlurringDiffusion,
-    "spd": ShortestPathDiffusion,
+    process.name: process for process in (DDPM, HeatDissipation, BlurringDiffusion, ShortestPathDiffusion)
 }
 
 

@@ -109,20 +109,35 @@ SamplerOption = Annotated[
 GridOption = Annotated[
     str | None, typer.Option(help=f"time grid: {', '.join(GRIDS)}, or auto (measured best) (default: the budget's)")
 ]
-EtaOption = Annotated[float | None, typer.Option(help="noise scale η in [0, 1] (ancestral, ihdm)")]
-VarianceOption = Annotated[str | None, typer.Option(help="small or large step variance (ancestral)")]
+
+
+def solvers_with(setting: str) -> str:
+    """The solvers that take ``setting``, as option help names them: listed, or ``every sampler
+    but …`` where that is shorter."""
+    taking = [name for name, solver in SOLVERS.items() if setting in solver.settings]
+    others = [name for name in SOLVERS if name not in taking]
+    return ", ".join(taking) if len(taking) <= len(others) else f"every sampler but {', '.join(others)}"
+
+
+EtaOption = Annotated[float | None, typer.Option(help=f"noise scale η in [0, 1] ({solvers_with('eta')})")]
+VarianceOption = Annotated[str | None, typer.Option(help=f"small or large step variance ({solvers_with('variance')})")]
 CorrectorOption = Annotated[
     float | None,
-    typer.Option(help="Langevin corrector step ε in [0, 1] (0: none); about half of the --nfe calls (not ihdm)"),
+    typer.Option(
+        help="Langevin corrector step ε in [0, 1] (0: none); about half of the --nfe calls "
+        f"({solvers_with('corrector')})"
+    ),
 ]
 ProjectionOption = Annotated[
     float | None,
     typer.Option(
-        help="Ghimire et al.'s projection step δμ in [0, 100] (0: none); about half of the --nfe calls (not ihdm)"
+        help="Ghimire et al.'s projection step δμ in [0, 100] (0: none); about half of the --nfe calls "
+        f"({solvers_with('projection')})"
     ),
 ]
 ClipOption = Annotated[
-    bool | None, typer.Option("--clip/--no-clip", metavar=FLAG, help="clip x̂0 to [-1, 1] (every sampler but ihdm)")
+    bool | None,
+    typer.Option("--clip/--no-clip", metavar=FLAG, help=f"clip x̂0 to [-1, 1] ({solvers_with('clip_x0')})"),
 ]
 
 

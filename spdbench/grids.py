@@ -49,6 +49,8 @@ EDM_RHO = 7.0
 def log_snr_end(nfe: int) -> float:
     """The mean log-SNR at which every grid but ``native`` stops, for ``nfe`` calls."""
     return 3.0 + math.log(nfe / 10)
+
+
 CHUNK = 256  #: times per batch when a coordinate is measured over the full grid
 
 #: ``(process, times > 0 decreasing, data spectrum D or None) ↦`` a monotone coordinate per time.

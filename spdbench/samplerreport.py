@@ -380,9 +380,13 @@ def corrected_rows(grids: Grids) -> list[Measure]:
 
 def todays_solver(process: Process | str) -> str:
     """The solver every run used before solvers were a choice (on the native grid), for a process
-    or a registered process's name."""
+    or a registered process's name; refused for a process none of ``TODAYS_SAMPLERS`` serves
+    (a new family's paper sampler goes there)."""
     cls = PROCESSES[process] if isinstance(process, str) else type(process)
-    return next(name for name in TODAYS_SAMPLERS if issubclass(cls, SOLVERS[name].family))
+    serving = [name for name in TODAYS_SAMPLERS if issubclass(cls, SOLVERS[name].family)]
+    if not serving:
+        raise ConfigurationError(f"no sampler of TODAYS_SAMPLERS ({', '.join(TODAYS_SAMPLERS)}) serves {cls.name!r}")
+    return serving[0]
 
 
 def find(

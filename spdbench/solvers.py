@@ -485,58 +485,62 @@ def plan(
             yield langevin(process, times, level, settings), False
 
 
+#: Every solver, by its name.
 SOLVERS: dict[str, Solver] = {
-    "ancestral": Solver(
-        "ancestral",
-        FrequencyDiagonalGaussian,
-        ancestral,
-        ("eta", "variance", "clip_x0", *CORRECTIONS),
-        "the posterior sampler: η from 0 to 1, small or large variance",
-    ),
-    "ddim": Solver("ddim", FrequencyDiagonalGaussian, ddim, ("clip_x0", *CORRECTIONS), "DDIM (η = 0), per frequency"),
-    "dpmpp2m": Solver(
-        "dpmpp2m",
-        FrequencyDiagonalGaussian,
-        dpm_solver_2m,
-        ("clip_x0", *CORRECTIONS),
-        "DPM-Solver++(2M), a second-order multistep exponential integrator per frequency",
-    ),
-    "dpmpp3m": Solver(
-        "dpmpp3m",
-        FrequencyDiagonalGaussian,
-        dpm_solver_3m,
-        ("clip_x0", *CORRECTIONS),
-        "DPM-Solver++(3M), its third-order multistep form",
-    ),
-    "sdedpmpp2m": Solver(
-        "sdedpmpp2m",
-        FrequencyDiagonalGaussian,
-        sde_dpm_solver_2m,
-        ("clip_x0", *CORRECTIONS),
-        "SDE-DPM-Solver++(2M): the ancestral sampler with a second-order multistep correction",
-    ),
-    "unipc2": Solver(
-        "unipc2",
-        FrequencyDiagonalGaussian,
-        partial(uni_pc, order=2),
-        ("clip_x0", *CORRECTIONS),
-        "UniPC-2: a second-order multistep predictor and its corrector, per frequency",
-    ),
-    "unipc3": Solver(
-        "unipc3",
-        FrequencyDiagonalGaussian,
-        partial(uni_pc, order=3),
-        ("clip_x0", *CORRECTIONS),
-        "UniPC-3: its third-order form",
-    ),
-    "reverse": Solver(
-        "reverse",
-        FrequencyDiagonalGaussian,
-        reverse_diffusion,
-        ("clip_x0", *CORRECTIONS),
-        "Song et al.'s reverse-diffusion predictor: a first-order step of the reverse SDE, per frequency",
-    ),
-    "ihdm": Solver("ihdm", HeatDissipation, ihdm, ("eta",), "IHDM's δ-sampler, strided in the level index"),
+    solver.name: solver
+    for solver in (
+        Solver(
+            "ancestral",
+            FrequencyDiagonalGaussian,
+            ancestral,
+            ("eta", "variance", "clip_x0", *CORRECTIONS),
+            "the posterior sampler: η from 0 to 1, small or large variance",
+        ),
+        Solver("ddim", FrequencyDiagonalGaussian, ddim, ("clip_x0", *CORRECTIONS), "DDIM (η = 0), per frequency"),
+        Solver(
+            "dpmpp2m",
+            FrequencyDiagonalGaussian,
+            dpm_solver_2m,
+            ("clip_x0", *CORRECTIONS),
+            "DPM-Solver++(2M), a second-order multistep exponential integrator per frequency",
+        ),
+        Solver(
+            "dpmpp3m",
+            FrequencyDiagonalGaussian,
+            dpm_solver_3m,
+            ("clip_x0", *CORRECTIONS),
+            "DPM-Solver++(3M), its third-order multistep form",
+        ),
+        Solver(
+            "sdedpmpp2m",
+            FrequencyDiagonalGaussian,
+            sde_dpm_solver_2m,
+            ("clip_x0", *CORRECTIONS),
+            "SDE-DPM-Solver++(2M): the ancestral sampler with a second-order multistep correction",
+        ),
+        Solver(
+            "unipc2",
+            FrequencyDiagonalGaussian,
+            partial(uni_pc, order=2),
+            ("clip_x0", *CORRECTIONS),
+            "UniPC-2: a second-order multistep predictor and its corrector, per frequency",
+        ),
+        Solver(
+            "unipc3",
+            FrequencyDiagonalGaussian,
+            partial(uni_pc, order=3),
+            ("clip_x0", *CORRECTIONS),
+            "UniPC-3: its third-order form",
+        ),
+        Solver(
+            "reverse",
+            FrequencyDiagonalGaussian,
+            reverse_diffusion,
+            ("clip_x0", *CORRECTIONS),
+            "Song et al.'s reverse-diffusion predictor: a first-order step of the reverse SDE, per frequency",
+        ),
+        Solver("ihdm", HeatDissipation, ihdm, ("eta",), "IHDM's δ-sampler, strided in the level index"),
+    )
 }
 
 
