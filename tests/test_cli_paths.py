@@ -135,6 +135,11 @@ def test_the_committed_paths_are_what_spdbench_paths_makes(tmp_path: Path) -> No
     result = runner.invoke(app, ["paths", "--out", str(out)])
     assert result.exit_code == 0, result.output
     # Another CPU's vector code may round the last digits otherwise: to 1e-9, not bit for bit.
-    pd.testing.assert_frame_equal(pd.read_csv(out / "paths.csv"), pd.read_csv(committed / "paths.csv"), rtol=1e-9)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "paths.csv"),
+        pd.read_csv(committed / "paths.csv"),
+        rtol=1e-9,
+        obj="results/paths (stale? make paths)",
+    )
     made = (out / "paths.md").read_text().replace(f" --out {out}", "")
     assert made == (committed / "paths.md").read_text()

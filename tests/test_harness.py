@@ -245,7 +245,7 @@ def test_the_short_cifar_suite_ranks_the_processes_within_8_gpu_hours() -> None:
     assert {(p, s) for p, s, options in requests if not options} == {(p, s) for p in PROCESSES for s in (0, 1)}
     perturbed = {(s, options["perturb"]) for p, s, options in requests if options}
     assert perturbed == {(s, p) for s in (0, 1) for p in (-0.5, 0.5)}
-    assert len(requests) == len({repr(request) for request in requests}) == 12
+    assert len(requests) == len({repr(request) for request in requests}) == 2 * len(PROCESSES) + 4
     resolved = [runs.resolve_run(dataclasses.replace(r, spectrum="paper")) for r in suite.runs]
     estimate = ESTIMATE_SECONDS(resolved, set(), flop_costs)
     assert 4 * 3600 < estimate.seconds < 8 * 3600

@@ -68,15 +68,16 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def contract(module: object) -> list[Callable[[tuple[str, dict[str, object]]], None]]:
+def contract(
+    module: object, cases: tuple[str, ...] = ("process_case", "gaussian_case")
+) -> list[Callable[[tuple[str, dict[str, object]]], None]]:
     """The tests of ``module`` that every registered process runs (those taking ``process_case``
     alone) and those every frequency-diagonal Gaussian one runs (``gaussian_case`` alone), as
-    the toy process is."""
+    the toy process is; those of the fixtures ``cases`` among them."""
     return [
         function
         for name, function in inspect.getmembers(module, inspect.isfunction)
-        if name.startswith("test_")
-        and list(inspect.signature(function).parameters) in (["process_case"], ["gaussian_case"])
+        if name.startswith("test_") and [*inspect.signature(function).parameters] in ([case] for case in cases)
     ]
 
 

@@ -12,13 +12,21 @@ import pytest
 import torch
 from torch import Tensor
 
-from corruptions import Process
+from corruptions import PROCESSES, Process
 from corruptions.ddpm import DDPM
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import Transition
 from corruptions.oracle import OracleDenoiser, gaussian_images
 from spdbench.grids import GRIDS, Grids, make_grid, solver_calls, with_correctors
-from spdbench.samplerreport import floor_variance, gains, oracle_grid, output_variance, relative_w2
+from spdbench.samplerreport import (
+    OracleGrid,
+    floor_variance,
+    gains,
+    oracle_grid,
+    output_variance,
+    relative_w2,
+    todays_solver,
+)
 from spdbench.sampling import PerImageNoise, sample
 from spdbench.solvers import (
     MAX_PROJECTION,
@@ -50,7 +58,12 @@ def spectrum_of(process: Process) -> Tensor:
 
 def exact_w2(process: Process, solver: Solver, grid: Tensor, spectrum: Tensor) -> float:
     """The relative W2² of ``solver``'s samples on ``grid`` with the oracle, exactly."""
-    return relative_w2(output_variance(oracle_grid(process, grid, spectrum), solver)[0], spectrum)
+    return w2_on(oracle_grid(process, grid, spectrum), solver)
+
+
+def w2_on(on: OracleGrid, solver: Solver) -> float:
+    """The relative W2² of ``solver``'s samples on the oracle grid ``on``, exactly."""
+    return relative_w2(output_variance(on, solver)[0], on.spectrum)
 
 
 def zero_denoiser(x: Tensor, t: Tensor) -> Tensor:
@@ -95,6 +108,10 @@ def test_every_solver_samples_reproducibly_per_image_on_every_grid(process_case)
             assert all(torch.isfinite(x).all() for x in states), (name, grid_name)
 
 
+#: The relative W2² to the data within which every solver comes on its full grid (consistency).
+REACH = 0.05
+
+
 def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> None:
     """With a perfect network the exact W2² to the data at 2N network calls is at most 0.9 times
     that at N, for N = 10 and 20, on the native and the log-SNR grid where the process has them,
@@ -108,14 +125,22 @@ def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> 
     passes below it (4.8e-5 at 20 calls, 7.0e-5 at 40). Grids pick their times among the levels,
     so this holds while 2N is at most a quarter of them (more picks make uneven steps, which cost
     a multistep solver its order). IHDM's strided sampler diverges with few steps (``spdbench
-    samplers`` shows it): it is held to this from a quarter of the levels to half of them."""
+    samplers`` shows it): it is held to this from a quarter of the levels to half of them. And
+    every solver is consistent: on its full grid it comes within ``REACH`` of the data (the
+    registered ones within 0.021, IHDM's δ-sampler; 1e-4 and less for the Gaussian solvers on the
+    processes shipped here). On DDPM, DDIM keeping 0.1 % too little of ``u_t`` at each step falls
+    at first (0.035, 0.011, 0.006 at 10, 20, 40 calls) and ends at 0.40 on the full grid; with its
+    ``x̂_0`` weight 5 % too large it ends at 0.18."""
     process = build(process_case)
     spectrum = spectrum_of(process)
     grids = Grids(process, spectrum)
     levels = len(process.time_grid()) - 1
     floor = relative_w2(floor_variance(process, spectrum), spectrum)
+    full = oracle_grid(process, grids.make("native", None), spectrum)
     compared = set()
     for name in solvers_for(process):
+        reached = w2_on(full, SOLVERS[name])
+        assert reached < REACH, (name, reached)
         counts = [levels // 4] if name == "ihdm" else [n for n in (10, 20) if 2 * n <= levels // 4]
         for grid_name in ("native", "logsnr") if counts else ():
             try:
@@ -127,20 +152,25 @@ def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> 
             for earlier, later in zip(errors, errors[1:]):
                 compared.add(name)
                 if later > 0.9 * earlier:
-                    limit = max(floor, exact_w2(process, SOLVERS[name], grids.make(grid_name, None), spectrum))
+                    limit = max(floor, reached)
                     assert max(earlier, later) < 3 * limit, (name, grid_name, errors, limit)
     assert compared == set(solvers_for(process)) or levels < 80  # fewer levels: too few for 2N ≤ levels/4
 
 
-@pytest.mark.parametrize("case", GAUSSIAN_CASES, ids=case_id)  # not a contract: it needs an asymptotic range
+#: The frequency-diagonal Gaussian cases of the processes this project ships: those the order test holds to.
+SHIPPED_GAUSSIAN_CASES = [case for case in GAUSSIAN_CASES if case[0] in ("ddpm", "blurring", "spd")]
+
+
+@pytest.mark.parametrize("case", SHIPPED_GAUSSIAN_CASES, ids=case_id)  # not a contract: it needs an asymptotic range
 def test_the_second_order_solver_converges_at_second_order(case) -> None:
     """On the log-SNR grid, as NFE doubles, DDIM's distance to the data's law halves (first
     order: W2² falls by about 4), DPM-Solver++(2M)'s falls by about 4 (second order: W2² by
     about 16) and UniPC-2's by about 8 (third order: W2² by about 64) in their asymptotic
-    range, before the floor the grid's last level leaves: per frequency, for every registered
-    Gaussian process. A process without that range (the toy variance-exploding process of
+    range, before the floor the grid's last level leaves: per frequency, for every Gaussian
+    process shipped here. A process without that range (the toy variance-exploding process of
     ``test_new_process``, 200 levels and a prior that misses the marginal, reaches its limit by 20
-    calls) does not show the order, so this test is not in the contract a new process must pass."""
+    calls) does not show the order, so this test holds the solvers to their order on the shipped
+    processes and is not in the contract a new process must pass, registered or not."""
     process = build(case)
     spectrum = spectrum_of(process)
     grids = Grids(process, spectrum)
@@ -411,10 +441,10 @@ def test_uni_pc_takes_the_reference_schedulers_steps(order: int) -> None:
 
 def test_bad_solver_grid_and_settings_are_refused() -> None:
     ddpm, heat = build(("ddpm", {})), build(("heat", {}))
-    with pytest.raises(ConfigurationError, match="unknown sampler 'euler'; valid: ancestral, ddim"):
-        get_solver("euler")
-    with pytest.raises(ConfigurationError, match="unknown grid 'cosine'; valid: native, logsnr, edm, signal"):
-        make_grid("cosine", ddpm, 10)
+    with pytest.raises(ConfigurationError, match="unknown sampler 'no-such-solver'; valid: ancestral, ddim"):
+        get_solver("no-such-solver")
+    with pytest.raises(ConfigurationError, match="unknown grid 'no-such-grid'; valid: native, logsnr, edm, signal"):
+        make_grid("no-such-grid", ddpm, 10)
     with pytest.raises(ConfigurationError, match=r"nfe \(sampler network calls\) must lie in \[1, 1000\]"):
         make_grid("logsnr", ddpm, 5000)
     with pytest.raises(ConfigurationError, match="the signal grid needs the data's power spectrum"):
@@ -437,6 +467,19 @@ def test_bad_solver_grid_and_settings_are_refused() -> None:
     assert SOLVERS["ihdm"].settings_for() == SamplerSettings(eta=1.0, clip_x0=False)
     assert SOLVERS["ddim"].settings_for() == SamplerSettings(eta=0.0, clip_x0=True)
     assert math.isclose(SOLVERS["ancestral"].settings_for(eta=0.25).eta, 0.25)
+
+
+def test_a_process_of_a_new_family_needs_its_paper_s_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registered process that none of ``TODAYS_SAMPLERS`` serves is refused by name, not with
+    an internal error: its family's paper sampler goes there."""
+
+    class NewFamily(Process):
+        name = "new-family"
+
+    monkeypatch.setitem(PROCESSES, NewFamily.name, NewFamily)
+    with pytest.raises(ConfigurationError, match=r"TODAYS_SAMPLERS \(ancestral, ihdm\) serves 'new-family'"):
+        todays_solver(NewFamily.name)
+    assert todays_solver("heat") == "ihdm" and todays_solver("spd") == "ancestral"
 
 
 def test_samplers_command_writes_the_tables_and_the_plot(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -519,4 +562,9 @@ def test_the_committed_sampler_measures_are_what_the_measure_gives_now(
     committed = samplerreport.read_measures(csv_path)
     kept = [row.record() for row in committed if row.label == name]
     # Another CPU's vector code may round the last digits otherwise: to 1e-12, not bit for bit.
-    pd.testing.assert_frame_equal(pd.DataFrame([row.record() for row in rows]), pd.DataFrame(kept), rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame([row.record() for row in rows]),
+        pd.DataFrame(kept),
+        rtol=1e-12,
+        obj=f"{csv_path.relative_to(Path(__file__).parents[1])} (stale? make samplers)",
+    )

@@ -149,7 +149,7 @@ def test_a_setting_one_configuration_lacks_tells_it_apart() -> None:
     runs += [run("spd", seed, 300.0) for seed in range(2)]
     decided = {claim.claim: claim.estimate.value for claim in claims(runs, "spd")}
     assert decided == {
-        "spd (train.bf16=None)'s FID is lower than ddpm's": pytest.approx(-50.0),
+        "spd (train.bf16=null)'s FID is lower than ddpm's": pytest.approx(-50.0),
         "spd (train.bf16 absent)'s FID is lower than ddpm's": pytest.approx(150.0),
     }
 
