@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from typing import Any
 
@@ -38,13 +39,16 @@ KINDS: dict[type, tuple[tuple[type, ...], str]] = {
 def checked_option(key: str, value: Any, default: Any) -> Any:
     """``value`` for an option whose default is ``default``, as the default's type (numpy's
     numbers and an integer for a float are converted); ``ConfigurationError`` for a value of
-    another kind (``levels=2.5``, ``levels=nan``); an option without a default takes anything."""
+    another kind (``levels=2.5``, ``levels=nan``) or a number that is not finite
+    (``sigma=inf``); an option without a default takes anything."""
     kind = KINDS.get(type(default))
     if kind is None:
         return value
     accepted, words = kind
     if not isinstance(value, accepted) or (isinstance(value, bool) and type(default) is not bool):
         raise ConfigurationError(f"{key} must be {words}, got {value!r}")
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+        raise ConfigurationError(f"{key} must be a finite number, got {value!r}")
     return type(default)(value)
 
 

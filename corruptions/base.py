@@ -153,6 +153,16 @@ def discrete_time_grid(levels: int, nfe: int | None) -> Tensor:
     return torch.cat([grid, torch.zeros(1, dtype=torch.long)])
 
 
+#: The most levels a discrete process takes (25 times SPD's 4000): its per-level tables stay small.
+MAX_LEVELS = 100_000
+
+
+def check_levels(process: str, levels: int, least: int = 1) -> None:
+    """Refuse ``levels`` outside ``[least, MAX_LEVELS]``."""
+    if not least <= levels <= MAX_LEVELS:
+        raise ConfigurationError(f"{process} needs between {least} and {MAX_LEVELS} levels, got {levels}")
+
+
 class DiscreteTime:
     """Time for processes with integer levels ``0 … L`` (``0`` the data): training draws levels
     uniformly from ``{1 … L}``, sampling walks a thinned grid, the network sees ``t / L``."""

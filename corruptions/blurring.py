@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from corruptions.base import DeviceCopies, ImageShape, batch_view, check_nfe
+from corruptions.base import DeviceCopies, ImageShape, batch_view, check_levels, check_nfe
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.transforms import BASES, heat_eigenvalues
@@ -37,12 +37,11 @@ class BlurringDiffusion(FrequencyDiagonalGaussian):
         min_scale: float = 0.001,
         levels: int = 1000,
     ) -> None:
-        if sigma_blur_max < 0:
+        if not sigma_blur_max >= 0:
             raise ConfigurationError(f"sigma_blur_max must be ≥ 0, got {sigma_blur_max}")
         if not 0 < min_scale <= 1:
             raise ConfigurationError(f"min_scale must lie in (0, 1], got {min_scale}")
-        if levels < 1:
-            raise ConfigurationError(f"blurring needs at least 1 level, got {levels}")
+        check_levels("blurring", levels)
         options = {"sigma_blur_max": sigma_blur_max, "min_scale": min_scale, "levels": levels}
         super().__init__(image_shape, BASES["dct"], options)
         self.sigma_blur_max = sigma_blur_max

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view
+from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view, check_levels
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.transforms import BASES
@@ -47,8 +47,7 @@ class DDPM(DiscreteTime, FrequencyDiagonalGaussian):
     ) -> None:
         if schedule not in SCHEDULES:
             raise ConfigurationError(f"unknown DDPM schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if levels < 2:
-            raise ConfigurationError(f"DDPM needs at least 2 levels, got {levels}")
+        check_levels("DDPM", levels, least=2)
         # The coefficients are the same at every frequency, so the basis never runs;
         # the DCT is where the path analysis measures the spectrum.
         super().__init__(image_shape, BASES["dct"], {"schedule": schedule, "levels": levels})

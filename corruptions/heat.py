@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from corruptions.base import Corruption, DeviceCopies, DiscreteTime, ImageShape, Process, batch_view
+from corruptions.base import Corruption, DeviceCopies, DiscreteTime, ImageShape, Process, batch_view, check_levels
 from corruptions.errors import ConfigurationError
 from corruptions.transforms import BASES, heat_eigenvalues
 
@@ -57,8 +57,7 @@ class HeatDissipation(DiscreteTime, Process):
         default_levels, default_max = published_schedule(image_shape[1])
         levels = default_levels if levels is None else levels
         sigma_blur_max = default_max if sigma_blur_max is None else sigma_blur_max
-        if levels < 1:
-            raise ConfigurationError(f"heat needs at least 1 level, got {levels}")
+        check_levels("heat", levels)
         if not 0 < sigma_blur_min <= sigma_blur_max:
             raise ConfigurationError(
                 f"heat needs 0 < sigma_blur_min ≤ sigma_blur_max, got {sigma_blur_min}, {sigma_blur_max}"

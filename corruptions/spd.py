@@ -29,7 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view, option_text
+from corruptions.base import DeviceCopies, DiscreteTime, ImageShape, batch_view, check_levels, option_text
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from corruptions.spectrum import Spectrum
@@ -56,8 +56,7 @@ class ShortestPathDiffusion(DiscreteTime, FrequencyDiagonalGaussian):
         perturb: float = 0.0,
         perturb_kind: Literal["desync", "spectrum", "time"] = "desync",
     ) -> None:
-        if levels < 2:
-            raise ConfigurationError(f"SPD needs at least 2 levels, got {levels}")
+        check_levels("SPD", levels, least=2)
         if perturb_kind not in PERTURB_KINDS:
             raise ConfigurationError(f"unknown perturb kind {perturb_kind!r}; valid: {', '.join(PERTURB_KINDS)}")
         if not abs(perturb) < 1:

@@ -20,9 +20,12 @@ def test_unknown_process_lists_the_valid_names() -> None:
         make_process("nope", (1, 8, 8))
 
 
-@pytest.mark.parametrize("perturb", [1.0, -1.0, 1.5, float("nan")])
-def test_perturbation_must_be_below_one(perturb: float) -> None:
-    with refused(r"\|p\| < 1"):
+@pytest.mark.parametrize(
+    ("perturb", "message"),
+    [(1.0, r"\|p\| < 1"), (-1.0, r"\|p\| < 1"), (1.5, r"\|p\| < 1"), (float("nan"), "perturb must be a finite number")],
+)
+def test_perturbation_must_be_below_one(perturb: float, message: str) -> None:
+    with refused(message):
         make_process("spd", (1, 8, 8), spectrum=IMAGE_SPECTRUM, perturb=perturb)
 
 
