@@ -28,6 +28,7 @@ from spdbench.spectra import resolve_size, resolve_spectrum
 
 CELL_INCHES = 0.9
 PADDING = 2  #: pixels between images in a grid
+MAX_IMAGES = 64  #: the most training images (columns) a picture shows
 
 
 def process_names(process: str) -> list[str]:
@@ -55,8 +56,10 @@ def show_processes(
     at ``times`` times into ``out``; returns the files written. ``options`` go to every process
     shown, which refuses those it does not have."""
     names = process_names(process)
-    if images < 1 or times < 1:
-        raise UserError(f"need at least one image and one time, got {images} images and {times} times")
+    if not 1 <= images <= MAX_IMAGES or times < 1:
+        raise UserError(
+            f"need 1 to {MAX_IMAGES} images (the columns) and at least one time, got {images} images and {times} times"
+        )
     check_seed(seed)
     spectrum = resolve_spectrum(spectrum_kind, dataset, size)
     size = resolve_size(dataset, size)

@@ -24,7 +24,7 @@ from torch import Tensor
 from corruptions import Process
 from corruptions.spectrum import PAPER_SPECTRUM, MeasuredSpectrum, Spectrum, estimate_spectrum, fit_power_law
 from corruptions.transforms import BASES, Basis
-from spdbench.data import image_shape, iterate_batches, load_images
+from spdbench.data import check_size, image_shape, iterate_batches, load_images
 from spdbench.errors import UserError
 from spdbench.files import cache_dir, write_atomically
 
@@ -38,8 +38,8 @@ def cache_path(dataset: str, size: int, basis: Basis) -> Path:
 
 
 def resolve_size(dataset: str, size: int | None) -> int:
-    """``size``, or the dataset's own image size when it is ``None``."""
-    return image_shape(dataset)[1] if size is None else size
+    """``size`` (``check_size``), or the dataset's own image size when it is ``None``."""
+    return image_shape(dataset)[1] if size is None else check_size(size)
 
 
 def resolve_spectrum(kind: str, dataset: str, size: int | None = None, channels: int | None = None) -> Spectrum:
@@ -50,8 +50,6 @@ def resolve_spectrum(kind: str, dataset: str, size: int | None = None, channels:
         raise UserError(f"unknown spectrum {kind!r}; valid: {', '.join(SPECTRUM_KINDS)}")
     dataset_channels = image_shape(dataset)[0]
     size = resolve_size(dataset, size)
-    if size < 2:
-        raise UserError(f"image size must be at least 2 pixels, not {size}")
     if channels is not None and channels < 1:
         raise UserError(f"channels must be positive, not {channels}")
     if kind == "paper":

@@ -344,8 +344,9 @@ def test_resize(tmp_path: Path) -> None:
     assert images.min() >= -1 and images.max() <= 1
     # Constant images stay constant.
     assert torch.allclose(images[3, 0], torch.full((16, 16), 3 / 127.5 - 1))
-    with pytest.raises(UserError, match="positive"):
-        data.load_images("cifar10", "train", root=tmp_path, size=0)
+    for size in (0, 1, 129):
+        with pytest.raises(UserError, match=rf"image size must lie in \[2, 128\] pixels, not {size}"):
+            data.load_images("cifar10", "train", root=tmp_path, size=size)
 
 
 def test_iterate_batches() -> None:
