@@ -36,7 +36,7 @@ from typing import Any
 import safetensors.torch
 from torch import Tensor
 
-from spdbench.errors import UserError
+from spdbench.errors import UserError, one_line
 
 FORMAT = 1
 """Version of the layout above, recorded in every manifest."""
@@ -71,6 +71,10 @@ class Checkpoint:
     ema: dict[str, Tensor]
     state: dict[str, Tensor]
     meta: dict[str, Any]
+
+    def misfit(self, error: Exception) -> UserError:
+        """The one-line error for a checkpoint whose tensors or state ``error`` says do not fit."""
+        return UserError(f"the checkpoint {self.path} does not fit this run: {one_line(str(error))}")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

@@ -317,6 +317,8 @@ def sample(
         counts = [None if count.strip() == "full" else int(count) for count in nfe.split(",")]
     except ValueError:
         raise UserError(f"--nfe takes integers (or full), comma-separated, got {nfe!r}") from None
+    if len(set(counts)) < len(counts):
+        raise UserError(f"--nfe names a count twice: {nfe!r}")
     changes = {"sampler": sampler, "grid": grid, "eta": eta, "variance": variance, "clip_x0": clip}
     records = sample_again(run, counts, {**changes, "corrector": corrector, "projection": projection}, device)
     table = Table(title=f"{run.name} sampled again", box=box.SIMPLE_HEAD, pad_edge=False)

@@ -42,6 +42,8 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     same directory and the same suffix (writers that go by the extension pick the right format),
     and is renamed onto ``path`` only once ``write`` returns; on any failure it is removed, and
     those a killed process left for ``path`` are removed first."""
+    if not path.name or path.is_dir():
+        raise UserError(f"{path} is a directory, not a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     temporary = path.with_name(f".{path.stem}.{HOST}.{os.getpid()}.{uuid.uuid4().hex}{path.suffix}")

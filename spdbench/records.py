@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,13 +47,38 @@ RUNS_DIR = "runs"
 SUITE_KEYS = ("suite", "title", "budget", "dataset", "features", "samples", "reference", "command", "machine")
 #: What ``resampled/<sampler>.json`` must hold.
 RESAMPLED_KEYS = ("sampler", "scores", "sampling_seconds")
-NUMBER = (int, float)
-#: What the values a record's readers use must be, where the record has them (a dict: an object
-#: whose values must be so in turn).
+NUMBER = (int, float)  #: a finite number (``misfits`` refuses NaN and infinities)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """The kind of an object that must hold ``keys``, its values of ``kinds`` where it has them."""
+
+    keys: tuple[str, ...]
+    kinds: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """The kind of a list whose every item is of ``kind``."""
+
+    kind: Any
+
+
+#: What the values a record's readers use must be, where the record has them: a type or a tuple
+#: of types, a dict (an object whose values must be so in turn, where it has them), ``Holding``
+#: or ``ListOf``.
 SCORE_KINDS: dict[str, Any] = {
     "fid": NUMBER, "fid_low": NUMBER, "fid_high": NUMBER, "kid": NUMBER, "kid_std": NUMBER, "samples": int,
     "features": str, "reference": str,
 }
+SCORES = Holding(("fid", "fid_low", "fid_high"), SCORE_KINDS)  #: a run's scores: its FID and interval at least
+SUITE_KINDS: dict[str, Any] = {
+    **dict.fromkeys(("suite", "title", "budget", "dataset", "features", "reference", "command", "machine"), str),
+    "samples": int, "floor": Holding(("fid", "fid_low", "fid_high", "kid", "samples"), SCORE_KINDS), "smoke": bool,
+    "claims_about": (str, type(None)),
+}
+EVALUATION_KINDS: dict[str, Any] = {"step": int, "fid": NUMBER, "samples": int}
 CONFIG_KINDS: dict[str, Any] = {
     "process": {"process": str, "label": str},
     "dataset": str,
@@ -69,10 +95,10 @@ CONFIG_KINDS: dict[str, Any] = {
 }
 SUMMARY_KINDS: dict[str, Any] = {
     "train_steps": int, "train_seconds": NUMBER, "images_per_second": NUMBER, "nfe": int, "samples": int,
-    "sampling_seconds": NUMBER, "scores": SCORE_KINDS,
+    "sampling_seconds": NUMBER, "scores": SCORES,
 }
 RESAMPLED_KINDS: dict[str, Any] = {
-    "sampler": CONFIG_KINDS["sampler"], "scores": SCORE_KINDS, "sampling_seconds": NUMBER,
+    "sampler": CONFIG_KINDS["sampler"], "scores": SCORES, "sampling_seconds": NUMBER,
 }
 GEOMETRY = "geometry"  #: ``geometry/``: the geometry of the run's sampling paths (``spdbench geometry``)
 GEOMETRY_SUMMARY = "summary.json"
@@ -81,6 +107,11 @@ GEOMETRY_KEYS = (
     "sampling_deviation_max", "sampling_deviation_mean", "denoising_deviation_max", "denoising_deviation_mean",
     "sampling_off_plane", "optimal_gap_mean", "final_fid", "best_jump_calls", "best_jump_fid", "steps", "samples",
 )
+GEOMETRY_KINDS: dict[str, Any] = {
+    **dict.fromkeys(GEOMETRY_KEYS, NUMBER),
+    "sampling_off_plane": ListOf(NUMBER), "denoising_off_plane": ListOf(NUMBER),
+    "optimal_gap_mean": (*NUMBER, type(None)), "best_jump_calls": int, "steps": int, "samples": int, "sampler": dict,
+}
 
 
 def read_json(path: Path) -> Any:
@@ -97,30 +128,54 @@ def read_record(path: Path, keys: tuple[str, ...] = (), kinds: dict[str, Any] | 
     record = read_json(path)
     if not isinstance(record, dict):
         raise UserError(f"{path} holds a JSON {type(record).__name__}, not the object spdbench writes there")
-    missing = [key for key in keys if key not in record]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}: it is damaged or from another version of spdbench")
+    return checked(path, record, keys, kinds)
+
+
+def checked(
+    path: Path, record: dict[str, Any], keys: tuple[str, ...] = (), kinds: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``record`` (read from ``path``); a one-line error when it holds a value of another kind
+    than ``kinds`` names for it (``misfits``) or lacks one of ``keys``."""
     wrong = misfits(record, kinds or {})
     if wrong:
         raise UserError(f"{path} holds {wrong[0]}: it is damaged or from another version of spdbench")
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: it is damaged or from another version of spdbench")
     return record
 
 
 def misfits(record: dict[str, Any], kinds: dict[str, Any], within: str = "") -> list[str]:
     """``key = value`` for each value of ``record`` of another kind than ``kinds`` names (a type,
-    a tuple of types, or the kinds of an object's values); a boolean is no number."""
+    a tuple of types, the kinds of an object's values, ``Holding`` or ``ListOf``), and ``key
+    without item`` for an item a ``Holding`` object lacks; a boolean is no number, and a number
+    must be finite."""
     found = []
     for key, kind in kinds.items():
-        if key not in record:
-            continue
-        value, name = record[key], f"{within}{key}"
-        if isinstance(kind, dict):
-            found += misfits(value, kind, f"{name}.") if isinstance(value, dict) else [f"{name} = {value!r}"]
-        elif isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            found.append(f"{name} = {value!r}")
-        elif not isinstance(value, kind):
-            found.append(f"{name} = {value!r}")
+        if key in record:
+            found += misfit(record[key], kind, f"{within}{key}")
     return found
+
+
+def misfit(value: Any, kind: Any, name: str) -> list[str]:
+    """What ``misfits`` finds in the one ``value`` called ``name``."""
+    if isinstance(kind, Holding):
+        if not isinstance(value, dict):
+            return [f"{name} = {value!r}"]
+        lacking = [f"{name} without {key}" for key in kind.keys if key not in value]
+        return misfits(value, kind.kinds, f"{name}.") + lacking
+    if isinstance(kind, dict):
+        return misfits(value, kind, f"{name}.") if isinstance(value, dict) else [f"{name} = {value!r}"]
+    if isinstance(kind, ListOf):
+        if not isinstance(value, list):
+            return [f"{name} = {value!r}"]
+        return [found for index, item in enumerate(value) for found in misfit(item, kind.kind, f"{name}[{index}]")]
+    types = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        return [f"{name} = {value!r}"]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{name} = {value!r}"]
+    return []
 
 
 def as_json(value: Any) -> Any:
@@ -344,12 +399,16 @@ def read_run(directory: Path) -> RunRecord:
         config=read_record(config, kinds=CONFIG_KINDS) if config.is_file() else {},
         summary=read_record(summary, kinds=SUMMARY_KINDS) if summary.is_file() else None,
         error=str(read_record(failed, ("error",))["error"]) if failed.is_file() else None,
-        evaluations=[entry for entry in step_log(evaluations) if {"fid", "samples"} <= entry.keys()],
+        evaluations=[
+            checked(evaluations, entry, kinds=EVALUATION_KINDS)
+            for entry in step_log(evaluations)
+            if {"fid", "samples"} <= entry.keys()
+        ],
         resampled=[
             read_record(path, RESAMPLED_KEYS, RESAMPLED_KINDS)
             for path in sorted((directory / RESAMPLED).glob("*.json"))
         ],
-        geometry=read_record(geometry, GEOMETRY_KEYS) if geometry.is_file() else None,
+        geometry=read_record(geometry, GEOMETRY_KEYS, GEOMETRY_KINDS) if geometry.is_file() else None,
     )
 
 
@@ -386,7 +445,7 @@ def read_suite(directory: Path) -> SuiteRecord:
     path = directory / SUITE_FILE
     if not path.is_file():
         raise UserError(f"{directory} is not a suite: it has no {SUITE_FILE}")
-    info = read_record(path, SUITE_KEYS)
+    info = read_record(path, SUITE_KEYS, SUITE_KINDS)
     runs_dir = directory / RUNS_DIR
     runs = runs_dir.iterdir() if runs_dir.is_dir() else []
     found = sorted(run.name for run in runs if run.is_dir() and not run.name.startswith("."))  # .x: being removed

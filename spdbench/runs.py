@@ -43,6 +43,7 @@ from spdbench.records import (
     SAMPLE_GRID,
     SAMPLES,
     SUMMARY,
+    SUMMARY_KINDS,
     append_evaluation,
     as_json,
     read_record,
@@ -268,18 +269,23 @@ def launch_rank() -> int:
 
 def execute(run: Run, out: Path, force: bool = False) -> tuple[Path, dict[str, Any]]:
     """Train, sample and summarise ``run`` under ``out/<run id>``; returns the directory and
-    the summary. A finished run is returned as it is (unless ``force``: start again)."""
+    the summary. A finished run is returned as it is (unless ``force``: start again); a run
+    directory of another configuration, or a summary without its configuration, is refused."""
     run_dir = out / run.run_id
     config = as_json(run.config())  # as it reads back from config.json
-    if not force and (run_dir / SUMMARY).exists():
-        return run_dir, read_record(run_dir / SUMMARY)
+    if not force:
+        if (run_dir / CONFIG).exists():
+            if read_record(run_dir / CONFIG) != config:
+                raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
+        elif (run_dir / SUMMARY).exists():
+            raise UserError(f"{run_dir} holds a summary without its {CONFIG}; use --force to replace it")
+        if (run_dir / SUMMARY).exists():
+            return run_dir, read_record(run_dir / SUMMARY, kinds=SUMMARY_KINDS)
     images = load_images(run.dataset, "train")  # everything is checked before anything is written
     check_inputs(run.process, images, run.train, int(os.environ.get("WORLD_SIZE", "1")))
     check_output_directory(out)
     if force and run_dir.exists():
         remove_directory(run_dir)
-    if (run_dir / CONFIG).exists() and read_record(run_dir / CONFIG) != config:
-        raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
     write_json(run_dir / CONFIG, config)
 
     with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed
@@ -455,7 +461,10 @@ def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet, Checkpoint]
         raise UserError(f"{run_dir} does not rebuild as recorded: it was made by another version of spdbench")
     net = UNet(network_config(run.network, run.process.image_shape[0], run.process.image_shape[1]))
     checkpoint = load_checkpoint(run_dir)
-    net.load_state_dict(checkpoint.ema)
+    try:
+        net.load_state_dict(checkpoint.ema)
+    except RuntimeError as error:  # keys or shapes of another network
+        raise checkpoint.misfit(error) from error
     return request, run, net.eval(), checkpoint
 
 

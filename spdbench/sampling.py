@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from corruptions import Process
+from spdbench.errors import UserError
 from spdbench.solvers import SamplerSettings, Solver, level_schedule, plan
 
 MAX_HISTORY = 3  #: earlier ``x̂_0`` a solver may use (UniPC-3 uses three)
@@ -161,12 +162,19 @@ def generate(
     """Images ``first … first + count − 1`` of the sample set ``seed``, as uint8.
 
     Each image's noise and reference are its own (``sample_set_inputs``): any subset of a sample
-    set is regenerated exactly, whatever the batch size."""
+    set is regenerated exactly, whatever the batch size. Images that are not finite are refused:
+    no FID is computed from a sampler or network that diverged."""
     chunks = []
     for start in range(first, first + count, batch):
         indices = range(start, min(start + batch, first + count))
         noise, reference = sample_set_inputs(process, train_images, seed, indices, device)
-        chunks.append(to_uint8(sample(denoiser, process, noise, reference, grid, solver, settings)).cpu())
+        images = sample(denoiser, process, noise, reference, grid, solver, settings)
+        if not torch.isfinite(images).all():
+            raise UserError(
+                f"images {indices.start}–{indices.stop - 1} of the sample set are not finite: "
+                f"the network or the sampler ({solver.name}, {len(grid) - 1} calls) diverged"
+            )
+        chunks.append(to_uint8(images).cpu())
         if callback is not None:
             callback(len(indices))
     return torch.cat(chunks)

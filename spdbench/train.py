@@ -516,5 +516,4 @@ class _State:
             self.noise.set_state(checkpoint.state["rng/noise"])
             self.batches.restore(checkpoint.state["rng/data_epoch"], meta["data_position"])
         except (KeyError, ValueError, RuntimeError) as error:
-            reason = " ".join(str(error).split())
-            raise UserError(f"the checkpoint {checkpoint.path} does not fit this run: {reason}") from error
+            raise checkpoint.misfit(error) from error

@@ -17,6 +17,7 @@ from corruptions.ddpm import DDPM
 from corruptions.errors import ConfigurationError
 from corruptions.gaussian import Transition
 from corruptions.oracle import OracleDenoiser, gaussian_images
+from spdbench.errors import UserError
 from spdbench.grids import GRIDS, Grids, make_grid, solver_calls, with_correctors
 from spdbench.samplerreport import (
     OracleGrid,
@@ -27,7 +28,7 @@ from spdbench.samplerreport import (
     relative_w2,
     todays_solver,
 )
-from spdbench.sampling import PerImageNoise, sample
+from spdbench.sampling import PerImageNoise, generate, sample
 from spdbench.solvers import (
     MAX_PROJECTION,
     SOLVERS,
@@ -467,6 +468,18 @@ def test_bad_solver_grid_and_settings_are_refused() -> None:
     assert SOLVERS["ihdm"].settings_for() == SamplerSettings(eta=1.0, clip_x0=False)
     assert SOLVERS["ddim"].settings_for() == SamplerSettings(eta=0.0, clip_x0=True)
     assert math.isclose(SOLVERS["ancestral"].settings_for(eta=0.25).eta, 0.25)
+
+
+def test_images_that_are_not_finite_are_refused_not_scored() -> None:
+    """A network (or sampler) that gives NaN stops the sample set with one line that says so,
+    instead of images quantised from NaN (to 0) that would still get a FID."""
+    process = build(("ddpm", {}))
+    train = image_like(4, process.image_shape)
+    nan_denoiser = lambda x, t: torch.full_like(x, float("nan"))  # noqa: E731
+    grid, solver = make_grid("native", process, 3), SOLVERS["ddim"]
+    with pytest.raises(UserError, match=r"images 0–1 of the sample set are not finite: .* \(ddim, 3 calls\) diverged"):
+        generate(nan_denoiser, process, train, 4, 0, grid, solver, solver.settings_for(), 2, CPU)
+    assert generate(zero_denoiser, process, train, 4, 0, grid, solver, solver.settings_for(), 2, CPU).shape[0] == 4
 
 
 def test_a_process_of_a_new_family_needs_its_paper_s_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
