@@ -64,7 +64,7 @@ from benchmarks.timing import calls_per_second, random_images, synchronize, time
 from benchmarks.vs_diffusers import commit, device_name
 from corruptions import PROCESSES
 from models import UNet, network_config
-from spdbench.errors import OneLineArgumentParser, UserError, command_errors, one_line
+from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors, one_line
 from spdbench.files import check_output_directory, write_atomically
 from spdbench.runs import Run, RunRequest, resolve_run
 from spdbench.sampling import generate, network_denoiser
@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = OneLineArgumentParser(prog="benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--limit-s", type=float, default=420.0,
+    parser.add_argument("--limit-s", type=at_least(1.0, float), default=420.0,
                         help="start no measurement after this many seconds (torchrun is stopped 60 s after it)")
     parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
     parser.add_argument("--rank-check", type=Path, default=None, help=argparse.SUPPRESS)

@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import os
 import statistics
-import sys
 import time
 
 import torch
@@ -34,6 +33,7 @@ from corruptions.spectrum import PAPER_SPECTRUM
 from models import UNet, network_config
 from spdbench.budgets import TrainConfig
 from spdbench.data import image_shape
+from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors
 
 
 def corruption_seconds(process: corruptions.Process, x0: torch.Tensor, repeats: int) -> float:
@@ -55,8 +55,7 @@ def variant(name: str) -> dict[str, bool]:
     """The trainer settings of a variant's name, e.g. ``compiled-bf16-cl``."""
     parts = name.split("-")
     if not (parts[0] in ("eager", "compiled") and parts[1:2] in (["fp32"], ["bf16"]) and parts[2:] in ([], ["cl"])):
-        print(f"error: unknown variant {name!r}; e.g. eager-fp32, compiled-bf16, compiled-bf16-cl", file=sys.stderr)
-        raise SystemExit(2)
+        raise UserError(f"unknown variant {name!r}; e.g. eager-fp32, compiled-bf16, compiled-bf16-cl")
     return {"compile": parts[0] == "compiled", "bf16": parts[1] == "bf16", "channels_last": parts[2:] == ["cl"]}
 
 
@@ -101,18 +100,28 @@ def _load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Measure and print (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineArgumentParser(prog="benchmarks.train_speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", default="quick", choices=["smoke", "quick", "ddpm-cifar"])
-    parser.add_argument("--steps", type=int, default=20, help="training steps per variant")
-    parser.add_argument("--warm", type=int, default=1, help="first steps, timed on their own")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=at_least(2), default=20, help="training steps per variant")
+    parser.add_argument("--warm", type=at_least(1), default=1, help="first steps, timed on their own")
+    parser.add_argument("--batch", type=at_least(1), default=64)
     parser.add_argument("--variants", default="eager-fp32,eager-bf16,compiled-fp32,compiled-bf16")
-    parser.add_argument("--repeats", type=int, default=50, help="timed corruptions per process")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=at_least(1), default=50, help="timed corruptions per process")
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args(argv)
+    with command_errors("benchmarks.train_speed"):
+        if args.warm >= args.steps - 1:
+            raise UserError(f"--steps must exceed --warm by at least 2, got {args.steps} and {args.warm}")
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("no CUDA device is visible; use --device cpu")
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """The measurements ``main`` prints, for its parsed arguments."""
     variants = {name: variant(name) for name in args.variants.split(",")}
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -29,6 +29,7 @@ import csv
 import dataclasses
 import datetime
 import importlib.util
+import io
 import os
 import platform
 import statistics
@@ -46,7 +47,8 @@ from benchmarks.timing import calls_per_second, random_images, timed_training
 from models import UNet, UNetConfig, network_config
 from spdbench.budgets import TrainConfig
 from spdbench.data import image_shape
-from spdbench.errors import OneLineArgumentParser, UserError, command_errors
+from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors
+from spdbench.files import check_output_directory, write_text_atomically
 
 CSV = Path("results/perf/vs_diffusers.csv")
 COLUMNS = (
@@ -317,39 +319,56 @@ def commit() -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
+def recorded_rows(path: Path) -> str:
+    """The text of the record ``path`` (``""`` when it is new), refused before anything is measured
+    when it is not one: a file whose header is not ``COLUMNS`` or whose last row is torn, or a
+    directory that cannot be written."""
+    check_output_directory(path.parent)
+    if not path.exists():
+        return ""
+    if not path.is_file():
+        raise UserError(f"{path} is not a file")
+    with path.open(encoding="utf-8", errors="replace", newline="") as file:  # its CSV line ends as they are
+        text = file.read()
+    if text.split("\n", 1)[0].rstrip("\r") != ",".join(COLUMNS) or not text.endswith("\n"):
+        raise UserError(f"{path} is not a vs_diffusers record: another header, or a torn last row")
+    return text
+
+
 def append_rows(results: list[Result], path: Path = CSV, at_commit: str | None = None) -> None:
     """Append one CSV row per result (the header first if the file is new), with ``at_commit``
-    (default: git's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
+    (default: git's); the file is rewritten atomically (``recorded_rows`` checks it first)."""
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     at_commit = at_commit or commit()
-    with path.open("a", newline="") as file:
-        writer = csv.writer(file)
-        if new:
-            writer.writerow(COLUMNS)
-        for r in results:
-            s = r.setting
-            writer.writerow([
-                when, machine(), device_name(s.device), at_commit, s.network, s.batch, s.precision, s.compile,
-                r.comparison, r.repeats, f"{r.ours:.2f}", f"{r.diffusers:.2f}", f"{r.ratio:.3f}",
-                s.side("diffusers").precision,
-            ])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    text = recorded_rows(path)
+    if not text:
+        writer.writerow(COLUMNS)
+    for r in results:
+        s = r.setting
+        writer.writerow([
+            when, machine(), device_name(s.device), at_commit, s.network, s.batch, s.precision, s.compile,
+            r.comparison, r.repeats, f"{r.ours:.2f}", f"{r.diffusers:.2f}", f"{r.ratio:.3f}",
+            s.side("diffusers").precision,
+        ])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, text + buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> None:
     """Measure, print and append (see the module docstring)."""
     parser = OneLineArgumentParser(prog="benchmarks.vs_diffusers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", default="quick", choices=["quick", "ddpm-cifar"])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per repetition")
-    parser.add_argument("--warm", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=at_least(1), default=64)
+    parser.add_argument("--steps", type=at_least(1), default=5, help="timed steps per repetition")
+    parser.add_argument("--warm", type=at_least(0), default=2, help="untimed steps first")
+    parser.add_argument("--repeats", type=at_least(1), default=5)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="ours, and diffusers' by default")
     parser.add_argument("--their-precision", default=None, choices=["fp32", "bf16"], help="diffusers' side")
     parser.add_argument("--compile", action="store_true", help="torch.compile our network")
     parser.add_argument("--comparisons", default=",".join(COMPARISONS), help="comma-separated")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--csv", type=Path, default=CSV)
     parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
@@ -363,14 +382,13 @@ def main(argv: list[str] | None = None) -> None:
         unknown = [name for name in comparisons if name not in COMPARISONS]
         if unknown:
             raise UserError(f"unknown comparison {unknown[0]!r}; valid: {', '.join(COMPARISONS)}")
-        if args.repeats < 1:
-            raise UserError(f"--repeats must be at least 1, got {args.repeats}")
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         shape = image_shape("cifar10" if args.network == "ddpm-cifar" else "fmnist")
         theirs = None if args.their_precision is None else args.their_precision == "bf16"
         setting = Setting(args.network, shape, args.batch, args.steps, args.warm, args.precision == "bf16",
                           args.compile, torch.device(args.device), theirs)
+        recorded_rows(args.csv)
         at_commit = args.commit or commit()
         print(f"{machine()}, {device_name(setting.device)}; torch {torch.__version__}; commit {at_commit}")
         results = []

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -128,3 +129,19 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         _exit(f"{one_line(message)}; see {self.prog} --help", USER_ERROR_EXIT_CODE)
+
+
+def at_least(least: float, kind: type[int] | type[float] = int) -> Callable[[str], Any]:
+    """An ``argparse`` type: ``kind`` read from the text, refused (a usage error) unless it is
+    finite and at least ``least``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not (math.isfinite(value) and value >= least):
+            raise argparse.ArgumentTypeError(f"must be at least {least:g}, got {text}")
+        return value
+
+    return parse

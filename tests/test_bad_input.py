@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 from typer.testing import CliRunner
 
 from benchmarks import harness
@@ -221,7 +221,7 @@ def make_suite(root: Path, **files: bytes) -> Path:
     """A suite ``results/s`` with one finished SPD run ``r1`` (paper spectrum, made-up scores);
     ``files`` replaces or adds files by name: ``suite_json`` for ``suite.json``, else a file of
     the run (``summary_json``, ``config_json``, ``samples_npz``, ``eval_jsonl``, ``failed_json``,
-    ``resampled``, the last written as ``resampled/x.json``)."""
+    ``resampled``, written as ``resampled/x.json``, and ``geometry_json``, as ``geometry/summary.json``)."""
     suite_dir = root / SUITE
     run_dir = suite_dir / "runs" / "r1"
     info = {
@@ -244,6 +244,7 @@ def make_suite(root: Path, **files: bytes) -> Path:
         "eval_jsonl": run_dir / "eval.jsonl",
         "failed_json": run_dir / "failed.json",
         "resampled": run_dir / "resampled" / "x.json",
+        "geometry_json": run_dir / "geometry" / "summary.json",
     }
     for name, data in files.items():
         names[name].parent.mkdir(parents=True, exist_ok=True)
@@ -298,6 +299,33 @@ def a_file(root: Path) -> None:
 
 def run_with(**kwargs: Any) -> Callable[[Path], object]:
     return lambda root: make_run(root, **kwargs)
+
+
+def ema_of_another_network(root: Path) -> None:
+    """A run whose EMA weights are a whole, hashed safetensors file of other tensors."""
+    replace_checkpoint_file(make_run(root, checkpoint=True), "ema.safetensors", save({"other": torch.zeros(2)}))
+
+
+def finished_run_of_another_seed(root: Path) -> None:
+    """Under ``out/`` at the smoke DDPM run's id, a finished run whose ``config.json`` is seed 7's."""
+    make_run(root, directory=f"out/{run_id()}", config=json.dumps({**run_config(), "seed": 7}).encode(),
+             checkpoint=True)
+
+
+def summary_without_config(root: Path) -> None:
+    """Under ``out/`` at the smoke DDPM run's id, a summary and nothing else."""
+    write_json(root / "out" / run_id() / "summary.json", {"run_id": run_id(), "train_steps": 40, "scores": SCORES})
+
+
+def geometry_of(**changes: Any) -> bytes:
+    """``geometry/summary.json`` as ``spdbench geometry`` writes it (made-up values), with ``changes``."""
+    shape = {
+        "sampling_deviation_max": 0.3, "sampling_deviation_mean": 0.1, "denoising_deviation_max": 0.2,
+        "denoising_deviation_mean": 0.1, "sampling_off_plane": [0.1, 0.2], "denoising_off_plane": [0.1, 0.2],
+        "optimal_gap_mean": None, "final_fid": 30.0, "best_jump_calls": 5, "best_jump_fid": 40.0, "steps": 10,
+        "samples": 4, "sampler": {"solver": "ancestral"}, "command": "pytest",
+    }
+    return json.dumps({**shape, **changes}).encode()
 
 
 def suite_with(**files: bytes) -> Callable[[Path], object]:
@@ -368,6 +396,7 @@ CASES: list[Case] = [
     Case("paths-unknown-spectrum", ["paths", "--spectrum", "nope"], "nope"),
     Case("paths-unknown-dataset", ["paths", *PAPER, "--dataset", "nope"], "nope"),
     Case("paths-size-0", ["paths", *PAPER, "--size", "0"], "size"),
+    Case("paths-size-3000", ["paths", *PAPER, "--size", "3000"], "must lie in [2, 128]"),
     Case("paths-channels-0", ["paths", *PAPER, "--size", "8", "--channels", "0"], "channels"),
     Case("paths-out-is-a-file", ["paths", *PAPER, "--size", "4", "--out", "afile"], "afile", a_file),
     # samplers
@@ -381,6 +410,7 @@ CASES: list[Case] = [
     Case("show-unknown-spectrum", ["show", "--process", "ddpm", "--spectrum", "nope"], "nope"),
     Case("show-seed-negative", ["show", "--process", "ddpm", *PAPER, "--seed", "-1"], "--seed"),
     Case("show-images-0", ["show", "--process", "ddpm", *PAPER, "--images", "0"], "image"),
+    Case("show-images-100000", ["show", "--process", "ddpm", *PAPER, "--images", "100000"], "1 to 64 images"),
     Case("show-times-0", ["show", "--process", "ddpm", *PAPER, "--times", "0"], "time"),
     Case("show-times-beyond-the-levels", ["show", "--process", "ddpm", *PAPER, "--times", "5000"], "5000"),
     Case("show-size-0", ["show", "--process", "ddpm", *PAPER, "--size", "0"], "size"),
@@ -418,10 +448,18 @@ CASES: list[Case] = [
     Case("run-option-malformed", ["run", "--process", "ddpm", "--option", "levels", *DRY], "NAME=VALUE"),
     Case("run-option-unknown", ["run", "--process", "ddpm", "--option", "shape=round", *DRY], "shape"),
     Case("run-levels-0", ["run", "--process", "ddpm", "--option", "levels=0", *DRY], "levels"),
+    Case("run-levels-1e9", ["run", "--process", "spd", "--option", "levels=1000000000", *DRY], "100000 levels"),
+    Case("run-option-nan", ["run", "--process", "heat", "--option", "sigma=nan", *DRY], "finite"),
     Case("run-out-is-a-file", ["run", "--process", "ddpm", "--budget", "smoke", *PAPER, "--quiet", "--out", "afile"],
          "afile", a_file),
     Case("run-batch-larger-than-the-dataset",
          ["run", "--process", "ddpm", "--budget", "smoke", *PAPER, "--quiet", "--batch", "100000"], "100000"),
+    Case("run-finished-with-another-configuration",
+         ["run", "--process", "ddpm", "--budget", "smoke", *PAPER, "--quiet", "--out", "out"],
+         "another configuration", finished_run_of_another_seed),
+    Case("run-summary-without-its-config",
+         ["run", "--process", "ddpm", "--budget", "smoke", *PAPER, "--quiet", "--out", "out"],
+         "summary without its config.json", summary_without_config),
     Case("run-usage-steps-not-a-number", ["run", "--process", "ddpm", "--steps", "abc", *DRY], "--steps"),
     # sample
     Case("sample-run-missing", ["sample", "--run", "nowhere", "--nfe", "10"], "nowhere"),
@@ -450,6 +488,8 @@ CASES: list[Case] = [
     Case("sample-unknown-sampler", [*SAMPLE, "--nfe", "10", "--sampler", "nope"], "nope", run_with(checkpoint=True)),
     Case("sample-unknown-grid", [*SAMPLE, "--nfe", "10", "--grid", "nope"], "nope", run_with(checkpoint=True)),
     Case("sample-eta-2", [*SAMPLE, "--nfe", "10", "--eta", "2"], "eta", run_with(checkpoint=True)),
+    Case("sample-nfe-twice", [*SAMPLE, "--nfe", "10,10"], "names a count twice", run_with(checkpoint=True)),
+    Case("sample-ema-of-another-network", [*SAMPLE, "--nfe", "10"], "does not fit this run", ema_of_another_network),
     # geometry
     Case("geometry-run-missing", ["geometry", "--run", "nowhere"], "nowhere"),
     Case("geometry-no-checkpoints", ["geometry", "--run", RUN], "checkpoint", run_with()),
@@ -490,6 +530,20 @@ CASES: list[Case] = [
          suite_with(summary_json=b'{"scores": {"fid": "low"}}')),
     Case("report-resampled-nfe-a-string", ["report", "--results", "results"], "sampler.nfe = 'ten'",
          suite_with(resampled=b'{"sampler": {"nfe": "ten"}, "scores": {}, "sampling_seconds": 1}')),
+    Case("report-summary-scores-empty", ["report", "--results", "results"], "scores without fid",
+         suite_with(summary_json=b'{"scores": {}}')),
+    Case("report-summary-fid-nan", ["report", "--results", "results"], "scores.fid = nan",
+         suite_with(summary_json=json.dumps({"scores": {**SCORES, "fid": float("nan")}}).encode())),
+    Case("report-suite-floor-a-string", ["report", "--results", "results"], "floor = 'x'",
+         suite_with(suite_json=suite_info(floor="x"))),
+    Case("report-suite-floor-without-its-interval", ["report", "--results", "results"], "floor without fid_low",
+         suite_with(suite_json=suite_info(floor={"fid": 1.0}))),
+    Case("report-eval-samples-a-string", ["report", "--results", "results"], "samples = 'y'",
+         suite_with(eval_jsonl=b'{"step": 50, "fid": 1.0, "samples": "y"}\n')),
+    Case("report-geometry-off-plane-a-number", ["report", "--results", "results"], "sampling_off_plane = 3",
+         suite_with(geometry_json=geometry_of(sampling_off_plane=3))),
+    Case("report-geometry-fid-a-string", ["report", "--results", "results"], "final_fid = 'x'",
+         suite_with(geometry_json=geometry_of(final_fid="x"))),
     Case("report-config-json-garbage", ["report", "--results", "results"], "config.json",
          suite_with(config_json=b"{not json")),
     Case("report-failed-json-missing-error", ["report", "--results", "results"], "failed.json",

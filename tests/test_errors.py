@@ -117,7 +117,7 @@ def test_a_removal_stopped_midway_leaves_nothing_where_the_directory_was(
     with pytest.raises(KeyboardInterrupt):
         remove_directory(runs / "a")
     assert sorted(path.name for path in runs.iterdir()) == [".a.removing", "b"]
-    (tmp_path / "suite.json").write_text(json.dumps(dict.fromkeys(SUITE_KEYS, "x")))
+    (tmp_path / "suite.json").write_text(json.dumps({**dict.fromkeys(SUITE_KEYS, "x"), "samples": 1}))
     assert [run.run_id for run in read_suite(tmp_path).runs] == ["b"]
     monkeypatch.setattr(shutil, "rmtree", real_rmtree)
     (runs / "a").mkdir()

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import gpu_check, vs_diffusers
+from benchmarks import gpu_check, train_speed, vs_diffusers
 from corruptions import PROCESSES
 from models import UNet, network_config
+from spdbench.errors import UserError
 
 CPU = torch.device("cpu")
 
@@ -55,10 +56,20 @@ def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
     "main, argv, message",
     [
         (gpu_check.main, ["--device", "tpu"], "argument --device: invalid choice"),
-        (gpu_check.main, ["--limit-s", "soon"], "argument --limit-s: invalid float value"),
-        (vs_diffusers.main, ["--steps", "0"], "steps must be at least 1, got 0"),
+        (gpu_check.main, ["--limit-s", "soon"], "argument --limit-s: 'soon' is not a number"),
+        (gpu_check.main, ["--limit-s", "-5"], "argument --limit-s: must be at least 1, got -5"),
+        (gpu_check.main, ["--limit-s", "nan"], "argument --limit-s: must be at least 1, got nan"),
+        (vs_diffusers.main, ["--steps", "0"], "argument --steps: must be at least 1, got 0"),
         (vs_diffusers.main, ["--comparisons", "network,speed"], "unknown comparison 'speed'"),
-        (vs_diffusers.main, ["--repeats", "0"], "--repeats must be at least 1, got 0"),
+        (vs_diffusers.main, ["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+        (vs_diffusers.main, ["--threads", "-1"], "argument --threads: must be at least 1, got -1"),
+        (vs_diffusers.main, ["--csv", "results"], "results is not a file"),
+        (train_speed.main, ["--steps", "0"], "argument --steps: must be at least 2, got 0"),
+        (train_speed.main, ["--steps", "abc"], "argument --steps: 'abc' is not an integer"),
+        (train_speed.main, ["--threads", "0"], "argument --threads: must be at least 1, got 0"),
+        (train_speed.main, ["--device", "tpu"], "argument --device: invalid choice"),
+        (train_speed.main, ["--steps", "3", "--warm", "2"], "--steps must exceed --warm by at least 2"),
+        (train_speed.main, ["--variants", "eager-fp64"], "unknown variant 'eager-fp64'"),
     ],
 )
 def test_bad_input_to_the_performance_checks_is_one_line_and_exit_2(
@@ -112,6 +123,12 @@ def test_the_comparison_alternates_and_appends_one_row_per_measurement(
     assert [row["comparison"] for row in rows] == list(vs_diffusers.COMPARISONS)
     assert all(row["network"] == "smoke" and row["repeats"] == "1" for row in rows)
     assert all(row["precision"] == "bf16" and row["diffusers_precision"] == "fp32" for row in rows)
+    written = path.read_bytes()
+    assert written.count(b"\n") == written.count(b"\r\n") == 1 + len(rows)  # the csv module's line ends, kept
+    path.write_bytes(written[:-5])  # a torn last row: refused, and left as it is
+    with pytest.raises(UserError, match="not a vs_diffusers record"):
+        vs_diffusers.append_rows(results[:1], path)
+    assert path.read_bytes() == written[:-5]
 
 
 def test_the_readme_quotes_the_committed_gpu_check() -> None:
