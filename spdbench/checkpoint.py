@@ -72,7 +72,7 @@ class Checkpoint:
     state: dict[str, Tensor]
     meta: dict[str, Any]
 
-    def misfit(self, error: Exception) -> UserError:
+    def does_not_fit(self, error: Exception) -> UserError:
         """The one-line error for a checkpoint whose tensors or state ``error`` says do not fit."""
         return UserError(f"the checkpoint {self.path} does not fit this run: {one_line(str(error))}")
 

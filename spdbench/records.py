@@ -74,7 +74,7 @@ SCORE_KINDS: dict[str, Any] = {
 }
 SCORES = Holding(("fid", "fid_low", "fid_high"), SCORE_KINDS)  #: a run's scores: its FID and interval at least
 SUITE_KINDS: dict[str, Any] = {
-    **dict.fromkeys(("suite", "title", "budget", "dataset", "features", "reference", "command", "machine"), str),
+    **dict.fromkeys(SUITE_KEYS, str),
     "samples": int, "floor": Holding(("fid", "fid_low", "fid_high", "kid", "samples"), SCORE_KINDS), "smoke": bool,
     "claims_about": (str, type(None)),
 }
@@ -171,7 +171,7 @@ def misfit(value: Any, kind: Any, name: str) -> list[str]:
             return [f"{name} = {value!r}"]
         return [found for index, item in enumerate(value) for found in misfit(item, kind.kind, f"{name}[{index}]")]
     types = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         return [f"{name} = {value!r}"]
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{name} = {value!r}"]
@@ -183,15 +183,25 @@ def as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def finite_json(path: Path, record: Any, indent: int | None = None) -> str:
+    """``record`` as JSON for ``path``; a one-line error for a number that is not finite (what
+    the readers refuse: a sampler or network that diverged), so that nothing writes one."""
+    try:
+        return json.dumps(record, indent=indent, allow_nan=False)
+    except ValueError:
+        raise UserError(f"not writing {path}: it would hold a number that is not finite") from None
+
+
 def write_json(path: Path, record: Any) -> None:
-    """``record`` as indented JSON in ``path``, written atomically."""
-    write_text_atomically(path, json.dumps(record, indent=2) + "\n")
+    """``record`` as indented JSON in ``path`` (``finite_json``), written atomically."""
+    write_text_atomically(path, finite_json(path, record, indent=2) + "\n")
 
 
 def append_evaluation(run_dir: Path, step: int, fid: float, samples: int) -> None:
-    """One line of ``eval.jsonl``."""
+    """One line of ``eval.jsonl`` (``finite_json``)."""
+    line = finite_json(run_dir / EVALUATIONS, {"step": step, "fid": fid, "samples": samples})
     with (run_dir / EVALUATIONS).open("a") as log:
-        log.write(json.dumps({"step": step, "fid": fid, "samples": samples}) + "\n")
+        log.write(line + "\n")
 
 
 def read_samples(path: Path) -> np.ndarray:

@@ -274,12 +274,11 @@ def execute(run: Run, out: Path, force: bool = False) -> tuple[Path, dict[str, A
     run_dir = out / run.run_id
     config = as_json(run.config())  # as it reads back from config.json
     if not force:
-        if (run_dir / CONFIG).exists():
-            if read_record(run_dir / CONFIG) != config:
-                raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
-        elif (run_dir / SUMMARY).exists():
-            raise UserError(f"{run_dir} holds a summary without its {CONFIG}; use --force to replace it")
+        if (run_dir / CONFIG).exists() and read_record(run_dir / CONFIG) != config:
+            raise UserError(f"{run_dir} holds a run with another configuration; use --force to replace it")
         if (run_dir / SUMMARY).exists():
+            if not (run_dir / CONFIG).exists():
+                raise UserError(f"{run_dir} holds a summary without its {CONFIG}; use --force to replace it")
             return run_dir, read_record(run_dir / SUMMARY, kinds=SUMMARY_KINDS)
     images = load_images(run.dataset, "train")  # everything is checked before anything is written
     check_inputs(run.process, images, run.train, int(os.environ.get("WORLD_SIZE", "1")))
@@ -329,19 +328,29 @@ def sample_from(run: Run, net: torch.nn.Module, images: torch.Tensor, count: int
 
     In a process group every rank makes its share (images ``⌊count·r/W⌋ …`` of the same sample
     set, so the set does not depend on the number of ranks) and rank 0 gets them all; the
-    other ranks get ``None``."""
+    other ranks get ``None``. Images one rank finds not finite stop every rank."""
     device = next(net.parameters()).device
     denoiser = network_denoiser(net, run.process, bf16)
     grouped = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
     first, end = count * rank // world, count * (rank + 1) // world
+    failure = None
     with progress_bar(f"sampling: {run.solver.name} on the {run.grid_name} grid, {run.nfe} NFE", end - first) as bar:
-        share = generate(
-            denoiser, run.process, images, end - first, run.seed, run.grid, run.solver, run.sampler,
-            run.sample_batch, device, first=first, callback=bar.advance,
-        )
+        try:
+            share = generate(
+                denoiser, run.process, images, end - first, run.seed, run.grid, run.solver, run.sampler,
+                run.sample_batch, device, first=first, callback=bar.advance,
+            )
+        except UserError as error:  # images that diverged: every rank must hear of it, or the others wait
+            if not grouped:
+                raise
+            failure, share = str(error), torch.empty(0, dtype=torch.uint8)
     if not grouped:
         return share
+    failures: list[str | None] = [None] * world
+    dist.all_gather_object(failures, failure)
+    if any(failures):
+        raise UserError(next(text for text in failures if text))
     shares: list[torch.Tensor] | None = [torch.empty(0)] * world if rank == 0 else None
     dist.gather_object(share, shares, dst=0)
     return torch.cat(shares) if shares is not None else None
@@ -464,7 +473,7 @@ def load_finished_run(run_dir: Path) -> tuple[RunRequest, Run, UNet, Checkpoint]
     try:
         net.load_state_dict(checkpoint.ema)
     except RuntimeError as error:  # keys or shapes of another network
-        raise checkpoint.misfit(error) from error
+        raise checkpoint.does_not_fit(error) from error
     return request, run, net.eval(), checkpoint
 
 

@@ -516,4 +516,4 @@ class _State:
             self.noise.set_state(checkpoint.state["rng/noise"])
             self.batches.restore(checkpoint.state["rng/data_epoch"], meta["data_position"])
         except (KeyError, ValueError, RuntimeError) as error:
-            raise checkpoint.misfit(error) from error
+            raise checkpoint.does_not_fit(error) from error

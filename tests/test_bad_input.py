@@ -542,6 +542,8 @@ CASES: list[Case] = [
          suite_with(eval_jsonl=b'{"step": 50, "fid": 1.0, "samples": "y"}\n')),
     Case("report-geometry-off-plane-a-number", ["report", "--results", "results"], "sampling_off_plane = 3",
          suite_with(geometry_json=geometry_of(sampling_off_plane=3))),
+    Case("report-geometry-off-plane-holds-a-string", ["report", "--results", "results"],
+         "sampling_off_plane[0] = 'x'", suite_with(geometry_json=geometry_of(sampling_off_plane=["x", 0.2]))),
     Case("report-geometry-fid-a-string", ["report", "--results", "results"], "final_fid = 'x'",
          suite_with(geometry_json=geometry_of(final_fid="x"))),
     Case("report-config-json-garbage", ["report", "--results", "results"], "config.json",

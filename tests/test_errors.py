@@ -14,7 +14,7 @@ import pytest
 
 from spdbench.errors import DEBUG_VARIABLE, UserError, command_errors
 from spdbench.files import HOST, check_output_directory, remove_directory, write_text_atomically
-from spdbench.records import SUITE_KEYS, read_suite
+from spdbench.records import SUITE_KEYS, append_evaluation, read_suite, write_json
 
 
 def exit_of(error: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
@@ -131,3 +131,14 @@ def test_a_removal_stopped_midway_leaves_nothing_where_the_directory_was(
     (runs / "c").mkdir()
     remove_directory(runs / "c")
     assert sorted(path.name for path in runs.iterdir()) == ["b", "link"] and (runs / "b" / "summary.json").exists()
+
+
+def test_a_record_never_holds_a_number_that_is_not_finite(tmp_path: Path) -> None:
+    """What readers refuse, writers refuse first, and leave what was there: a summary or an
+    evaluation with NaN or an infinity is a one-line error."""
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(UserError, match="not writing .*summary.json: it would hold a number that is not finite"):
+        write_json(tmp_path / "summary.json", {"scores": {"fid": float("nan")}})
+    with pytest.raises(UserError, match="eval.jsonl: it would hold a number that is not finite"):
+        append_evaluation(tmp_path, 10, float("inf"), 4)
+    assert (tmp_path / "summary.json").read_text() == "{}" and not (tmp_path / "eval.jsonl").exists()

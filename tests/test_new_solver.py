@@ -18,9 +18,9 @@ from corruptions import Process
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from spdbench import runs
 from spdbench.cli import app
-from spdbench.grids import GRIDS, mean_log_snr
+from spdbench.grids import GRIDS, make_grid, mean_log_snr
 from spdbench.solvers import CORRECTIONS, ONE, SOLVERS, LinearStep, SamplerSettings, Schedule, Solver
-from tests.conftest import GAUSSIAN_CASES, case_id
+from tests.conftest import GAUSSIAN_CASES, build, case_id
 from tests.test_new_process import contract
 
 
@@ -68,6 +68,18 @@ def test_the_solver_contract_holds(case: tuple[str, dict[str, object]]) -> None:
     assert len(checks) >= 3
     for check in checks:
         check(case)
+
+
+def test_the_grid_steps_evenly_in_its_coordinate() -> None:
+    """On DDPM at 10 calls the toy grid's steps in ``σ̄`` are equal to within the levels it picks
+    among (the largest is 1.06 times the smallest), where the log-SNR grid's are not."""
+
+    def spread(grid: torch.Tensor) -> float:
+        steps = -torch.diff(noise_to_signal_coordinate(process, grid[:-1], None))
+        return float(steps.max() / steps.min())
+
+    process = build(("ddpm", {}))
+    assert spread(make_grid("nsr", process, 10)) < 1.1 < 10 < spread(make_grid("logsnr", process, 10))
 
 
 def test_a_run_takes_them() -> None:

@@ -59,6 +59,7 @@ def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
         (gpu_check.main, ["--limit-s", "soon"], "argument --limit-s: 'soon' is not a number"),
         (gpu_check.main, ["--limit-s", "-5"], "argument --limit-s: must be at least 1, got -5"),
         (gpu_check.main, ["--limit-s", "nan"], "argument --limit-s: must be at least 1, got nan"),
+        (gpu_check.main, ["--limit-s", "inf"], "argument --limit-s: must be at least 1, got inf"),
         (vs_diffusers.main, ["--steps", "0"], "argument --steps: must be at least 1, got 0"),
         (vs_diffusers.main, ["--comparisons", "network,speed"], "unknown comparison 'speed'"),
         (vs_diffusers.main, ["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),

@@ -22,6 +22,7 @@ from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
 from spdbench.cli import app
 from spdbench.data import load_images
+from spdbench.errors import UserError
 from spdbench.metrics import ClassifierFeatures
 from tests.conftest import become_rank, free_port, needs_fmnist
 
@@ -432,6 +433,34 @@ def _execute_worker(rank: int, world: int, port: int, out: Path, cache: str) -> 
 
     runs.generate = logged_generate
     runs.execute(runs.resolve_run(EVALUATED), out)
+
+
+def _diverging_worker(rank: int, world: int, port: int, out: Path) -> None:
+    """One rank sampling with the smoke network; rank 1's weights are NaN."""
+    become_rank(rank, world, port)
+    torch.distributed.init_process_group("gloo")
+    try:
+        run = runs.resolve_run(runs.RunRequest("ddpm", budget="smoke", spectrum="paper", nfe=2))
+        net = UNet(network_config("smoke", 1, 28))
+        if rank == 1:
+            for parameter in net.parameters():
+                parameter.data.fill_(float("nan"))
+        try:
+            runs.sample_from(run, net.eval(), torch.zeros(4, 1, 28, 28), 4, False)
+            outcome = "sampled"
+        except UserError as error:
+            outcome = str(error)
+        (out / f"rank-{rank}.txt").write_text(outcome)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_images_one_rank_finds_not_finite_stop_every_rank(tmp_path: Path) -> None:
+    """Under torchrun a rank whose images diverge does not leave the others waiting at the
+    gather: every rank raises the same one-line error."""
+    torch.multiprocessing.spawn(_diverging_worker, args=(2, free_port(), tmp_path), nprocs=2)
+    outcomes = [(tmp_path / f"rank-{rank}.txt").read_text() for rank in (0, 1)]
+    assert outcomes[0] == outcomes[1] and outcomes[0].startswith("images 2–3 of the sample set are not finite")
 
 
 def test_two_processes_sample_the_same_set_as_one(tmp_path: Path) -> None:

@@ -128,10 +128,12 @@ def test_the_oracle_error_falls_as_the_solver_takes_more_steps(process_case) -> 
     a multistep solver its order). IHDM's strided sampler diverges with few steps (``spdbench
     samplers`` shows it): it is held to this from a quarter of the levels to half of them. And
     every solver is consistent: on its full grid it comes within ``REACH`` of the data (the
-    registered ones within 0.021, IHDM's δ-sampler; 1e-4 and less for the Gaussian solvers on the
+    registered ones within 0.021, IHDM's δ-sampler; 2e-4 and less for the Gaussian solvers on the
     processes shipped here). On DDPM, DDIM keeping 0.1 % too little of ``u_t`` at each step falls
     at first (0.035, 0.011, 0.006 at 10, 20, 40 calls) and ends at 0.40 on the full grid; with its
-    ``x̂_0`` weight 5 % too large it ends at 0.18."""
+    ``x̂_0`` weight 5 % too large it ends at 0.18. This holds a solver to consistency, not to its
+    accuracy (the toy Euler of ``test_new_solver`` reaches 0.027 on DDPM, and with a weight 5 %
+    off still passes): the order and reference tests hold the shipped solvers to that."""
     process = build(process_case)
     spectrum = spectrum_of(process)
     grids = Grids(process, spectrum)
