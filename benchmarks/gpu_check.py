@@ -45,6 +45,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -312,15 +313,43 @@ def distributed(sizes: Sizes, device: torch.device, seconds: float) -> dict[str,
     return {**record, "ok": True, "single_process_distance": distance}
 
 
-def stop(launched: subprocess.Popen[bytes]) -> None:
+def stop(launched: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     """Stop ``torchrun`` with its workers: SIGTERM, on which it stops them (each runs in a session
-    of its own, out of reach of a signal to its group), then SIGKILL if it has not ended in 30 s."""
+    of its own, out of reach of a signal to its group), then SIGKILL if it has not ended within
+    ``grace`` seconds; then SIGKILL to the session of each worker it had that is still there,
+    which a torchrun killed, or slow to stop them, leaves behind (holding its GPU)."""
+    workers = children(launched.pid)
     launched.terminate()
     try:
-        launched.wait(timeout=30)
+        launched.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         launched.kill()
         launched.wait()
+    for pid, started in workers.items():
+        fields = process_fields(pid)
+        if fields is not None and int(fields[19]) == started:  # the same process, not one that took its number
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def process_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` from the third on: ``[0]`` the state, ``[1]`` the parent,
+    ``[19]`` the start time (clock ticks since boot); ``None`` when the process is gone (or there
+    is no ``/proc``)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, ValueError):
+        return None
+
+
+def children(parent: int) -> dict[int, int]:
+    """The processes whose parent is ``parent``, with when each started (``process_fields``)."""
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = process_fields(entry.name)
+        if fields is not None and int(fields[1]) == parent:
+            found[int(entry.name)] = int(fields[19])
+    return found
 
 
 def rank_training(sizes: Sizes, device: torch.device, world: int, seed: int) -> Tensor:

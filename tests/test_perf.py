@@ -208,6 +208,36 @@ def test_a_stopped_torchrun_leaves_no_worker_behind(tmp_path: Path, monkeypatch:
     assert workers() == []
 
 
+def test_workers_a_stuck_torchrun_leaves_are_killed(tmp_path: Path) -> None:
+    """A launcher that ignores SIGTERM is killed after its grace, and the workers it started in
+    sessions of their own (as torchrun starts them) go with it instead of sleeping on."""
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "for _ in range(2):\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        "time.sleep(600)\n"
+    )
+    launched = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.monotonic() + 60
+    while len(gpu_check.children(launched.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = list(gpu_check.children(launched.pid))
+    assert len(workers) == 2, "the launcher did not start its two workers within a minute"
+    gpu_check.stop(launched, grace=1.0)
+    assert launched.returncode == -9  # SIGTERM was ignored: killed
+
+    def alive(pid: int) -> bool:
+        fields = gpu_check.process_fields(pid)
+        return fields is not None and fields[0] != "Z"  # a zombie has ended
+
+    deadline = time.monotonic() + 30
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, workers))
+
+
 def test_a_cuda_profile_counts_each_kernel_once() -> None:
     """On CUDA the profile's device time is the kernels' own: not again through the operator that
     launched one, nor through a user annotation spanning a pass."""
