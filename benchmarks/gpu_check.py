@@ -316,8 +316,9 @@ def distributed(sizes: Sizes, device: torch.device, seconds: float) -> dict[str,
 def stop(launched: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     """Stop ``torchrun`` with its workers: SIGTERM, on which it stops them (each runs in a session
     of its own, out of reach of a signal to its group), then SIGKILL if it has not ended within
-    ``grace`` seconds; then SIGKILL to the session of each worker it had that is still there,
-    which a torchrun killed, or slow to stop them, leaves behind (holding its GPU)."""
+    ``grace`` seconds; then SIGKILL to each worker it had that is still there (to its process
+    group, where it leads one), which a torchrun killed, or slow to stop them, leaves behind
+    (holding its GPU)."""
     workers = children(launched.pid)
     launched.terminate()
     try:
@@ -329,13 +330,16 @@ def stop(launched: subprocess.Popen[bytes], grace: float = 30.0) -> None:
         fields = process_fields(pid)
         if fields is not None and int(fields[19]) == started:  # the same process, not one that took its number
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+                if int(fields[2]) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
 
 
 def process_fields(pid: int | str) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` from the third on: ``[0]`` the state, ``[1]`` the parent,
-    ``[19]`` the start time (clock ticks since boot); ``None`` when the process is gone (or there
-    is no ``/proc``)."""
+    ``[2]`` the process group, ``[19]`` the start time (clock ticks since boot); ``None`` when the
+    process is gone (or there is no ``/proc``)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except (OSError, ValueError):

@@ -209,14 +209,15 @@ def test_a_stopped_torchrun_leaves_no_worker_behind(tmp_path: Path, monkeypatch:
 
 
 def test_workers_a_stuck_torchrun_leaves_are_killed(tmp_path: Path) -> None:
-    """A launcher that ignores SIGTERM is killed after its grace, and the workers it started in
-    sessions of their own (as torchrun starts them) go with it instead of sleeping on."""
+    """A launcher that ignores SIGTERM is killed after its grace, and the workers it started go
+    with it instead of sleeping on: one in a session of its own (as torchrun starts them), one in
+    the launcher's."""
     script = tmp_path / "stuck.py"
     script.write_text(
         "import signal, subprocess, sys, time\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "for _ in range(2):\n"
-        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        "for own_session in (True, False):\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=own_session)\n"
         "time.sleep(600)\n"
     )
     launched = subprocess.Popen([sys.executable, str(script)])
