@@ -199,7 +199,7 @@ def test_exact_variance_equals_monte_carlo(process_case) -> None:
     reference = gaussian_images(spectrum, process, noise)
     for name in solvers_for(process):
         solver = SOLVERS[name]
-        grid = make_grid("logsnr" if name == "dpmpp2m" else "native", process, 10 if name != "ihdm" else 50)
+        grid = make_grid("native", process, 10)
         cases = [(grid, unclipped(solver))]
         if "corrector" in solver.settings:
             corrected = with_correctors(make_grid("native", process, solver_calls(9)), 9)
