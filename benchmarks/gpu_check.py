@@ -65,7 +65,7 @@ from benchmarks.timing import calls_per_second, random_images, synchronize, time
 from benchmarks.vs_diffusers import commit, device_name
 from corruptions import PROCESSES
 from models import UNet, network_config
-from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors, one_line
+from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors, one_line, parse_path
 from spdbench.files import check_output_directory, write_atomically
 from spdbench.runs import Run, RunRequest, resolve_run
 from spdbench.sampling import generate, network_denoiser
@@ -648,11 +648,11 @@ def main(argv: list[str] | None = None) -> None:
     """Run the check (module docstring), or one rank of its distributed run."""
     parser = OneLineArgumentParser(prog="benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=parse_path, default=OUT)
     parser.add_argument("--limit-s", type=at_least(1.0, float), default=420.0,
                         help="start no measurement after this many seconds (torchrun is stopped 60 s after it)")
     parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
-    parser.add_argument("--rank-check", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rank-check", type=parse_path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rank_check is not None:
         rank_check(args.device, args.rank_check)

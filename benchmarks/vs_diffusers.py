@@ -47,7 +47,7 @@ from benchmarks.timing import calls_per_second, random_images, timed_training
 from models import UNet, UNetConfig, network_config
 from spdbench.budgets import TrainConfig
 from spdbench.data import image_shape
-from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors
+from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors, parse_path
 from spdbench.files import check_output_directory, write_text_atomically
 
 CSV = Path("results/perf/vs_diffusers.csv")
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--comparisons", default=",".join(COMPARISONS), help="comma-separated")
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--csv", type=Path, default=CSV)
+    parser.add_argument("--csv", type=parse_path, default=CSV)
     parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
     args = parser.parse_args(argv)
     with command_errors("benchmarks.vs_diffusers"):

@@ -28,7 +28,7 @@ from rich.table import Table
 from corruptions import PROCESSES
 from spdbench.budgets import BUDGETS
 from spdbench.data import DATA_DIR_VARIABLE, DATASETS
-from spdbench.errors import OneLineGroup, UserError, command_errors
+from spdbench.errors import OneLineGroup, UserError, command_errors, parse_path
 from spdbench.files import check_output_directory
 from spdbench.grids import GRIDS
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
@@ -54,7 +54,7 @@ FLAG = ""  #: the metavar of an on/off flag: it takes no value
 def main(
     data_dir: Annotated[
         Path | None,
-        typer.Option(
+        typer.Option(parser=parse_path, 
             help=f"a directory holding the dataset's own files (Fashion-MNIST's four official .gz files; "
             f"CIFAR-10's python archive or its extracted batches), used instead of every other source; "
             f"also ${DATA_DIR_VARIABLE}",
@@ -101,6 +101,9 @@ PerturbOption = Annotated[
 PerturbKindOption = Annotated[
     str | None,
     typer.Option(help="SPD's perturbation family (desync, spectrum or time): shorthand for --option perturb_kind=K"),
+]
+RunOption = Annotated[
+    Path, typer.Option(parser=parse_path, help="a finished run directory (config.json and checkpoints/)")
 ]
 SizeOption = Annotated[int | None, typer.Option(help="image size N (N×N pixels); default: the dataset's")]
 SamplerOption = Annotated[
@@ -181,7 +184,7 @@ def paths(
     channels: Annotated[int | None, typer.Option(help="image channels; default: the dataset's")] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
+        typer.Option(parser=parse_path, 
             help="output directory; default: results/paths/<dataset>-<size>-<spectrum>, "
             "or results/paths/paper-<size>x<channels> for the paper spectrum"
         ),
@@ -208,7 +211,8 @@ def samplers(
     dataset: DatasetOption = "fmnist",
     size: SizeOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="output directory; default: results/samplers/<dataset>-<size>")
+        Path | None,
+        typer.Option(parser=parse_path, help="output directory; default: results/samplers/<dataset>-<size>"),
     ] = None,
 ) -> None:
     """Every solver × grid × NFE measured exactly with a perfect network on Gaussian data with the
@@ -236,7 +240,7 @@ def show(
     times: Annotated[int, typer.Option(help="number of times (rows), evenly spread over the path")] = 6,
     spectrum: SpectrumOption = "empirical",
     seed: Annotated[int, typer.Option(help="seed of the image choice and the noise")] = 0,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("results/show"),
+    out: Annotated[Path, typer.Option(parser=parse_path, help="output directory")] = Path("results/show"),
 ) -> None:
     """PNG grids of training images corrupted by a process at several times, and of the noise part."""
     options = requested_options(option, perturb, perturb_kind)
@@ -267,7 +271,7 @@ def run(
     projection: ProjectionOption = None,
     samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
     seed: Annotated[int, typer.Option(help="seed of training and sampling")] = 0,
-    out: Annotated[Path, typer.Option(help="directory of run directories")] = Path("runs"),
+    out: Annotated[Path, typer.Option(parser=parse_path, help="directory of run directories")] = Path("runs"),
     dry_run: Annotated[
         bool, typer.Option("--dry-run", metavar=FLAG, help="print the resolved configuration and exit")
     ] = False,
@@ -298,7 +302,7 @@ def run(
 
 @command
 def sample(
-    run: Annotated[Path, typer.Option(help="a finished run directory (config.json and checkpoints/)")],
+    run: RunOption,
     nfe: Annotated[str, typer.Option(help="network calls, comma-separated (full: the process's full grid)")],
     sampler: SamplerOption = None,
     grid: GridOption = None,
@@ -334,7 +338,7 @@ def sample(
 
 @command
 def geometry(
-    run: Annotated[Path, typer.Option(help="a finished run directory (config.json and checkpoints/)")],
+    run: RunOption,
     samples: Annotated[
         int | None, typer.Option(help="how many of the run's samples to follow (default: 200, or all it has)")
     ] = None,
@@ -368,7 +372,9 @@ def geometry(
 @command
 def report(
     suite: Annotated[str | None, typer.Argument(help="suite name under --results; default: every suite there")] = None,
-    results: Annotated[Path, typer.Option(help="directory of suites (each with a suite.json)")] = Path("results"),
+    results: Annotated[
+        Path, typer.Option(parser=parse_path, help="directory of suites (each with a suite.json)")
+    ] = Path("results"),
 ) -> None:
     """Tables (Markdown, CSV) and plots of a suite's runs, written into the suite's directory."""
     for suite_dir in suite_dirs(results, suite):
@@ -380,7 +386,7 @@ def report(
 
 @command
 def score(
-    run: Annotated[Path, typer.Option(help="a finished run directory (holds samples.npz)")],
+    run: Annotated[Path, typer.Option(parser=parse_path, help="a finished run directory (holds samples.npz)")],
     features: Annotated[
         str, typer.Option(help="features: default (the dataset's), classifier (fmnist) or inception")
     ] = "default",

@@ -18,9 +18,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from typer import BadParameter
 from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import Abort, TyperException
 
@@ -129,6 +131,18 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         _exit(f"{one_line(message)}; see {self.prog} --help", USER_ERROR_EXIT_CODE)
+
+
+class BadPath(BadParameter, argparse.ArgumentTypeError):
+    """A path refused on the command line: a usage error to typer (click's) and to ``argparse``."""
+
+
+def parse_path(text: str | Path) -> Path:
+    """A path read from the command line (a typer ``parser``, an ``argparse`` type); an empty one
+    is refused: ``Path("")`` is the current directory, so ``--out "$UNSET"`` would write there."""
+    if text == "":
+        raise BadPath("an empty path; give '.' for the current directory")
+    return Path(text)
 
 
 def at_least(least: float, kind: type[int] | type[float] = int) -> Callable[[str], Any]:

@@ -399,11 +399,13 @@ CASES: list[Case] = [
     Case("paths-size-3000", ["paths", *PAPER, "--size", "3000"], "must lie in [2, 128]"),
     Case("paths-channels-0", ["paths", *PAPER, "--size", "8", "--channels", "0"], "channels"),
     Case("paths-out-is-a-file", ["paths", *PAPER, "--size", "4", "--out", "afile"], "afile", a_file),
+    Case("paths-out-empty", ["paths", *PAPER, "--size", "4", "--out", ""], "an empty path"),
     # samplers
     Case("samplers-unknown-spectrum", ["samplers", "--spectrum", "nope"], "nope"),
     Case("samplers-unknown-dataset", ["samplers", *PAPER, "--dataset", "nope"], "nope"),
     Case("samplers-size-0", ["samplers", *PAPER, "--size", "0"], "size"),
     Case("samplers-out-is-a-file", ["samplers", *PAPER, "--size", "4", "--out", "afile"], "afile", a_file),
+    Case("samplers-out-empty", ["samplers", *PAPER, "--size", "4", "--out", ""], "an empty path"),
     # show
     Case("show-unknown-process", ["show", "--process", "nope", *PAPER], "nope"),
     Case("show-unknown-dataset", ["show", "--process", "ddpm", *PAPER, "--dataset", "nope"], "nope"),
@@ -421,6 +423,11 @@ CASES: list[Case] = [
         ["show", "--process", "ddpm", *PAPER, "--size", "4", "--images", "1", "--times", "1", "--out", "afile"],
         "afile",
         a_file,
+    ),
+    Case(
+        "show-out-empty",
+        ["show", "--process", "ddpm", *PAPER, "--size", "4", "--images", "1", "--times", "1", "--out", ""],
+        "an empty path",
     ),
     Case("show-usage-missing-process", ["show", *PAPER], "--process"),
     # run
@@ -452,6 +459,7 @@ CASES: list[Case] = [
     Case("run-option-nan", ["run", "--process", "heat", "--option", "sigma=nan", *DRY], "finite"),
     Case("run-out-is-a-file", ["run", "--process", "ddpm", "--budget", "smoke", *PAPER, "--quiet", "--out", "afile"],
          "afile", a_file),
+    Case("run-out-empty", ["run", "--process", "ddpm", "--out", "", *DRY], "an empty path"),
     Case("run-batch-larger-than-the-dataset",
          ["run", "--process", "ddpm", "--budget", "smoke", *PAPER, "--quiet", "--batch", "100000"], "100000"),
     Case("run-finished-with-another-configuration",
@@ -464,6 +472,7 @@ CASES: list[Case] = [
     # sample
     Case("sample-run-missing", ["sample", "--run", "nowhere", "--nfe", "10"], "nowhere"),
     Case("sample-run-is-a-file", ["sample", "--run", "afile", "--nfe", "10"], "afile", a_file),
+    Case("sample-run-empty", ["sample", "--run", "", "--nfe", "10"], "an empty path"),
     Case("sample-config-garbage", [*SAMPLE, "--nfe", "10"], "config.json",
          run_with(config=b"{not json", checkpoint=True)),
     Case("sample-config-empty", [*SAMPLE, "--nfe", "10"], "config.json", run_with(config=b"", checkpoint=True)),
@@ -492,6 +501,7 @@ CASES: list[Case] = [
     Case("sample-ema-of-another-network", [*SAMPLE, "--nfe", "10"], "does not fit this run", ema_of_another_network),
     # geometry
     Case("geometry-run-missing", ["geometry", "--run", "nowhere"], "nowhere"),
+    Case("geometry-run-empty", ["geometry", "--run", ""], "an empty path"),
     Case("geometry-no-checkpoints", ["geometry", "--run", RUN], "checkpoint", run_with()),
     Case("geometry-run-unfinished", ["geometry", "--run", RUN], "summary.json",
          run_with(checkpoint=True, finished=False)),
@@ -504,6 +514,7 @@ CASES: list[Case] = [
     # report
     Case("report-results-missing", ["report", "--results", "nowhere"], "nowhere"),
     Case("report-results-is-a-file", ["report", "--results", "afile"], "afile", a_file),
+    Case("report-results-empty", ["report", "--results", ""], "an empty path"),
     Case("report-unknown-suite", ["report", "nope", "--results", "results"], "nope", suite_with()),
     Case("report-suite-json-garbage", ["report", "--results", "results"], "suite.json",
          suite_with(suite_json=b"{not json")),

@@ -65,6 +65,8 @@ def test_the_gpu_check_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
         (vs_diffusers.main, ["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
         (vs_diffusers.main, ["--threads", "-1"], "argument --threads: must be at least 1, got -1"),
         (vs_diffusers.main, ["--csv", "results"], "results is not a file"),
+        (vs_diffusers.main, ["--csv", ""], "argument --csv: an empty path"),
+        (gpu_check.main, ["--out", ""], "argument --out: an empty path"),
         (train_speed.main, ["--steps", "0"], "argument --steps: must be at least 2, got 0"),
         (train_speed.main, ["--steps", "abc"], "argument --steps: 'abc' is not an integer"),
         (train_speed.main, ["--threads", "0"], "argument --threads: must be at least 1, got 0"),
