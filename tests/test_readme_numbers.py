@@ -1,0 +1,183 @@
+"""The numbers the README's prose quotes are those of the committed records it cites.
+
+Each sentence below is made from the records it quotes (a suite's run records, read as the report
+reads them, and ``spdbench samplers``' CSV), each number rounded once from its record, and must
+appear in the README as it stands, whitespace aside. The README's tables are checked where they
+are made (``test_report``, ``test_solvers``, ``test_perf``). When a suite is run again, a failure
+here names the sentence to update."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from spdbench.records import SuiteRecord, read_suite
+from spdbench.report import nfe_points, sampler_cell
+
+ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "results"
+
+POSTERIOR = "ancestral, native, eta 1.0, variance small, clip_x0 True"  #: the posterior sampler as a table names it
+POSTERIOR_LOGSNR = "ancestral, logsnr, eta 1.0, variance small, clip_x0 True"  #: the same on the log-SNR grid
+SDE_2M = "sdedpmpp2m, logsnr, clip_x0 True"  #: SDE-DPM-Solver++(2M) on the log-SNR grid
+DPM_2M = "dpmpp2m, logsnr, clip_x0 True"
+DDIM = "ddim, native, clip_x0 True"
+UNIPC_3 = "unipc3, logsnr, clip_x0 True"
+CORRECTED = POSTERIOR + ", corrector 0.6"
+PROJECTED = SDE_2M + ", projection 1.0"
+
+
+@functools.cache
+def readme() -> str:
+    return " ".join((ROOT / "README.md").read_text().split())
+
+
+@functools.cache
+def suite(name: str) -> SuiteRecord:
+    return read_suite(RESULTS / name)
+
+
+def own_fid(name: str, label: str, seed: int) -> float:
+    """The FID of a suite's run with its own sampler."""
+    (run,) = [run for run in suite(name).scored() if (run.label, run.seed) == (label, seed)]
+    return float(run.scores["fid"])
+
+
+def resampled_fid(name: str, label: str, seed: int, sampler: str, nfe: int) -> float:
+    """A run's final weights sampled again, or its own sample set (the report's table "FID against
+    the sampler and NFE", whose sampler column ``sampler`` is)."""
+    (fid,) = {
+        scores["fid"]
+        for run, drawn, scores, _ in nfe_points(suite(name))
+        if (run.label, run.seed, sampler_cell(drawn), drawn.get("nfe")) == (label, seed, sampler, nfe)
+    }
+    return float(fid)
+
+
+def mean_over_seeds(name: str, label: str) -> float:
+    """The mean FID over a configuration's scored seeds, as the table "Over seeds"."""
+    return statistics.mean(float(run.scores["fid"]) for run in suite(name).scored() if run.label == label)
+
+
+def geometry(label: str, key: str) -> list[float]:
+    """One number of the quick suite's geometry summaries, per seed (of a pair, the first)."""
+    values = [run.geometry[key] for run in suite("quick").scored() if run.label == label and run.geometry]
+    return [float(value[0] if isinstance(value, list) else value) for value in values]
+
+
+@functools.cache
+def sampler_rows() -> list[dict[str, str]]:
+    with (RESULTS / "samplers" / "fmnist-28" / "samplers.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def measured(process: str, solver: str, grid: str, nfe: int, column: str, projection: float = 0.0) -> float:
+    """A column of ``spdbench samplers``' record, for a process at its defaults without a corrector."""
+    (row,) = [
+        row
+        for row in sampler_rows()
+        if (row["label"], row["solver"], row["grid"], row["nfe"]) == (process, solver, grid, str(nfe))
+        and row["full_grid"] == "False"
+        and float(row["corrector"]) == 0.0
+        and float(row["projection"]) == projection
+    ]
+    return float(row[column])
+
+
+def short(value: float, digits: int = 2) -> str:
+    """``value`` to ``digits`` significant digits, as the README writes it: ``0.94``, ``32``, ``7.2e4``."""
+    text = f"{value:.{digits}g}"
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", text)
+
+
+def quoted() -> list[str]:
+    """Every sentence, made from its records."""
+    again = resampled_fid  # a run's weights sampled again, or its own sample set
+    auto, old = "quick-auto-sampler", "quick-2026-11-22"
+    dpm_2m = [again(auto, "ddpm", 0, DPM_2M, n) for n in (10, 20, 50, 100, 200)]
+    blurring = geometry("blurring", "denoising_deviation_max")
+    gaussian = geometry("ddpm", "denoising_deviation_max") + geometry("spd", "denoising_deviation_max")
+    heat = geometry("heat", "sampling_deviation_max")
+    off_plane = sorted(100 * share for share in geometry("heat", "sampling_off_plane"))
+    amplification = {
+        (process, solver): short(measured(process, solver, grid, 20, "amplification"))
+        for process in ("ddpm", "spd", "blurring")
+        for solver, grid in (("sdedpmpp2m", "logsnr"), ("ancestral", "native"))
+    }
+    return [
+        # the quick result
+        f"gave DDPM {mean_over_seeds('quick-posterior-sampler', 'ddpm'):.1f} and "
+        f"SPD {mean_over_seeds('quick-posterior-sampler', 'spd'):.1f} (the same verdicts)",
+        f"that sampler gave the seed-0 DDPM network {own_fid('quick-posterior-sampler', 'ddpm', 0):.1f}, "
+        f"where SDE-DPM-Solver++(2M) gives {own_fid('quick', 'ddpm', 0):.1f}",
+        # geometry
+        f"(largest deviation {min(blurring):.2f} and {max(blurring):.2f} against "
+        f"{min(gaussian):.2f} to {max(gaussian):.2f})",
+        f"heat's path the most curved ({min(heat):.2f} and {max(heat):.2f}) and the least planar "
+        f"({off_plane[0]:.0f}–{off_plane[-1]:.0f} % off the plane)",
+        # samplers with a perfect network
+        f"(W2² {short(measured('heat', 'ihdm', 'native', 20, 'w2'))} at 20 calls, a white network error amplified "
+        f"{short(measured('heat', 'ihdm', 'native', 20, 'amplification'))} times",
+        f"amplifies a white network error {amplification['ddpm', 'sdedpmpp2m']} times for DDPM and "
+        f"{amplification['spd', 'sdedpmpp2m']} times for SPD, against {amplification['ddpm', 'ancestral']} and "
+        f"{amplification['spd', 'ancestral']} for the posterior sampler",
+        f"amplifies its network errors {amplification['blurring', 'sdedpmpp2m']} times against "
+        f"{amplification['blurring', 'ancestral']} (its W2² with an error of std 0.1: "
+        f"{short(measured('blurring', 'sdedpmpp2m', 'logsnr', 20, 'w2_at_error'), 3)} against "
+        f"{short(measured('blurring', 'ancestral', 'native', 20, 'w2_at_error'))})",
+        f"SDE-DPM-Solver++(2M) on DDPM's native grid at 10 calls goes "
+        f"{short(measured('ddpm', 'sdedpmpp2m', 'native', 10, 'w2'))} → "
+        f"{short(measured('ddpm', 'sdedpmpp2m', 'native', 10, 'w2', projection=1.0))}",
+        # the auto-sampler suite against the reference run
+        f"SPD's rose at both seeds ({own_fid(old, 'spd', 0):.1f} → {own_fid(auto, 'spd', 0):.1f} and "
+        f"{own_fid(old, 'spd', 1):.1f} → {own_fid(auto, 'spd', 1):.1f}) and in all eight perturbed runs, "
+        f"DDPM's went {own_fid(old, 'ddpm', 0):.1f} → {own_fid(auto, 'ddpm', 0):.1f} and "
+        f"{own_fid(old, 'ddpm', 1):.1f} → {own_fid(auto, 'ddpm', 1):.1f}",
+        f"DDPM's seed 0 gives {again(auto, 'ddpm', 0, POSTERIOR, 20):.1f} with the posterior sampler and "
+        f"{own_fid(auto, 'ddpm', 0):.1f} with DPM-Solver++(3M), SPD's {again(auto, 'spd', 0, POSTERIOR, 20):.1f} "
+        f"and {own_fid(auto, 'spd', 0):.1f}",
+        # resampled: the deterministic solvers, SDE-DPM-Solver++(2M)
+        f"(DPM-Solver++(2M) stays at {min(dpm_2m):.0f}–{max(dpm_2m):.0f} from 10 to 200 calls, "
+        f"DDIM falls to {again(auto, 'ddpm', 0, DDIM, 200):.0f} at 200)",
+        f"({again(auto, 'ddpm', 0, POSTERIOR, 1000):.1f} over DDPM's 1000 levels)",
+        "gives DDPM {:.1f}, {:.1f} and {:.1f} at 10, 20 and 50 calls and SPD {:.1f}, {:.1f} and {:.1f}".format(
+            *[again(auto, process, 0, SDE_2M, n) for process in ("ddpm", "spd") for n in (10, 20, 50)]
+        ),
+        f"the posterior sampler gives {again(auto, 'spd', 0, POSTERIOR, 200):.1f} at 200 calls and "
+        f"{again(auto, 'spd', 0, POSTERIOR, 1000):.1f} over 1000 of its 4000 levels, and SDE-DPM-Solver++(2M) "
+        f"{again(auto, 'spd', 0, SDE_2M, 100):.1f} at 100 calls",
+        f"at 50 calls gives {again(auto, 'ddpm', 0, SDE_2M, 50):.1f} there and "
+        f"{again('quick', 'ddpm', 0, SDE_2M, 50):.1f} when drawn again",
+        f"the same log-SNR grid does not ({again(auto, 'ddpm', 0, POSTERIOR_LOGSNR, 20):.1f} and "
+        f"{again(auto, 'spd', 0, POSTERIOR_LOGSNR, 20):.1f} at 20 calls)",
+        # the quick networks: UniPC-3, a corrector, a projection
+        f"it gives DDPM {again('quick', 'ddpm', 0, UNIPC_3, 20):.1f} and "
+        f"SPD {again('quick', 'spd', 0, UNIPC_3, 20):.1f}, "
+        f"against SDE-DPM-Solver++(2M)'s {again('quick', 'ddpm', 0, SDE_2M, 20):.1f} and "
+        f"{again('quick', 'spd', 0, SDE_2M, 20):.1f}",
+        "ε = 0.6 at 100 calls: {:.1f} → {:.1f} at seed 0, {:.1f} → {:.1f} at seed 1)".format(
+            *[again("quick", "spd", seed, sampler, 100) for seed in (0, 1) for sampler in (POSTERIOR, CORRECTED)]
+        ),
+        "(SPD seed 0: {:.1f}/{:.1f}/{:.1f} → {:.1f}/{:.1f}/{:.1f})".format(
+            *[again("quick", "spd", 0, sampler, n) for sampler in (SDE_2M, PROJECTED) for n in (10, 20, 50)]
+        ),
+    ]
+
+
+@pytest.mark.parametrize("sentence", quoted(), ids=lambda sentence: " ".join(sentence.split()[:6]))
+def test_the_readme_quotes_the_records(sentence: str) -> None:
+    assert sentence in readme(), f"the README should read: {sentence!r}"
+
+
+def test_the_auto_sampler_raised_every_perturbed_spd_fid() -> None:
+    """"SPD's rose ... in all eight perturbed runs": each perturbed SPD run of the auto-sampler
+    suite has a higher FID than the same run of the reference suite."""
+    with (RESULTS / "quick-auto-sampler" / "fid.csv").open() as file:
+        perturbed = [row["label"] for row in csv.DictReader(file) if row["label"].startswith("spd-")]
+    assert len(perturbed) == 8
+    assert all(own_fid("quick-auto-sampler", label, 0) > own_fid("quick-2026-11-22", label, 0) for label in perturbed)
