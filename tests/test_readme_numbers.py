@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import re
 import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
+from models import UNet, network_config
+from spdbench.classifier import ClassifierConfig, shipped_paths
 from spdbench.records import SuiteRecord, read_suite
 from spdbench.report import nfe_points, sampler_cell
 
@@ -89,6 +93,11 @@ def measured(process: str, solver: str, grid: str, nfe: int, column: str, projec
     return float(row[column])
 
 
+def parameters(size: str, channels: int, image_size: int) -> int:
+    with torch.device("meta"):  # counted, not allocated
+        return sum(p.numel() for p in UNet(network_config(size, channels, image_size)).parameters())
+
+
 def short(value: float, digits: int = 2) -> str:
     """``value`` to ``digits`` significant digits, as the README writes it: ``0.94``, ``32``, ``7.2e4``."""
     text = f"{value:.{digits}g}"
@@ -109,12 +118,16 @@ def quoted() -> list[str]:
         for process in ("ddpm", "spd", "blurring")
         for solver, grid in (("sdedpmpp2m", "logsnr"), ("ancestral", "native"))
     }
+    with (RESULTS / "perturb" / "fid.csv").open() as file:
+        perturbed = [float(row["path_efficiency"]) for row in csv.DictReader(file) if row["label"] != "spd"]
+    classifier = json.loads(shipped_paths(ClassifierConfig())[1].read_text())
     return [
-        # the quick result
+        # the quick and perturbation results
         f"gave DDPM {mean_over_seeds('quick-posterior-sampler', 'ddpm'):.1f} and "
         f"SPD {mean_over_seeds('quick-posterior-sampler', 'spd'):.1f} (the same verdicts)",
         f"that sampler gave the seed-0 DDPM network {own_fid('quick-posterior-sampler', 'ddpm', 0):.1f}, "
         f"where SDE-DPM-Solver++(2M) gives {own_fid('quick', 'ddpm', 0):.1f}",
+        f"(path efficiency {min(perturbed):.3f}–{max(perturbed):.3f})",
         # geometry
         f"(largest deviation {min(blurring):.2f} and {max(blurring):.2f} against "
         f"{min(gaussian):.2f} to {max(gaussian):.2f})",
@@ -166,6 +179,10 @@ def quoted() -> list[str]:
         "(SPD seed 0: {:.1f}/{:.1f}/{:.1f} → {:.1f}/{:.1f}/{:.1f})".format(
             *[again("quick", "spd", 0, sampler, n) for sampler in (SDE_2M, PROJECTED) for n in (10, 20, 50)]
         ),
+        # what is compared
+        f"{100 * classifier['test_accuracy']:.1f} % test accuracy",
+        f"(ddpm-cifar {parameters('ddpm-cifar', 3, 32):,} and spd-cifar {parameters('spd-cifar', 3, 32):,} parameters, "
+        f"as the official networks; quick {parameters('quick', 1, 28):,}; smoke {parameters('smoke', 1, 28):,})",
     ]
 
 
