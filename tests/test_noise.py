@@ -1,4 +1,5 @@
-"""The sampling noise: counter-based, per image, on the sampling device."""
+"""The sampling noise: counter-based, per image, on the sampling device; which seed and which
+training image each image of a sample set starts from; images as bytes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 from scipy import stats
 
 from corruptions import make_process
-from spdbench.sampling import PerImageNoise, sample, splitmix64
-from spdbench.solvers import get_solver
+from spdbench.grids import solver_calls, with_correctors
+from spdbench.sampling import PerImageNoise, sample, sample_set_inputs, splitmix64, to_uint8
+from spdbench.solvers import SamplerSettings, get_solver
 
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -91,8 +93,35 @@ def test_a_step_without_noise_passes_over_its_draw_without_computing_it(monkeypa
     real_draw = PerImageNoise.draw
     monkeypatch.setattr(PerImageNoise, "draw", lambda self: computed.append(self.draws) or real_draw(self))
     process = make_process("ddpm", (1, 8, 8), levels=20)
-    for solver, expected in (("ddim", [0]), ("ancestral", [0, 1, 2, 3, 4])):  # ancestral's last step: x̂0
+    corrected = with_correctors(process.time_grid(solver_calls(5)), 5)  # DDIM's steps 0, 2, 4; Langevin's 1, 3
+    cases = [
+        ("ddim", process.time_grid(5), SamplerSettings(), [0]),
+        ("ancestral", process.time_grid(5), SamplerSettings(), [0, 1, 2, 3, 4]),  # its last step: x̂0
+        ("ddim", corrected, SamplerSettings(corrector=0.1), [0, 2, 4]),  # the prior's, then Langevin's
+    ]
+    for solver, grid, settings, expected in cases:
         computed.clear()
         noise = PerImageNoise([0, 1], process.image_shape, torch.device("cpu"))
-        sample(lambda x, t: x, process, noise, torch.zeros(2, 1, 8, 8), process.time_grid(5), get_solver(solver))
-        assert computed == expected, solver
+        sample(lambda x, t: x, process, noise, torch.zeros(2, 1, 8, 8), grid, get_solver(solver), settings)
+        assert computed == expected, (solver, settings)
+
+
+def test_each_image_of_a_sample_set_has_its_own_seed_and_training_image() -> None:
+    """Image ``i`` of the sample set ``seed`` draws from seed ``seed · 10⁶ + i`` (so sets of
+    two seeds share no image's noise) and starts from training image ``perm[i]`` of the
+    permutation seeded by ``seed``."""
+    process = make_process("blurring", (1, 4, 4))
+    train = torch.arange(50 * 16, dtype=torch.float32).reshape(50, 1, 4, 4)
+    noise, reference = sample_set_inputs(process, train, 5, range(3, 7), torch.device("cpu"))
+    expected = PerImageNoise([5_000_003, 5_000_004, 5_000_005, 5_000_006], process.image_shape, torch.device("cpu"))
+    assert torch.equal(noise.draw(), expected.draw())
+    permutation = torch.randperm(50, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(reference, train[permutation[3:7]])
+    other_seed = sample_set_inputs(process, train, 6, range(3, 7), torch.device("cpu"))[1]
+    assert not torch.equal(reference, other_seed)
+
+
+def test_images_become_bytes_by_rounding() -> None:
+    """``[-1, 1]`` maps to ``round((x + 1) · 127.5)`` (half to even), clipped outside."""
+    images = torch.tensor([-2.0, -1.0, -0.999, 0.0, 0.5, 0.999, 1.0, 3.0], dtype=torch.float64)
+    assert to_uint8(images).tolist() == [0, 0, 0, 128, 191, 255, 255, 255]
