@@ -405,13 +405,26 @@ def test_the_stochastic_multistep_solver_is_ancestral_at_first_order(gaussian_ca
     assert len(SOLVERS["sdedpmpp2m"].step(process, times, 3, SamplerSettings()).history) == 1
 
 
-@pytest.mark.parametrize("order", [2, 3])
-def test_uni_pc_takes_the_reference_schedulers_steps(order: int) -> None:
-    """On DDPM (one log-SNR for every frequency) UniPC's states are those of diffusers'
-    ``UniPCMultistepScheduler`` (B(h) = expm1(−h), data prediction, predictor and corrector,
-    the order kept to the end) driven on the same σ = s/a grid with the same x̂_0: the corrector
-    folded into the next step is the reference's corrector, step for step. (The reference's
-    last step, to σ = 0 at full order, is undefined; ours returns x̂_0 there.)"""
+#: The multistep solvers, diffusers' scheduler of each (data prediction, the order kept to the end)
+#: and the precision it steps at: UniPC's in float64, DPM-Solver's in float32 (its ``step`` casts
+#: the state to float32).
+REFERENCE_SCHEDULERS = {
+    "unipc2": ("UniPCMultistepScheduler", {"solver_order": 2, "solver_type": "bh2"}, 1e-10),
+    "unipc3": ("UniPCMultistepScheduler", {"solver_order": 3, "solver_type": "bh2"}, 1e-10),
+    "dpmpp2m": ("DPMSolverMultistepScheduler", {"solver_order": 2, "algorithm_type": "dpmsolver++"}, 1e-6),
+    "dpmpp3m": ("DPMSolverMultistepScheduler", {"solver_order": 3, "algorithm_type": "dpmsolver++"}, 1e-6),
+    "sdedpmpp2m": ("DPMSolverMultistepScheduler", {"solver_order": 2, "algorithm_type": "sde-dpmsolver++"}, 1e-6),
+}
+
+
+@pytest.mark.parametrize("name", REFERENCE_SCHEDULERS)
+def test_the_multistep_solvers_take_the_reference_schedulers_steps(name: str) -> None:
+    """On DDPM (one log-SNR for every frequency) the multistep solvers' states are those of
+    diffusers' schedulers (UniPC with B(h) = expm1(−h), predictor and corrector; DPM-Solver++ of
+    orders 2 and 3, and its SDE form given the same noise) driven on the same σ = s/a grid with
+    the same x̂_0, the same first lower-order steps and the order kept to the end: step for step,
+    each from our state, to the reference's precision (UniPC's corrector folded into the next step
+    too). (The reference's last step, to σ = 0 at full order, is undefined; ours returns x̂_0 there.)"""
     diffusers = pytest.importorskip("diffusers")
     process = build(("ddpm", {}))
     spectrum = spectrum_of(process)
@@ -425,21 +438,23 @@ def test_uni_pc_takes_the_reference_schedulers_steps(order: int) -> None:
         PerImageNoise([1, 2, 3], process.image_shape, CPU),
         reference,
         grid,
-        SOLVERS[f"unipc{order}"],
+        SOLVERS[name],
         SamplerSettings(eta=0.0, clip_x0=False),
         callback=lambda i, t, x, x0: states.append(x),
     )
-    scheduler = diffusers.UniPCMultistepScheduler(
-        solver_order=order, prediction_type="sample", solver_type="bh2", lower_order_final=False
-    )
+    kind, options, precision = REFERENCE_SCHEDULERS[name]
+    scheduler = getattr(diffusers, kind)(prediction_type="sample", lower_order_final=False, **options)
     scheduler.set_timesteps(len(grid) - 1)
     a, s = process.marginal_coefficients(grid[:-1])
     scheduler.sigmas = torch.cat([(s / a).flatten(), torch.zeros(1, dtype=torch.float64)])
-    x = process.prior(PerImageNoise([1, 2, 3], process.image_shape, CPU).draw(), reference)
+    noise = PerImageNoise([1, 2, 3], process.image_shape, CPU)
+    x = process.prior(noise.draw(), reference)
     for i, t in enumerate(grid[:-2]):
         x0_hat = process.predict_x0(oracle(x, t), x, t)
-        x = scheduler.step(x0_hat, scheduler.timesteps[i], x).prev_sample
-        torch.testing.assert_close(x, states[i], rtol=1e-10, atol=1e-10)
+        drawn = {"variance_noise": noise.draw()} if "sde" in options.get("algorithm_type", "") else {}
+        theirs = scheduler.step(x0_hat, scheduler.timesteps[i], x, **drawn).prev_sample
+        torch.testing.assert_close(theirs, states[i], rtol=precision, atol=precision)
+        x = states[i]  # the next step from our state: the reference's rounding does not add up
 
 
 def test_bad_solver_grid_and_settings_are_refused() -> None:
