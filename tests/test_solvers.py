@@ -287,8 +287,9 @@ def test_a_projection_comes_between_the_solvers_drift_and_its_noise() -> None:
     """Predict, project, diffuse (Ghimire et al., Algorithm 1): on a grid with repeated times,
     for every solver, the solver's step before a projection has no noise and the projection adds
     the noise that step would have added (none for a deterministic solver); a Langevin corrector
-    leaves the solver's steps as they are. A projection needs a solver step before it, one each:
-    a grid whose first time repeats, or a time three times, is refused."""
+    steps at the repeated time and leaves the solver's steps as they are. A projection needs a
+    solver step before it, one each: a grid whose first time repeats, or a time three times, is
+    refused."""
     process = build(("spd", {}))
     grid = with_correctors(make_grid("native", process, solver_calls(7)), 7)
     times = level_schedule(process, grid)
@@ -298,7 +299,9 @@ def test_a_projection_comes_between_the_solvers_drift_and_its_noise() -> None:
         projected = list(plan(process, solver, grid, times, solver.settings_for(projection=1.0)))
         assert [own for _, own in plain] == [own for _, own in projected] == [True, False] * 3 + [True]
         for i, ((step, own), (with_projection, _)) in enumerate(zip(plain, projected, strict=True)):
-            if not own:
+            if not own:  # Langevin's step at the repeated time: û_0 weighted ε a_t there
+                a = process.marginal_coefficients(grid[i].reshape(1))[0]
+                torch.testing.assert_close(step.x0, 0.1 * a, rtol=1e-12, atol=0.0)
                 continue
             handed = i + 1 < len(plain)
             assert with_projection.noise is None if handed else same(with_projection.noise, step.noise), name
@@ -311,6 +314,21 @@ def test_a_projection_comes_between_the_solvers_drift_and_its_noise() -> None:
     for bad in (torch.cat([grid[:1], grid]), torch.cat([grid[:3], grid[2:]])):
         with pytest.raises(ConfigurationError, match="a grid time repeats at most once"):
             list(plan(process, solver, bad, level_schedule(process, bad), solver.settings_for(projection=1.0)))
+
+
+def test_ihdm_s_strided_step_skips_levels_in_one_euler_step() -> None:
+    """Over ``d`` levels IHDM's step keeps ``1 − d`` of ``u_k``, takes ``d`` of the one-level
+    sharpening ``x̂`` and adds noise of std ``η δ √d``; at ``d = 1``, ``η = 1`` the official
+    sampler's ``u_{k−1} = x̂ + δ z``; the last step returns the mean."""
+    process = build(("heat", {}))
+    grid = torch.tensor([9, 8, 4, 0])
+    times = schedule(process, grid)
+    settings = SamplerSettings(eta=0.5)
+    for i, stride in enumerate((1, 4, 4)):
+        step = SOLVERS["ihdm"].step(process, times, i, settings)
+        assert (float(step.x), float(step.x0)) == (1 - stride, stride)
+        last = i == len(grid) - 2
+        assert step.noise is None if last else float(step.noise) == pytest.approx(0.5 * process.delta * stride**0.5)
 
 
 def test_the_reverse_diffusion_predictor_is_song_et_al_s_for_ddpm() -> None:
