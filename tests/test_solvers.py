@@ -475,6 +475,35 @@ def test_the_multistep_solvers_take_the_reference_schedulers_steps(name: str) ->
         x = states[i]  # the next step from our state: the reference's rounding does not add up
 
 
+#: Each grid's coordinate as ``spdbench.grids``' docstring defines it, from the log-SNR of every
+#: frequency ``λ`` (times × image) and the data's spectrum ``D``: computed here, not by the module.
+COORDINATES = {
+    "logsnr": lambda log_snr, spectrum: log_snr.mean((1, 2, 3)),
+    "edm": lambda log_snr, spectrum: torch.exp(-log_snr.mean((1, 2, 3)) / 7),
+    "signal": lambda log_snr, spectrum: (log_snr * spectrum).sum((1, 2, 3)) / spectrum.expand_as(log_snr[0]).sum(),
+}
+
+
+def test_every_grid_s_coordinate_is_defined_here() -> None:
+    assert set(COORDINATES) == set(GRIDS) - {"native"}
+
+
+@pytest.mark.parametrize("grid_name", COORDINATES)
+def test_a_grid_is_the_levels_nearest_to_even_steps_in_its_coordinate(gaussian_case, grid_name: str) -> None:
+    """A grid of ``nfe = 10`` calls, before its last time (the data), is the levels nearest to
+    ``nfe`` values evenly spaced in its coordinate, from the prior's time to the last level whose
+    mean log-SNR is at most ``3 + log(nfe/10)``."""
+    process = build(gaussian_case)
+    spectrum = spectrum_of(process)
+    a, s = process.marginal_coefficients(process.time_grid()[:-1])
+    log_snr = (a / s).log().expand(len(a), *process.image_shape)
+    kept = log_snr.mean((1, 2, 3)) <= 3.0
+    levels, coordinate = process.time_grid()[:-1][kept], COORDINATES[grid_name](log_snr[kept], spectrum)
+    targets = torch.linspace(float(coordinate[0]), float(coordinate[-1]), 10, dtype=torch.float64)
+    nearest = levels[(coordinate[None, :] - targets[:, None]).abs().argmin(1)]
+    assert make_grid(grid_name, process, 10, spectrum).tolist() == [*nearest.tolist(), 0]
+
+
 def test_bad_solver_grid_and_settings_are_refused() -> None:
     ddpm, heat = build(("ddpm", {})), build(("heat", {}))
     with pytest.raises(ConfigurationError, match="unknown sampler 'no-such-solver'; valid: ancestral, ddim"):
