@@ -139,7 +139,7 @@ def test_the_committed_paths_are_what_spdbench_paths_makes(tmp_path: Path) -> No
         pd.read_csv(out / "paths.csv"),
         pd.read_csv(committed / "paths.csv"),
         rtol=1e-9,
-        obj="results/paths (stale? make paths)",
+        obj="results/paths (the measure changed: if the change was meant, make paths; if not, a process's maths broke)",
     )
     made = (out / "paths.md").read_text().replace(f" --out {out}", "")
     assert made == (committed / "paths.md").read_text()

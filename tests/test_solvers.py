@@ -643,5 +643,6 @@ def test_the_committed_sampler_measures_are_what_the_measure_gives_now(
         pd.DataFrame([row.record() for row in rows]),
         pd.DataFrame(kept),
         rtol=1e-12,
-        obj=f"{csv_path.relative_to(Path(__file__).parents[1])} (stale? make samplers)",
+        obj=f"{csv_path.relative_to(Path(__file__).parents[1])} (a solver or grid measures otherwise: if the change "
+        "was meant, make samplers; if not, the tests of solvers and grids should say what broke)",
     )
