@@ -54,7 +54,8 @@ FLAG = ""  #: the metavar of an on/off flag: it takes no value
 def main(
     data_dir: Annotated[
         Path | None,
-        typer.Option(parser=parse_path, 
+        typer.Option(
+            parser=parse_path,
             help=f"a directory holding the dataset's own files (Fashion-MNIST's four official .gz files; "
             f"CIFAR-10's python archive or its extracted batches), used instead of every other source; "
             f"also ${DATA_DIR_VARIABLE}",
@@ -184,7 +185,8 @@ def paths(
     channels: Annotated[int | None, typer.Option(help="image channels; default: the dataset's")] = None,
     out: Annotated[
         Path | None,
-        typer.Option(parser=parse_path, 
+        typer.Option(
+            parser=parse_path,
             help="output directory; default: results/paths/<dataset>-<size>-<spectrum>, "
             "or results/paths/paper-<size>x<channels> for the paper spectrum"
         ),

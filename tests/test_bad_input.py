@@ -400,6 +400,7 @@ CASES: list[Case] = [
     Case("paths-channels-0", ["paths", *PAPER, "--size", "8", "--channels", "0"], "channels"),
     Case("paths-out-is-a-file", ["paths", *PAPER, "--size", "4", "--out", "afile"], "afile", a_file),
     Case("paths-out-empty", ["paths", *PAPER, "--size", "4", "--out", ""], "an empty path"),
+    Case("data-dir-empty", ["--data-dir", "", "paths", *PAPER, "--size", "4"], "an empty path"),
     # samplers
     Case("samplers-unknown-spectrum", ["samplers", "--spectrum", "nope"], "nope"),
     Case("samplers-unknown-dataset", ["samplers", *PAPER, "--dataset", "nope"], "nope"),
