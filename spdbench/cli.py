@@ -50,15 +50,19 @@ P = ParamSpec("P")
 FLAG = ""  #: the metavar of an on/off flag: it takes no value
 
 
+def path_option(help: str) -> Any:
+    """A typer option of a path (``<path>`` in the help), refused when empty (``parse_path``)."""
+    return typer.Option(parser=parse_path, metavar="<path>", help=help)
+
+
 @app.callback()
 def main(
     data_dir: Annotated[
         Path | None,
-        typer.Option(
-            parser=parse_path,
-            help=f"a directory holding the dataset's own files (Fashion-MNIST's four official .gz files; "
+        path_option(
+            f"a directory holding the dataset's own files (Fashion-MNIST's four official .gz files; "
             f"CIFAR-10's python archive or its extracted batches), used instead of every other source; "
-            f"also ${DATA_DIR_VARIABLE}",
+            f"also ${DATA_DIR_VARIABLE}"
         ),
     ] = None,
 ) -> None:
@@ -104,7 +108,7 @@ PerturbKindOption = Annotated[
     typer.Option(help="SPD's perturbation family (desync, spectrum or time): shorthand for --option perturb_kind=K"),
 ]
 RunOption = Annotated[
-    Path, typer.Option(parser=parse_path, help="a finished run directory (config.json and checkpoints/)")
+    Path, path_option("a finished run directory (config.json and checkpoints/)")
 ]
 SizeOption = Annotated[int | None, typer.Option(help="image size N (N×N pixels); default: the dataset's")]
 SamplerOption = Annotated[
@@ -185,9 +189,8 @@ def paths(
     channels: Annotated[int | None, typer.Option(help="image channels; default: the dataset's")] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            parser=parse_path,
-            help="output directory; default: results/paths/<dataset>-<size>-<spectrum>, "
+        path_option(
+            "output directory; default: results/paths/<dataset>-<size>-<spectrum>, "
             "or results/paths/paper-<size>x<channels> for the paper spectrum"
         ),
     ] = None,
@@ -214,7 +217,7 @@ def samplers(
     size: SizeOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(parser=parse_path, help="output directory; default: results/samplers/<dataset>-<size>"),
+        path_option("output directory; default: results/samplers/<dataset>-<size>"),
     ] = None,
 ) -> None:
     """Every solver × grid × NFE measured exactly with a perfect network on Gaussian data with the
@@ -242,7 +245,7 @@ def show(
     times: Annotated[int, typer.Option(help="number of times (rows), evenly spread over the path")] = 6,
     spectrum: SpectrumOption = "empirical",
     seed: Annotated[int, typer.Option(help="seed of the image choice and the noise")] = 0,
-    out: Annotated[Path, typer.Option(parser=parse_path, help="output directory")] = Path("results/show"),
+    out: Annotated[Path, path_option("output directory")] = Path("results/show"),
 ) -> None:
     """PNG grids of training images corrupted by a process at several times, and of the noise part."""
     options = requested_options(option, perturb, perturb_kind)
@@ -273,7 +276,7 @@ def run(
     projection: ProjectionOption = None,
     samples: Annotated[int | None, typer.Option(help="images to generate (default: the budget's)")] = None,
     seed: Annotated[int, typer.Option(help="seed of training and sampling")] = 0,
-    out: Annotated[Path, typer.Option(parser=parse_path, help="directory of run directories")] = Path("runs"),
+    out: Annotated[Path, path_option("directory of run directories")] = Path("runs"),
     dry_run: Annotated[
         bool, typer.Option("--dry-run", metavar=FLAG, help="print the resolved configuration and exit")
     ] = False,
@@ -375,7 +378,7 @@ def geometry(
 def report(
     suite: Annotated[str | None, typer.Argument(help="suite name under --results; default: every suite there")] = None,
     results: Annotated[
-        Path, typer.Option(parser=parse_path, help="directory of suites (each with a suite.json)")
+        Path, path_option("directory of suites (each with a suite.json)")
     ] = Path("results"),
 ) -> None:
     """Tables (Markdown, CSV) and plots of a suite's runs, written into the suite's directory."""
@@ -388,7 +391,7 @@ def report(
 
 @command
 def score(
-    run: Annotated[Path, typer.Option(parser=parse_path, help="a finished run directory (holds samples.npz)")],
+    run: Annotated[Path, path_option("a finished run directory (holds samples.npz)")],
     features: Annotated[
         str, typer.Option(help="features: default (the dataset's), classifier (fmnist) or inception")
     ] = "default",

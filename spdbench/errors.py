@@ -141,7 +141,7 @@ def parse_path(text: str | Path) -> Path:
     """A path read from the command line (a typer ``parser``, an ``argparse`` type); an empty one
     is refused: ``Path("")`` is the current directory, so ``--out "$UNSET"`` would write there."""
     if text == "":
-        raise BadPath("an empty path; give '.' for the current directory")
+        raise BadPath("an empty path (the current directory is '.')")
     return Path(text)
 
 

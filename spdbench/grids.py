@@ -29,7 +29,8 @@ exact measure: with few calls, steps spent where the frequencies are nearly clea
 rest of the path (DPM-Solver++(2M) at 10 NFE, relative W2²: DDPM 1.3e-3 → 9.2e-4, SPD on the
 ``signal`` grid 1.9e-3 → 7.8e-4); a fixed end costs accuracy at many calls (DDPM at 50 NFE:
 2.8e-6 → 6.8e-5 with the end fixed at 3), which the end moving with ``nfe`` keeps. A new grid is
-one coordinate function here and one line in ``GRIDS``.
+one coordinate function here and one line in ``GRIDS``, its coordinate stated again, independently,
+in ``COORDINATES`` of ``tests/test_solvers.py``.
 """
 
 from __future__ import annotations

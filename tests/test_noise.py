@@ -122,6 +122,6 @@ def test_each_image_of_a_sample_set_has_its_own_seed_and_training_image() -> Non
 
 
 def test_images_become_bytes_by_rounding() -> None:
-    """``[-1, 1]`` maps to ``round((x + 1) · 127.5)`` (half to even), clipped outside."""
+    """``[-1, 1]`` maps to ``round((x + 1) · 127.5)`` (its one tie, ``x = 0``, to 128), clipped outside."""
     images = torch.tensor([-2.0, -1.0, -0.999, 0.0, 0.5, 0.999, 1.0, 3.0], dtype=torch.float64)
     assert to_uint8(images).tolist() == [0, 0, 0, 128, 191, 255, 255, 255]

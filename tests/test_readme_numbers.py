@@ -129,8 +129,8 @@ def quoted() -> list[str]:
         f"where SDE-DPM-Solver++(2M) gives {own_fid('quick', 'ddpm', 0):.1f}",
         f"(path efficiency {min(perturbed):.3f}–{max(perturbed):.3f})",
         # geometry
-        f"(largest deviation {min(blurring):.2f} and {max(blurring):.2f} against "
-        f"{min(gaussian):.2f} to {max(gaussian):.2f})",
+        f"(x̂₀'s largest deviation {min(blurring):.2f} and {max(blurring):.2f}, against "
+        f"{min(gaussian):.2f} to {max(gaussian):.2f} for DDPM and SPD)",
         f"heat's path the most curved ({min(heat):.2f} and {max(heat):.2f}) and the least planar "
         f"({off_plane[0]:.0f}–{off_plane[-1]:.0f} % off the plane)",
         # samplers with a perfect network
