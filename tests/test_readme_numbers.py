@@ -1,4 +1,5 @@
-"""The numbers the README's prose quotes are those of the committed records it cites.
+"""The numbers the README's prose quotes are those of the committed records it cites (and a
+suite README's table).
 
 Each sentence below is made from the records it quotes (a suite's run records, read as the report
 reads them, and ``spdbench samplers``' CSV), each number rounded once from its record, and must
@@ -20,8 +21,8 @@ import torch
 
 from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, shipped_paths
-from spdbench.records import SuiteRecord, read_suite
-from spdbench.report import nfe_points, sampler_cell
+from spdbench.records import RunRecord, SuiteRecord, read_suite
+from spdbench.report import fid_text, nfe_points, sampler_cell
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"
@@ -198,3 +199,25 @@ def test_the_auto_sampler_raised_every_perturbed_spd_fid() -> None:
         perturbed = [row["label"] for row in csv.DictReader(file) if row["label"].startswith("spd-")]
     assert len(perturbed) == 8
     assert all(own_fid("quick-auto-sampler", label, 0) > own_fid("quick-2026-11-22", label, 0) for label in perturbed)
+
+
+def test_the_auto_sampler_suite_s_table_pairs_its_runs_with_the_reference_runs() -> None:
+    """The table of ``results/quick-auto-sampler/README.md``: each run of that suite beside the run
+    of the same process and seed in ``results/quick-2026-11-22``, with their samplers, FIDs and
+    final losses as their records give them, one row each."""
+    text = (RESULTS / "quick-auto-sampler" / "README.md").read_text()
+    reference = {(run.label, run.seed): run for run in suite("quick-2026-11-22").scored()}
+
+    def sampler(run: RunRecord) -> str:
+        return f"{run.config['sampler']['solver']}, {run.config['sampler']['grid']}"
+
+    rows = []
+    for run in suite("quick-auto-sampler").scored():
+        before = reference[run.label, run.seed]
+        losses = f"{before.summary['final_loss']:.6f} / {run.summary['final_loss']:.6f}"
+        rows.append(
+            f"| {run.label} | {run.seed} | {sampler(before)} | {fid_text(before.scores)} | {sampler(run)} | "
+            f"{fid_text(run.scores)} | {losses} |"
+        )
+    table = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| process")]
+    assert table == rows
