@@ -33,6 +33,7 @@ SDE_2M = "sdedpmpp2m, logsnr, clip_x0 True"  #: SDE-DPM-Solver++(2M) on the log-
 DPM_2M = "dpmpp2m, logsnr, clip_x0 True"
 DDIM = "ddim, native, clip_x0 True"
 UNIPC_3 = "unipc3, logsnr, clip_x0 True"
+REVERSE = "reverse, native, clip_x0 True"  #: Song et al.'s reverse-diffusion predictor
 CORRECTED = POSTERIOR + ", corrector 0.6"
 PROJECTED = SDE_2M + ", projection 1.0"
 
@@ -221,3 +222,46 @@ def test_the_auto_sampler_suite_s_table_pairs_its_runs_with_the_reference_runs()
         )
     table = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| process")]
     assert table == rows
+
+
+def test_the_projection_table_of_the_quick_suite_is_its_records() -> None:
+    """The table of ``results/quick/README.md`` "A projection step on these networks": each
+    network and sampler's FID at 10, 20 and 50 calls without the projection and with δμ = 1 and
+    0.3 (empty where it was not sampled), what the projection costs the budgets' solvers, and the
+    sentence on 100 calls, as the records give them."""
+    samplers = {
+        "SDE-DPM-Solver++(2M), log-SNR": SDE_2M,
+        "posterior sampler, native": POSTERIOR,
+        "reverse-diffusion predictor, native": REVERSE,
+    }
+    drawn = {(run.label, run.seed, sampler_cell(sampler)) for run, sampler, _, _ in nfe_points(suite("quick"))}
+
+    def fids(label: str, seed: int, sampler: str) -> str:
+        if (label, seed, sampler) not in drawn:
+            return ""
+        return " / ".join(f"{resampled_fid('quick', label, seed, sampler, nfe):.1f}" for nfe in (10, 20, 50))
+
+    text = (RESULTS / "quick" / "README.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith(("| DDPM, ", "| SPD, "))]
+    assert len(table) == 10
+    costs: dict[str, list[float]] = {"1.0": [], "0.3": []}  # FID with the projection − without, the budgets' solvers
+    for line in table:
+        network, named = line.strip("| ").split(" | ")[:2]
+        process, seed = network.split(", ")
+        cells = [
+            fids(process.lower(), int(seed), samplers[named] + projection)
+            for projection in ("", ", projection 1.0", ", projection 0.3")
+        ]
+        assert line == f"| {network} | {named} | {' | '.join(cells)} |"
+        for step, cell in zip(costs, cells[1:]):
+            if cell and samplers[named] != REVERSE:
+                costs[step] += [float(b) - float(a) for a, b in zip(cells[0].split(" / "), cell.split(" / "))]
+    prose = " ".join(text.split())
+    for step, name in (("1.0", "1"), ("0.3", "0.3")):
+        assert f"With δμ = {name} it costs {min(costs[step]):.0f}–{max(costs[step]):.0f} points" in prose
+    at_100 = ", ".join(
+        f"{name} seed {seed} {resampled_fid('quick', name.lower(), seed, REVERSE, 100):.1f} → "
+        f"{resampled_fid('quick', name.lower(), seed, REVERSE + ', projection 1.0', 100):.1f}"
+        for name, seed in (("DDPM", 0), ("SPD", 0), ("SPD", 1))
+    )
+    assert f"With the reverse-diffusion predictor at 100 calls: {at_100}." in prose
