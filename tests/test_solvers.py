@@ -438,6 +438,7 @@ REFERENCE_SCHEDULERS = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers' set_timesteps, NumPy 2
 @pytest.mark.parametrize("name", REFERENCE_SCHEDULERS)
 def test_the_multistep_solvers_take_the_reference_schedulers_steps(name: str) -> None:
     """On DDPM (one log-SNR for every frequency) the multistep solvers' states are those of
