@@ -23,6 +23,7 @@ from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, shipped_paths
 from spdbench.records import RunRecord, SuiteRecord, read_suite
 from spdbench.report import fid_text, nfe_points, sampler_cell
+from spdbench.verdicts import claims
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"
@@ -265,3 +266,35 @@ def test_the_projection_table_of_the_quick_suite_is_its_records() -> None:
         for name, seed in (("DDPM", 0), ("SPD", 0), ("SPD", 1))
     )
     assert f"With the reverse-diffusion predictor at 100 calls: {at_100}." in prose
+
+
+def test_the_perturbation_suite_s_readme_quotes_its_verdicts() -> None:
+    """``results/perturb/README.md``: the slopes on |p|, the two differences from SPD that are
+    resolved (as SPD's advantage, the verdicts' difference negated), the means of the other two,
+    and SPD's seeds scoring exactly what the quick suite's SPD runs score."""
+    perturb = suite("perturb")
+    found = {claim.claim: claim.estimate for claim in claims(perturb.runs, perturb.info.get("claims_about"))}
+
+    def text(value: float, low: float, high: float) -> str:
+        return f"{value:.1f} [{low:.1f}, {high:.1f}]".replace("-", "−")
+
+    def slope(kind: str) -> str:
+        estimate = found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"]
+        return text(estimate.value, estimate.low, estimate.high)
+
+    def advantage(label: str) -> str:
+        estimate = found[f"spd's FID is lower than {label}'s"]
+        return text(-estimate.value, -estimate.high, -estimate.low)
+
+    spd = [own_fid("perturb", "spd", seed) for seed in (0, 1, 2)]
+    assert spd == [own_fid("quick", "spd", seed) for seed in (0, 1, 2)]
+    prose = " ".join((RESULTS / "perturb" / "README.md").read_text().split())
+    for sentence in (
+        "SPD's seeds 0, 1, 2 here score {:.2f}, {:.2f}, {:.2f}, exactly".format(*spd),
+        f"(desync {slope('desync')}, spectrum {slope('spectrum')})",
+        f"desync at p = −0.5 (by {advantage('spd-desync-0.5')}) and spectrum at p = +0.5 "
+        f"(by {advantage('spd-spectrum+0.5')})",
+        f"(their means are lower: {mean_over_seeds('perturb', 'spd-desync+0.5'):.1f} and "
+        f"{mean_over_seeds('perturb', 'spd-spectrum-0.5'):.1f} against {mean_over_seeds('perturb', 'spd'):.1f})",
+    ):
+        assert sentence in prose, sentence
