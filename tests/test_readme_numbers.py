@@ -13,7 +13,6 @@ import csv
 import functools
 import json
 import re
-import statistics
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, shipped_paths
 from spdbench.records import RunRecord, SuiteRecord, read_suite
 from spdbench.report import fid_text, nfe_points, sampler_cell
-from spdbench.verdicts import claims
+from spdbench.verdicts import claims, seed_mean
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"
@@ -67,8 +66,8 @@ def resampled_fid(name: str, label: str, seed: int, sampler: str, nfe: int) -> f
 
 
 def mean_over_seeds(name: str, label: str) -> float:
-    """The mean FID over a configuration's scored seeds, as the table "Over seeds"."""
-    return statistics.mean(float(run.scores["fid"]) for run in suite(name).scored() if run.label == label)
+    """The mean FID over a configuration's scored seeds, as the table "Over seeds" takes it."""
+    return seed_mean([float(run.scores["fid"]) for run in suite(name).scored() if run.label == label]).value
 
 
 def geometry(label: str, key: str) -> list[float]:
