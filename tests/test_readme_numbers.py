@@ -22,7 +22,7 @@ from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, shipped_paths
 from spdbench.records import RunRecord, SuiteRecord, read_suite
 from spdbench.report import fid_text, nfe_points, sampler_cell
-from spdbench.verdicts import claims, seed_mean
+from spdbench.verdicts import Estimate, claims, seed_mean
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"
@@ -274,16 +274,12 @@ def test_the_perturbation_suite_s_readme_quotes_its_verdicts() -> None:
     perturb = suite("perturb")
     found = {claim.claim: claim.estimate for claim in claims(perturb.runs, perturb.info.get("claims_about"))}
 
-    def text(value: float, low: float, high: float) -> str:
-        return f"{value:.1f} [{low:.1f}, {high:.1f}]".replace("-", "−")
-
     def slope(kind: str) -> str:
-        estimate = found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"]
-        return text(estimate.value, estimate.low, estimate.high)
+        return found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"].text().replace("-", "−")
 
     def advantage(label: str) -> str:
-        estimate = found[f"spd's FID is lower than {label}'s"]
-        return text(-estimate.value, -estimate.high, -estimate.low)
+        difference = found[f"spd's FID is lower than {label}'s"]
+        return Estimate(-difference.value, -difference.high, -difference.low, difference.count).text()
 
     spd = [own_fid("perturb", "spd", seed) for seed in (0, 1, 2)]
     assert spd == [own_fid("quick", "spd", seed) for seed in (0, 1, 2)]
