@@ -375,31 +375,56 @@ def verdict_table(suite: SuiteRecord) -> str:
     return markdown_text(frame(rows, header), left=header[:2] + header[3:])
 
 
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """The mean FID over seeds of each process at its defaults (each configuration of it, by its
+    table name) at every periodic evaluation of a budget's runs, and at the end."""
+
+    steps: list[int]  #: the evaluations' steps, those of every run
+    samples: list[int]  #: the evaluations' sample counts
+    means: dict[str, list[float]]  #: per process, at each of ``steps`` and then at the end
+
+    @property
+    def points(self) -> list[str]:
+        return [f"step {step}" for step in self.steps] + ["end"]
+
+    def order(self, i: int) -> tuple[str, ...]:
+        """The processes from the lowest mean FID to the highest at ``points[i]``."""
+        return tuple(sorted(self.means, key=lambda label: self.means[label][i]))
+
+
+def training(suite: SuiteRecord, budget: str) -> Training | None:
+    """The ``Training`` of ``budget``'s runs; none with fewer than two processes or two evaluations."""
+    runs = [run for run in suite.scored() if run.budget == budget and is_default(run) and run.evaluations]
+    by_process: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        by_process.setdefault(run_label(suite, run), []).append(run)
+    if len(by_process) < 2:
+        return None
+    steps = sorted(set.intersection(*({entry["step"] for entry in run.evaluations} for run in runs)))
+    if len(steps) < 2:
+        return None
+    means = {
+        label: [statistics.fmean(entry["fid"] for run in members for entry in run.evaluations
+                                 if entry["step"] == step) for step in steps]
+        + [statistics.fmean(fid_of(run) for run in members)]
+        for label, members in by_process.items()
+    }
+    samples = sorted({entry["samples"] for run in runs for entry in run.evaluations})
+    return Training(steps, samples, means)
+
+
 def training_lines(suite: SuiteRecord) -> list[str]:
-    """Mean FID over seeds of each process at its defaults (each configuration of it) at every
-    periodic evaluation, and whether their order at the last evaluations and at the end is
-    stable; none without evaluations."""
+    """The ``Training`` of each budget as a table, and whether the order of the processes at the
+    last evaluations and at the end is stable; none without evaluations."""
     lines = []
     for budget in dict.fromkeys(run.budget for run in suite.scored()):
-        runs = [run for run in suite.scored() if run.budget == budget and is_default(run) and run.evaluations]
-        by_process: dict[str, list[RunRecord]] = {}
-        for run in runs:
-            by_process.setdefault(run_label(suite, run), []).append(run)
-        if len(by_process) < 2:
+        found = training(suite, budget)
+        if found is None:
             continue
-        steps = sorted(set.intersection(*({entry["step"] for entry in run.evaluations} for run in runs)))
-        if len(steps) < 2:
-            continue
-        means = {
-            label: [statistics.fmean(entry["fid"] for run in members for entry in run.evaluations
-                                     if entry["step"] == step) for step in steps]
-            + [statistics.fmean(fid_of(run) for run in members)]
-            for label, members in by_process.items()
-        }
-        points = [f"step {step}" for step in steps] + ["end"]
-        orders = [tuple(sorted(means, key=lambda label: means[label][i])) for i in range(len(points))]
-        samples = sorted({entry["samples"] for run in runs for entry in run.evaluations})
-        rows = [[label, *(format(value, ".1f") for value in values)] for label, values in means.items()]
+        points = found.points
+        orders = [found.order(i) for i in range(len(points))]
+        rows = [[label, *(format(value, ".1f") for value in values)] for label, values in found.means.items()]
         last = " < ".join(orders[-1])
         if orders[-1] == orders[-2] == orders[-3]:
             said = (f"The order of the mean FIDs ({last}) is the same at the last two evaluations and at the end "
@@ -408,7 +433,7 @@ def training_lines(suite: SuiteRecord) -> list[str]:
             changes = [f"{points[i - 1]} → {points[i]}" for i in range(1, len(points)) if orders[i] != orders[i - 1]]
             said = f"The order of the mean FIDs is still changing ({', '.join(changes)}); at the end: {last}."
         intro = (
-            f"Mean FID over seeds during training (periodic evaluations of {', '.join(map(str, samples))} "
+            f"Mean FID over seeds during training (periodic evaluations of {', '.join(map(str, found.samples))} "
             f"samples; the end: the runs' own {suite.info.get('samples', '?')} samples, whose FID is lower for "
             "the larger count alone, so compare orders across the columns, not values)."
         )
