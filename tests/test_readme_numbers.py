@@ -1,11 +1,12 @@
-"""The numbers the README's prose quotes are those of the committed records it cites (and a
-suite README's table).
+"""The numbers the README's prose and the suite READMEs (``results/*/README.md``) quote are
+those of the committed records they cite.
 
 Each sentence below is made from the records it quotes (a suite's run records, read as the report
 reads them, and ``spdbench samplers``' CSV), each number rounded once from its record, and must
-appear in the README as it stands, whitespace aside. The README's tables are checked where they
-are made (``test_report``, ``test_solvers``, ``test_perf``). When a suite is run again, a failure
-here names the sentence to update."""
+appear in its README as it stands, whitespace aside. The README's tables are checked where they
+are made (``test_report``, ``test_solvers``, ``test_perf``), the suite READMEs' tables here. What
+a README calls "exactly" the same across suites is compared exactly. When a suite is run again, a
+failure here names the sentence to update."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import csv
 import functools
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,8 @@ import torch
 from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, shipped_paths
 from spdbench.records import RunRecord, SuiteRecord, read_suite
-from spdbench.report import fid_text, nfe_points, sampler_cell
-from spdbench.verdicts import Estimate, claims, seed_mean
+from spdbench.report import fid_text, nfe_points, sampler_cell, training
+from spdbench.verdicts import Estimate, claims, difference_verdict, paired_difference, seed_mean
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"
@@ -267,29 +269,318 @@ def test_the_projection_table_of_the_quick_suite_is_its_records() -> None:
     assert f"With the reverse-diffusion predictor at 100 calls: {at_100}." in prose
 
 
-def test_the_perturbation_suite_s_readme_quotes_its_verdicts() -> None:
-    """``results/perturb/README.md``: the slopes on |p|, the two differences from SPD that are
-    resolved (as SPD's advantage, the verdicts' difference negated), the means of the other two,
-    and SPD's seeds scoring exactly what the quick suite's SPD runs score."""
-    perturb = suite("perturb")
-    found = {claim.claim: claim.estimate for claim in claims(perturb.runs, perturb.info.get("claims_about"))}
+def suite_readme(name: str) -> str:
+    return " ".join((RESULTS / name / "README.md").read_text().split())
 
-    def slope(kind: str) -> str:
-        return found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"].text().replace("-", "−")
 
-    def advantage(label: str) -> str:
-        difference = found[f"spd's FID is lower than {label}'s"]
-        return Estimate(-difference.value, -difference.high, -difference.low, difference.count).text()
+def verdicts(name: str) -> dict[str, Estimate]:
+    """The estimate of each claim the suite's report tests, by claim."""
+    found = suite(name)
+    return {claim.claim: claim.estimate for claim in claims(found.runs, found.info.get("claims_about"))}
 
-    spd = [own_fid("perturb", "spd", seed) for seed in (0, 1, 2)]
-    assert spd == [own_fid("quick", "spd", seed) for seed in (0, 1, 2)]
-    prose = " ".join((RESULTS / "perturb" / "README.md").read_text().split())
-    for sentence in (
-        "SPD's seeds 0, 1, 2 here score {:.2f}, {:.2f}, {:.2f}, exactly".format(*spd),
-        f"(desync {slope('desync')}, spectrum {slope('spectrum')})",
-        f"desync at p = −0.5 (by {advantage('spd-desync-0.5')}) and spectrum at p = +0.5 "
-        f"(by {advantage('spd-spectrum+0.5')})",
-        f"(their means are lower: {mean_over_seeds('perturb', 'spd-desync+0.5'):.1f} and "
-        f"{mean_over_seeds('perturb', 'spd-spectrum-0.5'):.1f} against {mean_over_seeds('perturb', 'spd'):.1f})",
-    ):
-        assert sentence in prose, sentence
+
+def lower(name: str, other: str) -> Estimate:
+    """The suite's estimate of FID(spd) − FID(other), paired by seed."""
+    return verdicts(name)[f"spd's FID is lower than {other}'s"]
+
+
+def signed(estimate: Estimate) -> str:
+    """An estimate as the suite READMEs write it, with the minus sign ``−``."""
+    return estimate.text().replace("-", "−")
+
+
+def advantage(estimate: Estimate) -> str:
+    """A difference FID(a) − FID(b) written as a's advantage, FID(b) − FID(a)."""
+    return Estimate(-estimate.value, -estimate.high, -estimate.low, estimate.count).text()
+
+
+def protocol(name: str) -> str:
+    """The protocol's sentence of a quick suite's README, from its seed-0 DDPM run's configuration."""
+    (config,) = [run.config for run in suite(name).scored() if (run.label, run.seed) == ("ddpm", 0)]
+    network = config["network"]
+    count = parameters(network["size"], network["in_channels"], network["image_size"])
+    return (
+        f"`{network['size']}` U-Net ({count:,} parameters, initial weights from the run's seed) for "
+        f"{config['train']['train_steps']} steps at batch {config['train']['batch']}"
+    )
+
+
+def evaluations(name: str) -> str:
+    """The periodic evaluations' sentence, from the suite's record of training."""
+    found = training(suite(name), "quick")
+    assert found is not None
+    (samples,) = found.samples
+    return f"Periodic evaluations: {samples} samples at steps {' and '.join(map(str, found.steps))}"
+
+
+def floor(name: str) -> str:
+    return f"FID {suite(name).floor['fid']:.2f}"  # type: ignore[index]
+
+
+def order_over_training(name: str) -> str:
+    """The order of the processes' mean FIDs, which must be the same at every evaluation and at the
+    end, and which process's mean rises between the two evaluations (only it)."""
+    found = training(suite(name), "quick")
+    assert found is not None
+    orders = {found.order(i) for i in range(len(found.points))}
+    assert len(orders) == 1, f"the order changes over training: {orders}"
+    (order,) = orders
+    rising = [label for label, means in found.means.items() if means[1] > means[0]]
+    assert len(found.steps) == 2 and rising == ["heat"], rising
+    return (
+        f"The order of the mean FIDs ({' < '.join(order)}) is the same at steps "
+        f"{found.steps[0]} and {found.steps[1]} and at the end; heat's mean FID rises between the evaluations"
+    )
+
+
+def quick_suite_sentences() -> list[str]:
+    """``results/quick/README.md``: its protocol, its means against the same networks' with the
+    posterior sampler, its verdict against DDPM, and the sections that sample its networks again."""
+    again = functools.partial(resampled_fid, "quick")
+    auto = functools.partial(resampled_fid, "quick-auto-sampler")
+    posterior = "quick-posterior-sampler"
+    reverse_costs = [
+        again(process, seed, REVERSE + ", projection 1.0", nfe) - again(process, seed, REVERSE, nfe)
+        for process, seed in (("ddpm", 0), ("ddpm", 1), ("spd", 0), ("spd", 1))
+        for nfe in (10, 20)
+    ]
+    spd_gains = [
+        again("spd", seed, REVERSE, nfe) - again("spd", seed, REVERSE + ", projection 1.0", nfe)
+        for seed, nfe in ((0, 50), (1, 50), (1, 100), (0, 100))
+    ]
+    streams = {
+        path.stem.rsplit("-at-", 1)[1]: json.loads(path.read_text())["scores"]
+        for path in (RESULTS / "quick" / "noise-streams").glob("*.json")
+    }
+    earlier, later = streams["86fb5ad"], streams["1e9b66e"]
+    assert later == streams["f83e669"]
+    noise = [abs(again("ddpm", 0, POSTERIOR, nfe) - auto("ddpm", 0, POSTERIOR, nfe)) for nfe in (20, 100)]
+    corrected = [
+        again(process, seed, sampler, nfe)
+        for process, seed, sampler, nfe in (
+            ("ddpm", 0, SDE_2M, 20), ("ddpm", 0, SDE_2M + ", corrector 0.1", 20),
+            ("spd", 0, SDE_2M, 20), ("spd", 0, SDE_2M + ", corrector 0.1", 20),
+            ("ddpm", 0, SDE_2M + ", corrector 1.0", 20), ("spd", 0, SDE_2M + ", corrector 1.0", 20),
+            *[
+                (process, seed, sampler, nfe)
+                for process, seed in (("spd", 0), ("spd", 1), ("ddpm", 0))
+                for nfe in (20, 100)
+                for sampler in (POSTERIOR, CORRECTED)
+            ],
+            ("ddpm", 0, POSTERIOR, 100), ("ddpm", 0, POSTERIOR + ", corrector 0.1", 100),
+        )
+    ]
+    return [
+        protocol("quick"),
+        f"the floor (500 held-out test images) is {floor('quick')}",
+        evaluations("quick"),
+        f"DDPM's mean FID went from {mean_over_seeds(posterior, 'ddpm'):.1f} to {mean_over_seeds('quick', 'ddpm'):.1f} "
+        f"and SPD's from {mean_over_seeds(posterior, 'spd'):.1f} to {mean_over_seeds('quick', 'spd'):.1f}",
+        f"the seed-0 DDPM and SPD runs score {own_fid('quick', 'ddpm', 0):.2f} and {own_fid('quick', 'spd', 0):.2f}",
+        f"its difference from DDPM, {signed(lower('quick', 'ddpm'))}, is not resolved by four seeds",
+        order_over_training("quick") + " while the others fall",
+        # samplers and a corrector
+        "UniPC-3 gives DDPM {:.1f} and {:.1f} at 10 and 20 calls and SPD {:.1f} and {:.1f} (log-SNR grid), "
+        "against {:.1f} and {:.1f} for the run's own SDE-DPM-Solver++(2M) at 20".format(
+            *[again(process, 0, UNIPC_3, nfe) for process in ("ddpm", "spd") for nfe in (10, 20)],
+            own_fid("quick", "ddpm", 0), own_fid("quick", "spd", 0),
+        ),
+        "with SDE-DPM-Solver++(2M) and ε = 0.1 DDPM goes {:.1f} → {:.1f} and SPD {:.1f} → {:.1f}, with ε = 1 to "
+        "{:.1f} and {:.1f}; with the posterior sampler and ε = 0.6 SPD goes {:.1f} → {:.1f} (20 calls) and "
+        "{:.1f} → {:.1f} (100 calls) at seed 0, {:.1f} → {:.1f} and {:.1f} → {:.1f} at seed 1, and DDPM "
+        "{:.1f} → {:.1f} and {:.1f} → {:.1f}; with ε = 0.1 DDPM at 100 calls {:.1f} → {:.1f}.".format(*corrected),
+        f"(the posterior sampler on DDPM's seed 0 here: {again('ddpm', 0, POSTERIOR, 20):.1f} and "
+        f"{again('ddpm', 0, POSTERIOR, 100):.1f} at 20 and 100 calls; {auto('ddpm', 0, POSTERIOR, 20):.1f} and "
+        f"{auto('ddpm', 0, POSTERIOR, 100):.1f} in `results/quick-auto-sampler`, drawn before the counter-based "
+        f"noise) moves FID by {min(noise):.0f} to {max(noise):.0f} points, and SDE-DPM-Solver++(2M)'s at 50 calls by "
+        f"{earlier['fid'] - later['fid']:.1f}",
+        # a projection step
+        f"(one network and sampler drawn twice moved FID by {min(noise):.0f} to {earlier['fid'] - later['fid']:.1f} "
+        "points",
+        f"the projection still costs {min(reverse_costs):.0f}–{max(reverse_costs):.0f} points at 10 and 20 calls",
+        "It helps SPD at 50 and 100 calls in three of four cases: {:.0f}, {:.0f} and {:.0f} points (seed 0 at 100 "
+        "calls: {:.0f} points worse)".format(*spd_gains[:3], -spd_gains[3]),
+        f"at 10 calls: W2² {short(measured('ddpm', 'sdedpmpp2m', 'native', 10, 'w2'))} → "
+        f"{short(measured('ddpm', 'sdedpmpp2m', 'native', 10, 'w2', projection=1.0))})",
+        f"Even then SPD stays behind SDE-DPM-Solver++(2M) without it ({again('spd', 0, SDE_2M, 50):.1f} and "
+        f"{again('spd', 1, SDE_2M, 50):.1f} at 50 calls)",
+        f"({short(measured('blurring', 'reverse', 'native', 20, 'amplification'))} against "
+        f"{short(measured('blurring', 'ancestral', 'native', 20, 'amplification'))} at 20 calls)",
+        "{:.1f} and {:.1f} at 20 and 50 calls (seed 0; {:.1f} and {:.1f} at seed 1), no better than the posterior "
+        "sampler's {:.1f} at 20".format(
+            *[again("blurring", seed, REVERSE, nfe) for seed in (0, 1) for nfe in (20, 50)],
+            own_fid("quick", "blurring", 0),
+        ),
+        # one network, two noise streams
+        f"at `86fb5ad`, FID {fid_text(earlier)}: what results/quick-auto-sampler records",
+        f"at `1e9b66e` and at `f83e669`, FID {fid_text(later)}: what `resampled/` here records",
+        f"That is {earlier['fid'] - later['fid']:.1f} points from the sample set's noise alone",
+    ]
+
+
+def posterior_quick_suite_sentences() -> list[str]:
+    """``results/quick-posterior-sampler/README.md``: its protocol and seed-0 FIDs, and its order
+    over training."""
+    name = "quick-posterior-sampler"
+    return [
+        protocol(name),
+        f"the floor (500 held-out test images) is {floor(name)}",
+        evaluations(name),
+        f"the seed-0 DDPM and SPD runs here score {own_fid(name, 'ddpm', 0):.2f} and {own_fid(name, 'spd', 0):.2f}",
+        order_over_training(name) + " at steps 150 and 300 (both of 200 samples) while the others fall",
+    ]
+
+
+def perturbation_suite_sentences(name: str) -> list[str]:
+    """A perturbation suite's README: the slopes on |p|, the two differences from SPD that are
+    resolved (as SPD's advantage), the means of the other two, SPD's seeds and the path
+    efficiencies of the perturbed runs."""
+    found = verdicts(name)
+    with (RESULTS / name / "fid.csv").open() as file:
+        efficiency = [float(row["path_efficiency"]) for row in csv.DictReader(file) if row["label"] != "spd"]
+    return [
+        "SPD's seeds 0, 1, 2 here score {:.2f}, {:.2f}, {:.2f}, exactly".format(
+            *[own_fid(name, "spd", seed) for seed in (0, 1, 2)]
+        ),
+        "(desync {}, spectrum {})".format(
+            *[signed(found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"]) for kind in KINDS]
+        ),
+        f"desync at p = −0.5 (by {advantage(lower(name, 'spd-desync-0.5'))}) and spectrum at "
+        f"p = +0.5 (by {advantage(lower(name, 'spd-spectrum+0.5'))})",
+        f"(their means are lower: {mean_over_seeds(name, 'spd-desync+0.5'):.1f} and "
+        f"{mean_over_seeds(name, 'spd-spectrum-0.5'):.1f} against {mean_over_seeds(name, 'spd'):.1f})",
+        f"(path efficiency {min(efficiency):.3f}–{max(efficiency):.3f})",
+    ]
+
+
+def resampled_perturbations() -> dict[str, dict[int, float]]:
+    """The FIDs of the posterior-sampler perturbation suite's networks sampled again with the quick
+    budget's sampler (SDE-DPM-Solver++(2M) on the log-SNR grid, 20 calls), by label and seed."""
+    fids: dict[str, dict[int, float]] = {}
+    name = "perturb-posterior-sampler"
+    for run in suite(name).scored():
+        assert run.seed is not None
+        fids.setdefault(run.label, {})[run.seed] = resampled_fid(name, run.label, run.seed, SDE_2M, 20)
+    return fids
+
+
+PERTURBED = ("spd-desync-0.5", "spd-desync+0.5", "spd-spectrum-0.5", "spd-spectrum+0.5")
+KINDS = ("desync", "spectrum")
+
+
+def perturbation_name(label: str) -> str:
+    """``desync −0.5`` for ``spd-desync-0.5``."""
+    kind, p = re.fullmatch(r"spd-(\w+)([+-][\d.]+)", label).groups()  # type: ignore[union-attr]
+    return f"{kind} {p.replace('-', '−')}"
+
+
+def posterior_perturbation_suite_sentences() -> list[str]:
+    """``results/perturb-posterior-sampler/README.md``: what ``perturbation_suite_sentences`` checks,
+    and its last section: the paired differences and means over seeds of its networks sampled
+    again with the quick budget's sampler (``paired_difference``, ``seed_mean``)."""
+    fids = resampled_perturbations()
+    differences = ", ".join(
+        f"{perturbation_name(label)}: {signed(paired_difference(fids['spd'], fids[label]))}" for label in PERTURBED
+    )
+    means = ", ".join(
+        f"{'spd' if label == 'spd' else perturbation_name(label)} {seed_mean(list(fids[label].values())).value:.1f}"
+        for label in ("spd", *PERTURBED)
+    )
+    return [*perturbation_suite_sentences("perturb-posterior-sampler"), f"{differences}; means over seeds: {means}."]
+
+
+def reference_run_sentences() -> list[str]:
+    """``results/quick-2026-11-22/README.md``: its protocol, floor and classifier, and its reading
+    of the processes and of the perturbed SPD runs."""
+    name = "quick-2026-11-22"
+    fids = {(run.label, run.seed): float(run.scores["fid"]) for run in suite(name).scored()}  # type: ignore[index]
+    runs = {(run.label, run.seed): run for run in suite(name).scored()}
+
+    def spread(label: str) -> str:
+        values = [fids[label, seed] for seed in (0, 1)]
+        return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+    perturbed = [label for label, seed in fids if label.startswith("spd-")]
+    spd = runs["spd", 0].scores
+    assert spd is not None
+    for label in perturbed:  # "all have 95 % intervals that overlap SPD's at seed 0"
+        scores = runs[label, 0].scores
+        assert scores is not None and scores["fid_low"] < spd["fid_high"] and spd["fid_low"] < scores["fid_high"]
+    with (RESULTS / name / "fid.csv").open() as file:
+        efficiency = [float(row["path_efficiency"]) for row in csv.DictReader(file) if row["label"] in perturbed]
+    classifier = json.loads((RESULTS / name / "classifier-fmnist-cnn-7d2e4cf9.json").read_text())
+    desync, spectrum = ([fids[f"spd-{kind}{p}", 0] for p in ("-0.2", "-0.1", "+0.1", "+0.2")] for kind in KINDS)
+    return [
+        protocol(name),
+        f"is {floor(name)}",
+        evaluations(name),
+        f"trained in {classifier['train_seconds']:.0f} s, test accuracy {classifier['test_accuracy']}",
+        f"(FID {spread('spd')} and {spread('ddpm')}, mean ± standard deviation over two seeds; two seeds do not "
+        f"resolve their difference: {signed(lower(name, 'ddpm'))} paired by seed)",
+        "heat dissipation (about {:.0f}) and blurring diffusion (about {:.0f})".format(
+            *[statistics.fmean(fids[label, seed] for seed in (0, 1)) for label in ("heat", "blurring")]
+        ),
+        f"their FIDs ({min(spectrum + desync):.0f} to {max(spectrum + desync):.0f})",
+        f"SPD's at seed 0 ({spd['fid']:.1f} [{spd['fid_low']:.1f}, {spd['fid_high']:.1f}]), "
+        f"against a seed-to-seed gap of {fids['spd', 0] - fids['spd', 1]:.0f}",
+        f"their path efficiencies differ from 1 by at most {100 * (1 - min(efficiency)):.1f} %",
+        "({:.0f} and {:.0f} at p = −0.2 and −0.1, SPD's {:.1f} at the same seed, "
+        "{:.0f} and {:.0f} at 0.1 and 0.2)".format(*spectrum[:2], fids["spd", 0], *spectrum[2:]),
+    ]
+
+
+SUITE_SENTENCES = {
+    "quick": quick_suite_sentences,
+    "quick-posterior-sampler": posterior_quick_suite_sentences,
+    "perturb": lambda: perturbation_suite_sentences("perturb"),
+    "perturb-posterior-sampler": posterior_perturbation_suite_sentences,
+    "quick-2026-11-22": reference_run_sentences,
+}
+
+
+@pytest.mark.parametrize(
+    "name, sentence",
+    [(name, sentence) for name, sentences in SUITE_SENTENCES.items() for sentence in sentences()],
+    ids=lambda value: " ".join(value.split()[:6]),
+)
+def test_a_suite_s_readme_quotes_its_records(name: str, sentence: str) -> None:
+    assert sentence in suite_readme(name), f"results/{name}/README.md should read: {sentence!r}"
+
+
+def test_what_the_suite_readmes_call_exactly_the_same_is_the_same() -> None:
+    """The READMEs' "exactly": the same networks give the same numbers across suites and clones.
+
+    - ``results/quick``'s networks are those of ``results/quick-posterior-sampler`` (the same
+      final losses), and heat's and blurring's runs, whose samplers did not change, score the same;
+    - each quick suite's seed-0 DDPM and SPD runs score what ``results/quick-auto-sampler``'s
+      networks scored sampled again with the same sampler in another clone;
+    - each perturbation suite's SPD runs score what the quick suite of its sampler scores;
+    - ``results/perturb``'s FIDs are, to seven significant digits, and its verdicts are those of
+      the posterior-sampler perturbation suite's networks sampled again with the same sampler;
+    - the noise streams' records are those of the suites they name."""
+    quick, posterior = suite("quick").scored(), suite("quick-posterior-sampler").scored()
+    assert [(run.label, run.seed, run.summary["final_loss"]) for run in quick] == [  # type: ignore[index]
+        (run.label, run.seed, run.summary["final_loss"]) for run in posterior  # type: ignore[index]
+    ]
+    for label in ("heat", "blurring"):
+        assert [own_fid("quick", label, seed) for seed in range(4)] == [
+            own_fid("quick-posterior-sampler", label, seed) for seed in range(4)
+        ]
+    for name, sampler in (("quick", SDE_2M), ("quick-posterior-sampler", POSTERIOR)):
+        for label in ("ddpm", "spd"):
+            assert own_fid(name, label, 0) == resampled_fid("quick-auto-sampler", label, 0, sampler, 20)
+    for name, quick_name in (("perturb", "quick"), ("perturb-posterior-sampler", "quick-posterior-sampler")):
+        assert [own_fid(name, "spd", seed) for seed in (0, 1, 2)] == [
+            own_fid(quick_name, "spd", seed) for seed in (0, 1, 2)
+        ]
+    fids = resampled_perturbations()
+    for label, by_seed in fids.items():  # to seven significant digits: resampled with one thread, run with two
+        assert by_seed == {seed: pytest.approx(own_fid("perturb", label, seed), rel=1e-7) for seed in by_seed}
+    for label in PERTURBED:
+        assert difference_verdict(lower("perturb", label)) == difference_verdict(
+            paired_difference(fids["spd"], fids[label])
+        )
+    streams = {path.stem.rsplit("-at-", 1)[1]: json.loads(path.read_text())["scores"]
+               for path in (RESULTS / "quick" / "noise-streams").glob("*.json")}
+    assert streams["86fb5ad"]["fid"] == resampled_fid("quick-auto-sampler", "ddpm", 0, SDE_2M, 50)
+    assert streams["1e9b66e"]["fid"] == resampled_fid("quick", "ddpm", 0, SDE_2M, 50)
