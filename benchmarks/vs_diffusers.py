@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
-import importlib.util
+import importlib
 import io
 import os
 import platform
@@ -47,7 +47,7 @@ from benchmarks.timing import calls_per_second, random_images, timed_training
 from models import UNet, UNetConfig, network_config
 from spdbench.budgets import TrainConfig
 from spdbench.data import image_shape
-from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors, parse_path
+from spdbench.errors import OneLineArgumentParser, UserError, at_least, command_errors, one_line, parse_path
 from spdbench.files import check_output_directory, write_text_atomically
 
 CSV = Path("results/perf/vs_diffusers.csv")
@@ -106,9 +106,18 @@ class Setting:
         return network_config(self.network, self.image_shape[0], self.image_shape[1])
 
 
-def installed() -> bool:
-    """Whether diffusers (the ``bench`` extra) can be imported."""
-    return importlib.util.find_spec("diffusers") is not None
+DIFFUSERS_MODULES = ("diffusers", "diffusers.optimization", "diffusers.training_utils")  #: what the comparisons import
+
+
+def missing() -> str | None:
+    """Why the comparisons cannot run: the first of ``DIFFUSERS_MODULES`` (diffusers, the ``bench``
+    extra) that does not import, with its error on one line; ``None`` when all do."""
+    for module in DIFFUSERS_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - any import failure (a missing dependency, too) is the reason
+            return f"{module} does not import ({one_line(f'{type(error).__name__}: {error}')})"
+    return None
 
 
 def diffusers_unet(config: UNetConfig) -> nn.Module:
@@ -374,8 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--commit", default=None, help="the commit to record (default: git's; for a copied tree)")
     args = parser.parse_args(argv)
     with command_errors("benchmarks.vs_diffusers"):
-        if not installed():
-            raise UserError("diffusers is not installed: pip install -e '.[bench]'")
+        reason = missing()
+        if reason is not None:
+            raise UserError(f"{reason}: pip install -e '.[bench]'")
         if args.device == "cuda" and not torch.cuda.is_available():
             raise UserError("no CUDA device is visible; use --device cpu")
         comparisons = args.comparisons.split(",")

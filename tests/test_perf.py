@@ -3,6 +3,7 @@ CPU, and the comparison with diffusers on a network of the identical architectur
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import subprocess
@@ -164,7 +165,7 @@ def test_a_failed_measurement_is_recorded_and_the_check_exits_1(
 
     for name in ("training", "step_profile", "distributed"):
         monkeypatch.setattr(gpu_check, name, broken)
-    monkeypatch.setattr(vs_diffusers, "installed", lambda: False)
+    monkeypatch.setattr(vs_diffusers, "missing", lambda: "diffusers does not import")
     with pytest.raises(SystemExit) as stopped:
         gpu_check.main(["--device", "cpu", "--out", str(tmp_path)])
     record = json.loads((tmp_path / "gpu-cpu.json").read_text())
@@ -172,7 +173,50 @@ def test_a_failed_measurement_is_recorded_and_the_check_exits_1(
     assert len(record["failed"]) == len(PROCESSES) * modes + 2
     assert all(line.endswith("RuntimeError: boom") for line in record["failed"])
     assert "## Failed" in (tmp_path / "gpu-cpu.md").read_text()
+    assert any("diffusers does not import" in line for line in record["skipped"])
     assert stopped.value.code == 1 and capsys.readouterr().err.startswith("error: ")
+
+
+def test_the_comparisons_start_only_when_every_diffusers_module_they_use_imports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``missing`` imports each of ``DIFFUSERS_MODULES``, which holds every diffusers module the
+    comparisons import (a partial install skips them with its reason instead of failing each)."""
+    source = Path(vs_diffusers.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "diffusers"}
+    assert imported and imported <= set(vs_diffusers.DIFFUSERS_MODULES)
+    assert vs_diffusers.missing() is None
+    monkeypatch.setattr(vs_diffusers, "DIFFUSERS_MODULES", (*vs_diffusers.DIFFUSERS_MODULES, "diffusers.absent"))
+    assert (vs_diffusers.missing() or "").startswith("diffusers.absent does not import (ModuleNotFoundError: ")
+
+
+def test_a_step_that_fails_while_profiled_stops_the_profiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile's training fails after the profiler started: the profiler is stopped, so the
+    measurements after it are not timed under tracing."""
+    calls: list[str] = []
+
+    class Profiler:
+        def __init__(self, **options: object) -> None:
+            pass
+
+        def start(self) -> None:
+            calls.append("start")
+
+        def stop(self) -> None:
+            calls.append("stop")
+
+    def failing(process: object, net: UNet, images: object, config: object, run_dir: object, mark, **options: object):
+        mark(gpu_check.TrainState(step=gpu_check.TOY.warm, net=net, ema=None, rank=0))  # type: ignore[arg-type]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(gpu_check.torch.profiler, "profile", Profiler)
+    monkeypatch.setattr(gpu_check, "train", failing)
+    run = gpu_check.resolve("ddpm", gpu_check.TOY)
+    images = torch.zeros(4, *run.process.image_shape)
+    with pytest.raises(RuntimeError, match="boom"):
+        gpu_check.step_profile(run, gpu_check.TOY, images, torch.device("cpu"))
+    assert calls == ["start", "stop"]
 
 
 def test_a_stopped_torchrun_leaves_no_worker_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
