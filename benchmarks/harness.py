@@ -6,7 +6,9 @@ Finished runs are skipped, interrupted ones resume from their last checkpoint, a
 that fails leaves ``failed.json`` (its error) so the table shows it instead of losing it; the
 suite still writes its whole report, then exits non-zero naming the runs that did not finish.
 Before starting, the harness times a few training steps and sampler calls of the suite's
-networks on this machine and prints the estimated time of what is left to do.
+networks on this machine and prints the estimated time of what is left to do; ``suite.json``
+keeps, for each invocation that runs runs, its start, its seconds to the end of its last run and
+that estimate (``records.INVOCATION``), which the report states.
 
 Under ``torchrun`` (``make bench-cifar GPUS=N``) one process group serves the whole suite:
 every rank trains each run (DistributedDataParallel) and samples its share of the images,
@@ -15,6 +17,7 @@ and rank 0 scores them and writes the records and the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -23,6 +26,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import typer
@@ -30,11 +34,21 @@ import typer
 from benchmarks.suites import SUITES, Suite, get_suite
 from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, classifier_available, estimate_training_seconds
-from spdbench.errors import OneLineCommand, command_errors
+from spdbench.errors import OneLineCommand, UserError, command_errors
 from spdbench.files import check_output_directory
 from spdbench.metrics import floor_score
 from spdbench.progress import hide_bars
-from spdbench.records import FAILED, RUNS_DIR, SUITE_FILE, SUMMARY, read_suite, write_failure, write_json
+from spdbench.records import (
+    FAILED,
+    RUNS_DIR,
+    SUITE_FILE,
+    SUITE_KINDS,
+    SUMMARY,
+    read_record,
+    read_suite,
+    write_failure,
+    write_json,
+)
 from spdbench.report import write_report
 from spdbench.runs import Run, execute, launch_rank, resolve_run
 from spdbench.show import show_processes
@@ -143,6 +157,7 @@ def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> st
 def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
     """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report; then, if
     any run failed or is missing, say which on one line and exit with ``SUITE_INCOMPLETE_EXIT_CODE``."""
+    started, began = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     suite_dir = results / suite.name
     runs_dir = suite_dir / RUNS_DIR
     leader = launch_rank() == 0  # under torchrun, only rank 0 writes records and reports
@@ -161,8 +176,8 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
         say(f"  plus {duration(seconds)} to train the Fashion-MNIST feature classifier (once; then cached)")
     if estimate_only:
         return suite_dir
-    if leader:
-        write_suite_record(suite, runs, suite_dir)
+    record = write_suite_record(suite, runs, suite_dir) if leader else {}
+    invocation = {"started": began, "seconds": 0.0, "runs": 0, "estimated_seconds": estimate.seconds / world}
     with process_group(training_device(None)):  # under torchrun, one group serves every run
         for index, run in enumerate(runs, 1):
             if run.run_id in done:
@@ -170,6 +185,8 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
                 continue
             say(f"[{index}/{len(runs)}] {run.run_id}")
             run_one(run, runs_dir, leader)
+            if leader:
+                record_invocation(record, invocation, time.perf_counter() - started, suite_dir)
     if leader:
         for path in [*write_report(suite_dir), *write_corruption_grids(suite, suite_dir / "show")]:
             say(f"wrote {path}")
@@ -204,9 +221,17 @@ def write_corruption_grids(suite: Suite, out: Path) -> list[Path]:
     return show_processes("all", suite.dataset, None, spectrum, {}, 6, 6, 0, out)
 
 
-def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
+def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> dict[str, Any]:
     """``suite.json``: the protocol, the machine, the floor (held-out real images scored like
-    the samples, at the same count) and the suite's run ids (what its report shows)."""
+    the samples, at the same count), the suite's run ids (what its report shows) and the earlier
+    invocations that ran them (``INVOCATION``; those of a record listing other runs are not
+    these runs' and are dropped); returns it."""
+    earlier: list[dict[str, Any]] = []
+    path = suite_dir / SUITE_FILE
+    with contextlib.suppress(UserError):  # an unreadable record is written anew
+        found = read_record(path, (), SUITE_KINDS) if path.is_file() else {}
+        if found.get("runs") == [run.run_id for run in runs]:
+            earlier = found.get("invocations", [])
     samples = max(run.samples for run in runs)
     floor = floor_score(suite.dataset, samples)
     record = {
@@ -224,7 +249,19 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> None:
         "smoke": suite.smoke,
         "claims_about": suite.claims_about,
         "runs": [run.run_id for run in runs],
+        "invocations": earlier,
     }
+    write_json(path, record)
+    return record
+
+
+def record_invocation(record: dict[str, Any], invocation: dict[str, Any], seconds: float, suite_dir: Path) -> None:
+    """After a run of this invocation: its ``seconds`` so far and one run more, in ``suite.json``
+    (``record``, as ``write_suite_record`` wrote it), which gains the invocation at its first run:
+    one killed later keeps the time up to its last run."""
+    if invocation["runs"] == 0:
+        record["invocations"].append(invocation)
+    invocation.update(seconds=seconds, runs=invocation["runs"] + 1)
     write_json(suite_dir / SUITE_FILE, record)
 
 

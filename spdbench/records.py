@@ -73,10 +73,16 @@ SCORE_KINDS: dict[str, Any] = {
     "features": str, "reference": str,
 }
 SCORES = Holding(("fid", "fid_low", "fid_high"), SCORE_KINDS)  #: a run's scores: its FID and interval at least
+#: One invocation of the harness that ran runs: when it started (UTC), its seconds from its start to the end of
+#: its last run, how many runs it ran (finished or failed) and the seconds it estimated for the runs left.
+INVOCATION = Holding(
+    ("started", "seconds", "runs", "estimated_seconds"),
+    {"started": str, "seconds": NUMBER, "runs": int, "estimated_seconds": NUMBER},
+)
 SUITE_KINDS: dict[str, Any] = {
     **dict.fromkeys(SUITE_KEYS, str),
     "samples": int, "floor": Holding(("fid", "fid_low", "fid_high", "kid", "samples"), SCORE_KINDS), "smoke": bool,
-    "claims_about": (str, type(None)),
+    "claims_about": (str, type(None)), "invocations": ListOf(INVOCATION),
 }
 EVALUATION_KINDS: dict[str, Any] = {"step": int, "fid": NUMBER, "samples": int}
 CONFIG_KINDS: dict[str, Any] = {

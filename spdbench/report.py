@@ -263,6 +263,21 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
+def invocations_text(invocations: list[dict[str, Any]]) -> str:
+    """What the harness's invocations (``records.INVOCATION``) took, from the start of each to its last
+    run (installing spdbench and writing the report not counted), against what the first estimated;
+    ``""`` for none (records from before the harness kept them)."""
+    if not invocations:
+        return ""
+    times = "one invocation" if len(invocations) == 1 else f"{len(invocations)} invocations"
+    return (
+        f" The harness ran {sum(entry['runs'] for entry in invocations)} runs in "
+        f"{duration(sum(entry['seconds'] for entry in invocations))} ({times}, each from its start to its last run; "
+        f"the first starting {invocations[0]['started']}, which estimated "
+        f"{duration(invocations[0]['estimated_seconds'])} for the runs left then)."
+    )
+
+
 def number(value: object, spec: str) -> str:
     """``value`` formatted with ``spec``, or ``""`` for ``None``."""
     return "" if value is None else format(value, spec)
@@ -458,7 +473,7 @@ def report_markdown(suite: SuiteRecord, rows: list[dict[str, Any]], paths: dict[
         f"[{floor['fid_low']:.2f}, {floor['fid_high']:.2f}], KID {floor['kid']:.4g}."
     )
     lines += [
-        f"Made by `{info['command']}` on {info['machine']}.",
+        f"Made by `{info['command']}` on {info['machine']}.{invocations_text(info.get('invocations', []))}",
         "",
         "FID with its 95 % bootstrap interval (the sampling noise at this sample count; compare FIDs "
         f"only at equal sample counts, next to the floor). {floor_text}",

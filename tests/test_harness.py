@@ -21,7 +21,7 @@ from benchmarks.suites import SUITES, Suite, get_suite
 from corruptions import PROCESSES
 from corruptions.gaussian import FrequencyDiagonalGaussian
 from models import network_config
-from spdbench import geometryreport, metrics, runs
+from spdbench import geometryreport, metrics, report, runs
 from spdbench.budgets import SHORT_ASSUMED_FLOPS, resolve_budget
 from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
@@ -99,6 +99,41 @@ def test_rerun_after_deleting_one_run_redoes_only_that_one(tmp_path: Path) -> No
     second = summaries(runs_dir)
     assert set(second) == set(first)
     assert [name for name in first if second[name] != first[name]] == [deleted]
+
+    harness.run_suite(SUITE, tmp_path)  # nothing left to run: no invocation recorded
+    invocations = json.loads((suite_dir / "suite.json").read_text())["invocations"]
+    assert [entry["runs"] for entry in invocations] == [3, 1]
+    assert all(entry["seconds"] > 0 and entry["estimated_seconds"] == 0.0 for entry in invocations)
+    total = report.duration(sum(entry["seconds"] for entry in invocations))
+    assert f"The harness ran 4 runs in {total} (2 invocations, each from its start to its last run; the first " \
+        f"starting {invocations[0]['started']}, which estimated 0 s for the runs left then)." in (
+            suite_dir / "fid.md").read_text()
+
+
+def test_an_interrupted_invocation_keeps_its_time_up_to_its_last_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_train = runs.train
+
+    def interrupted_at_spd(process, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if process.name == "spd":
+            raise KeyboardInterrupt
+        return real_train(process, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "train", interrupted_at_spd)
+    with pytest.raises(KeyboardInterrupt):
+        harness.run_suite(SUITE, tmp_path)
+    (entry,) = json.loads((tmp_path / SUITE.name / "suite.json").read_text())["invocations"]
+    assert entry["runs"] == 2 and entry["seconds"] > 0
+
+
+def test_a_suite_record_of_other_runs_keeps_none_of_their_invocations(tmp_path: Path) -> None:
+    """``suite.json``'s invocations are those that ran the runs it lists: a suite whose runs
+    changed (another protocol) starts its record anew."""
+    suite_dir = harness.run_suite(SUITE, tmp_path)
+    other = dataclasses.replace(SUITE, runs=SUITE.runs[:2])
+    harness.run_suite(other, tmp_path)  # its runs are done: nothing to run
+    assert json.loads((suite_dir / "suite.json").read_text())["invocations"] == []
 
 
 def test_a_failed_run_is_a_row_with_its_error_and_the_suite_exits_non_zero(
