@@ -7,8 +7,9 @@ that fails leaves ``failed.json`` (its error) so the table shows it instead of l
 suite still writes its whole report, then exits non-zero naming the runs that did not finish.
 Before starting, the harness times a few training steps and sampler calls of the suite's
 networks on this machine and prints the estimated time of what is left to do; ``suite.json``
-keeps, for each invocation that runs runs, its start, its seconds to the end of its last run and
-that estimate (``records.INVOCATION``), which the report states.
+keeps, for each invocation that runs runs, its start, its seconds to the end of its last run,
+rewritten after each run, and that estimate (``records.INVOCATION``), and the report states
+their total.
 
 Under ``torchrun`` (``make bench-cifar GPUS=N``) one process group serves the whole suite:
 every rank trains each run (DistributedDataParallel) and samples its share of the images,
@@ -157,7 +158,7 @@ def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> st
 def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
     """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report; then, if
     any run failed or is missing, say which on one line and exit with ``SUITE_INCOMPLETE_EXIT_CODE``."""
-    started, began = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    clock, started_utc = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     suite_dir = results / suite.name
     runs_dir = suite_dir / RUNS_DIR
     leader = launch_rank() == 0  # under torchrun, only rank 0 writes records and reports
@@ -171,13 +172,16 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
     say(estimate_line(estimate.seconds, len(runs) - len(done), world, device))
     for line in estimate.basis(device):
         say(line)
+    estimated = estimate.seconds / world
     if suite.dataset == "fmnist" and not classifier_available(ClassifierConfig()):
         seconds = estimate_training_seconds(ClassifierConfig())
+        estimated += seconds
         say(f"  plus {duration(seconds)} to train the Fashion-MNIST feature classifier (once; then cached)")
     if estimate_only:
         return suite_dir
-    record = write_suite_record(suite, runs, suite_dir) if leader else {}
-    invocation = {"started": began, "seconds": 0.0, "runs": 0, "estimated_seconds": estimate.seconds / world}
+    invocation = {"started": started_utc, "seconds": 0.0, "runs": 0, "estimated_seconds": estimated}
+    ran = invocation if len(done) < len(runs) else None  # an invocation with nothing to run is not recorded
+    record = write_suite_record(suite, runs, suite_dir, ran) if leader else {}
     with process_group(training_device(None)):  # under torchrun, one group serves every run
         for index, run in enumerate(runs, 1):
             if run.run_id in done:
@@ -186,7 +190,8 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
             say(f"[{index}/{len(runs)}] {run.run_id}")
             run_one(run, runs_dir, leader)
             if leader:
-                record_invocation(record, invocation, time.perf_counter() - started, suite_dir)
+                invocation.update(seconds=time.perf_counter() - clock, runs=invocation["runs"] + 1)
+                write_json(suite_dir / SUITE_FILE, record)  # holds ``invocation``: killed later, it keeps this
     if leader:
         for path in [*write_report(suite_dir), *write_corruption_grids(suite, suite_dir / "show")]:
             say(f"wrote {path}")
@@ -221,11 +226,14 @@ def write_corruption_grids(suite: Suite, out: Path) -> list[Path]:
     return show_processes("all", suite.dataset, None, spectrum, {}, 6, 6, 0, out)
 
 
-def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> dict[str, Any]:
+def write_suite_record(
+    suite: Suite, runs: list[Run], suite_dir: Path, invocation: dict[str, Any] | None
+) -> dict[str, Any]:
     """``suite.json``: the protocol, the machine, the floor (held-out real images scored like
-    the samples, at the same count), the suite's run ids (what its report shows) and the earlier
-    invocations that ran them (``INVOCATION``; those of a record listing other runs are not
-    these runs' and are dropped); returns it."""
+    the samples, at the same count), the suite's run ids (what its report shows) and the
+    invocations of the harness that ran them (``records.INVOCATION``): the earlier ones (those of a
+    record listing other runs are not these runs' and are dropped), then ``invocation``, this one
+    (``None``: it runs nothing); returns it."""
     earlier: list[dict[str, Any]] = []
     path = suite_dir / SUITE_FILE
     with contextlib.suppress(UserError):  # an unreadable record is written anew
@@ -249,20 +257,10 @@ def write_suite_record(suite: Suite, runs: list[Run], suite_dir: Path) -> dict[s
         "smoke": suite.smoke,
         "claims_about": suite.claims_about,
         "runs": [run.run_id for run in runs],
-        "invocations": earlier,
+        "invocations": earlier + ([invocation] if invocation is not None else []),
     }
     write_json(path, record)
     return record
-
-
-def record_invocation(record: dict[str, Any], invocation: dict[str, Any], seconds: float, suite_dir: Path) -> None:
-    """After a run of this invocation: its ``seconds`` so far and one run more, in ``suite.json``
-    (``record``, as ``write_suite_record`` wrote it), which gains the invocation at its first run:
-    one killed later keeps the time up to its last run."""
-    if invocation["runs"] == 0:
-        record["invocations"].append(invocation)
-    invocation.update(seconds=seconds, runs=invocation["runs"] + 1)
-    write_json(suite_dir / SUITE_FILE, record)
 
 
 def main(

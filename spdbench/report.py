@@ -264,17 +264,22 @@ def duration(seconds: float) -> str:
 
 
 def invocations_text(invocations: list[dict[str, Any]]) -> str:
-    """What the harness's invocations (``records.INVOCATION``) took, from the start of each to its last
-    run (installing spdbench and writing the report not counted), against what the first estimated;
-    ``""`` for none (records from before the harness kept them)."""
+    """What the harness's invocations (``records.INVOCATION``) took in all, from the start of each
+    to the end of its last run (installing spdbench and writing the report not counted), and what
+    the first estimated; ``""`` for none (records from before the harness kept them)."""
     if not invocations:
         return ""
-    times = "one invocation" if len(invocations) == 1 else f"{len(invocations)} invocations"
+    runs = sum(entry["runs"] for entry in invocations)
+    first = invocations[0]
+    times = (
+        f"one invocation, from its start to its last run; it started {first['started']} and estimated"
+        if len(invocations) == 1
+        else f"{len(invocations)} invocations, each from its start to its last run; the first started "
+        f"{first['started']} and estimated"
+    )
     return (
-        f" The harness ran {sum(entry['runs'] for entry in invocations)} runs in "
-        f"{duration(sum(entry['seconds'] for entry in invocations))} ({times}, each from its start to its last run; "
-        f"the first starting {invocations[0]['started']}, which estimated "
-        f"{duration(invocations[0]['estimated_seconds'])} for the runs left then)."
+        f" The harness ran {runs} run{'s' * (runs != 1)} in {duration(sum(entry['seconds'] for entry in invocations))} "
+        f"({times} {duration(first['estimated_seconds'])} for the runs left then)."
     )
 
 
@@ -401,6 +406,7 @@ class Training:
 
     @property
     def points(self) -> list[str]:
+        """The columns of the table: ``step 150``, …, ``end``."""
         return [f"step {step}" for step in self.steps] + ["end"]
 
     def order(self, i: int) -> tuple[str, ...]:

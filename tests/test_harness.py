@@ -104,10 +104,7 @@ def test_rerun_after_deleting_one_run_redoes_only_that_one(tmp_path: Path) -> No
     invocations = json.loads((suite_dir / "suite.json").read_text())["invocations"]
     assert [entry["runs"] for entry in invocations] == [3, 1]
     assert all(entry["seconds"] > 0 and entry["estimated_seconds"] == 0.0 for entry in invocations)
-    total = report.duration(sum(entry["seconds"] for entry in invocations))
-    assert f"The harness ran 4 runs in {total} (2 invocations, each from its start to its last run; the first " \
-        f"starting {invocations[0]['started']}, which estimated 0 s for the runs left then)." in (
-            suite_dir / "fid.md").read_text()
+    assert report.invocations_text(invocations) in (suite_dir / "fid.md").read_text()
 
 
 def test_an_interrupted_invocation_keeps_its_time_up_to_its_last_run(
@@ -126,6 +123,12 @@ def test_an_interrupted_invocation_keeps_its_time_up_to_its_last_run(
     (entry,) = json.loads((tmp_path / SUITE.name / "suite.json").read_text())["invocations"]
     assert entry["runs"] == 2 and entry["seconds"] > 0
 
+    monkeypatch.setattr(runs, "train", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # killed in its first run: recorded, with no run
+        harness.run_suite(SUITE, tmp_path)
+    invocations = json.loads((tmp_path / SUITE.name / "suite.json").read_text())["invocations"]
+    assert [entry["runs"] for entry in invocations] == [2, 0]
+
 
 def test_a_suite_record_of_other_runs_keeps_none_of_their_invocations(tmp_path: Path) -> None:
     """``suite.json``'s invocations are those that ran the runs it lists: a suite whose runs
@@ -134,6 +137,15 @@ def test_a_suite_record_of_other_runs_keeps_none_of_their_invocations(tmp_path: 
     other = dataclasses.replace(SUITE, runs=SUITE.runs[:2])
     harness.run_suite(other, tmp_path)  # its runs are done: nothing to run
     assert json.loads((suite_dir / "suite.json").read_text())["invocations"] == []
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[]", b'{"invocations": [{"runs": 1}]}'])
+def test_a_damaged_suite_record_is_written_anew(tmp_path: Path, damage: bytes) -> None:
+    suite_dir = harness.run_suite(SUITE, tmp_path)
+    (suite_dir / "suite.json").write_bytes(damage)
+    harness.run_suite(SUITE, tmp_path)  # its runs are done: nothing to run
+    record = json.loads((suite_dir / "suite.json").read_text())
+    assert record["suite"] == SUITE.name and record["invocations"] == []
 
 
 def test_a_failed_run_is_a_row_with_its_error_and_the_suite_exits_non_zero(

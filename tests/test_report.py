@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from corruptions import make_process
 from corruptions.spectrum import PAPER_SPECTRUM
-from spdbench import spectra
+from spdbench import report, spectra
 from spdbench.cli import app
 from spdbench.errors import UserError
 from spdbench.groups import is_default, option_sweeps
@@ -503,3 +503,18 @@ def test_settings_that_differ_never_look_alike() -> None:
         "number": "k=1", "text": 'k="1"', "null": "k=null", "word": 'k="null"',
         "flag": "k=true", "name": "k=ddim", "missing": "k absent",
     }
+
+
+def test_the_report_states_what_the_harness_invocations_took() -> None:
+    """The runs and seconds of every invocation, and the first one's start and estimate."""
+    first = {"started": "2026-11-30 10:00:00 UTC", "seconds": 100.0, "runs": 1, "estimated_seconds": 150.0}
+    second = {"started": "2026-11-30 11:00:00 UTC", "seconds": 200.0, "runs": 2, "estimated_seconds": 90.0}
+    assert report.invocations_text([]) == ""
+    assert report.invocations_text([first]) == (
+        " The harness ran 1 run in 100 s (one invocation, from its start to its last run; it started "
+        "2026-11-30 10:00:00 UTC and estimated 2.5 min for the runs left then)."
+    )
+    assert report.invocations_text([first, second]) == (
+        " The harness ran 3 runs in 5.0 min (2 invocations, each from its start to its last run; the first "
+        "started 2026-11-30 10:00:00 UTC and estimated 2.5 min for the runs left then)."
+    )
