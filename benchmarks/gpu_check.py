@@ -204,15 +204,18 @@ def step_profile(run: Run, sizes: Sizes, images: Tensor, device: torch.device) -
         activities=[torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
     )
     marks: dict[int, float] = {}
+    profiling = [False]
 
     def mark(state: TrainState) -> None:
         if not state.starting and state.step in (sizes.warm, sizes.warm + sizes.profile_steps):
             if state.step == sizes.warm:  # started before the mark: starting CUPTI takes seconds
                 profiler.start()
+                profiling[0] = True
             synchronize(device)
             marks[state.step] = time.perf_counter()
             if state.step != sizes.warm:
                 profiler.stop()
+                profiling[0] = False
 
     torch.manual_seed(0)
     net = UNet(network_config(run.network, *run.process.image_shape[:2]))
@@ -220,7 +223,7 @@ def step_profile(run: Run, sizes: Sizes, images: Tensor, device: torch.device) -
         with tempfile.TemporaryDirectory() as run_dir:
             train(run.process, net, images, config, Path(run_dir), mark, device=device, quiet=True)
     finally:  # a step that failed while profiling leaves no profiler to slow the measurements after it
-        if sizes.warm in marks and sizes.warm + sizes.profile_steps not in marks:
+        if profiling[0]:
             profiler.stop()
     return {
         "process": run.process.name,

@@ -185,15 +185,18 @@ def test_the_comparisons_start_only_when_every_diffusers_module_they_use_imports
     source = Path(vs_diffusers.__file__).read_text()
     imported = {node.module for node in ast.walk(ast.parse(source))
                 if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "diffusers"}
-    assert imported and imported <= set(vs_diffusers.DIFFUSERS_MODULES)
+    assert imported == set(vs_diffusers.DIFFUSERS_MODULES)
+    pytest.importorskip("diffusers")
     assert vs_diffusers.missing() is None
     monkeypatch.setattr(vs_diffusers, "DIFFUSERS_MODULES", (*vs_diffusers.DIFFUSERS_MODULES, "diffusers.absent"))
     assert (vs_diffusers.missing() or "").startswith("diffusers.absent does not import (ModuleNotFoundError: ")
 
 
-def test_a_step_that_fails_while_profiled_stops_the_profiler(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The profile's training fails after the profiler started: the profiler is stopped, so the
-    measurements after it are not timed under tracing."""
+@pytest.mark.parametrize("fails_at", ["warm", "before"])
+def test_a_step_that_fails_while_profiled_stops_the_profiler(monkeypatch: pytest.MonkeyPatch, fails_at: str) -> None:
+    """The profile's training fails after the profiler started (at the warm step's mark, in its
+    synchronisation): the profiler is stopped, so the measurements after it are not timed under
+    tracing; it fails before then: the profiler, never started, is not stopped."""
     calls: list[str] = []
 
     class Profiler:
@@ -206,17 +209,39 @@ def test_a_step_that_fails_while_profiled_stops_the_profiler(monkeypatch: pytest
         def stop(self) -> None:
             calls.append("stop")
 
-    def failing(process: object, net: UNet, images: object, config: object, run_dir: object, mark, **options: object):
-        mark(gpu_check.TrainState(step=gpu_check.TOY.warm, net=net, ema=None, rank=0))  # type: ignore[arg-type]
+    def boom(*args: object) -> None:
         raise RuntimeError("boom")
 
+    def failing(process: object, net: UNet, images: object, config: object, run_dir: object, mark, **options: object):
+        if fails_at == "before":
+            boom()
+        mark(gpu_check.TrainState(step=gpu_check.TOY.warm, net=net, ema=None, rank=0))  # type: ignore[arg-type]
+
     monkeypatch.setattr(gpu_check.torch.profiler, "profile", Profiler)
+    monkeypatch.setattr(gpu_check, "synchronize", boom)
     monkeypatch.setattr(gpu_check, "train", failing)
     run = gpu_check.resolve("ddpm", gpu_check.TOY)
     images = torch.zeros(4, *run.process.image_shape)
     with pytest.raises(RuntimeError, match="boom"):
         gpu_check.step_profile(run, gpu_check.TOY, images, torch.device("cpu"))
-    assert calls == ["start", "stop"]
+    assert calls == ([] if fails_at == "before" else ["start", "stop"])
+
+
+def test_sampling_that_fails_returns_the_network_to_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampled network goes back to the CPU whatever happens, freeing the device's memory for
+    the measurements after it."""
+    run = gpu_check.resolve("ddpm", gpu_check.TOY)
+    net = UNet(network_config(run.network, *run.process.image_shape[:2]))
+    moved: list[str] = []
+    monkeypatch.setattr(net, "cpu", lambda: moved.append("cpu") or net)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(gpu_check, "generate", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        gpu_check.sampling(run, net, gpu_check.TOY, torch.zeros(4, *run.process.image_shape), torch.device("cpu"))
+    assert moved == ["cpu"]
 
 
 def test_a_stopped_torchrun_leaves_no_worker_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
