@@ -50,7 +50,7 @@ from spdbench.records import (
     write_failure,
     write_json,
 )
-from spdbench.report import write_report
+from spdbench.report import duration, write_report
 from spdbench.runs import Run, execute, launch_rank, resolve_run
 from spdbench.show import show_processes
 from spdbench.train import process_group, training_device
@@ -137,13 +137,6 @@ def estimate_seconds(
         batches += evaluations * -(-run.eval_samples // run.sample_batch)
         total += run.train.train_steps * costs[key].train_step + run.nfe * batches * costs[key].sampler_call
     return Estimate(total, costs)
-
-
-def duration(seconds: float) -> str:
-    """``seconds`` as a person reads it: seconds up to two minutes, minutes up to two hours, then hours."""
-    if seconds < 120:
-        return f"{seconds:.0f} seconds"
-    return f"{seconds / 60:.0f} minutes" if seconds < 7200 else f"{seconds / 3600:.1f} hours"
 
 
 def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> str:

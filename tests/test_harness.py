@@ -267,10 +267,10 @@ def test_the_suites_share_one_protocol() -> None:
 
 def test_the_estimate_is_split_over_the_devices_and_given_in_device_hours() -> None:
     assert harness.estimate_line(1800.0, 16, 1, "CPU") == (
-        "estimated time for the 16 runs left: 30 minutes on 1 CPU (0.50 CPU-hours)"
+        "estimated time for the 16 runs left: 30.0 min on 1 CPU (0.50 CPU-hours)"
     )
     assert harness.estimate_line(36000.0, 3, 4, "GPU") == (
-        "estimated time for the 3 runs left: 2.5 hours on 4 GPUs (10.00 GPU-hours)"
+        "estimated time for the 3 runs left: 2.5 h on 4 GPUs (10.00 GPU-hours)"
     )
 
 
