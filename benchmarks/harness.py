@@ -43,6 +43,7 @@ from spdbench.records import (
     FAILED,
     RUNS_DIR,
     SUITE_FILE,
+    SUITE_KEYS,
     SUITE_KINDS,
     SUMMARY,
     read_record,
@@ -225,13 +226,16 @@ def write_suite_record(
     """``suite.json``: the protocol, the machine, the floor (held-out real images scored like
     the samples, at the same count), the suite's run ids (what its report shows) and the
     invocations of the harness that ran them (``records.INVOCATION``): the earlier ones (those of a
-    record listing other runs are not these runs' and are dropped), then ``invocation``, this one
-    (``None``: it runs nothing); returns it."""
+    record listing other runs are not these runs' and are dropped), then ``invocation``, this one;
+    returns it. With ``invocation`` ``None`` (every run is done) a readable record of these runs
+    is left as it is: it says when and where they ran."""
     earlier: list[dict[str, Any]] = []
     path = suite_dir / SUITE_FILE
     with contextlib.suppress(UserError):  # an unreadable record is written anew
-        found = read_record(path, (), SUITE_KINDS) if path.is_file() else {}
+        found = read_record(path, SUITE_KEYS, SUITE_KINDS) if path.is_file() else {}
         if found.get("runs") == [run.run_id for run in runs]:
+            if invocation is None:  # nothing to run: the record (its date, machine, floor) stands
+                return found
             earlier = found.get("invocations", [])
     samples = max(run.samples for run in runs)
     floor = floor_score(suite.dataset, samples)

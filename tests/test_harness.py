@@ -100,8 +100,11 @@ def test_rerun_after_deleting_one_run_redoes_only_that_one(tmp_path: Path) -> No
     assert set(second) == set(first)
     assert [name for name in first if second[name] != first[name]] == [deleted]
 
-    harness.run_suite(SUITE, tmp_path)  # nothing left to run: no invocation recorded
-    invocations = json.loads((suite_dir / "suite.json").read_text())["invocations"]
+    made = {**json.loads((suite_dir / "suite.json").read_text()), "date": "2026-01-01"}  # as a committed suite
+    (suite_dir / "suite.json").write_text(json.dumps(made))
+    harness.run_suite(SUITE, tmp_path)  # nothing left to run: the record (its date, its invocations) stands
+    assert json.loads((suite_dir / "suite.json").read_text()) == made
+    invocations = made["invocations"]
     assert [entry["runs"] for entry in invocations] == [3, 1]
     assert all(entry["seconds"] > 0 and entry["estimated_seconds"] == 0.0 for entry in invocations)
     assert report.invocations_text(invocations) in (suite_dir / "fid.md").read_text()
