@@ -24,7 +24,7 @@ import torch
 from models import UNet, network_config
 from spdbench.classifier import ClassifierConfig, shipped_paths
 from spdbench.records import RunRecord, SuiteRecord, read_suite
-from spdbench.report import Training, fid_text, nfe_points, sampler_cell, training
+from spdbench.report import Training, duration, fid_text, nfe_points, sampler_cell, training
 from spdbench.verdicts import (
     Estimate,
     claims,
@@ -141,6 +141,9 @@ def quoted() -> list[str]:
         f"that sampler gave the seed-0 DDPM network {own_fid('quick-posterior-sampler', 'ddpm', 0):.1f}, "
         f"where SDE-DPM-Solver++(2M) gives {own_fid('quick', 'ddpm', 0):.1f}",
         f"(path efficiency {min(perturbed):.3f}–{max(perturbed):.3f})",
+        "it gave mean FIDs of DDPM {:.1f}, heat {:.1f}, blurring {:.1f} and SPD {:.1f}".format(
+            *[mean_over_seeds("quick-2026-11-30", label) for label in ("ddpm", "heat", "blurring", "spd")]
+        ) + f", with the same verdicts (SPD − DDPM: {signed(lower('quick-2026-11-30', 'ddpm'))})",
         # geometry
         f"(x̂₀'s largest deviation {min(blurring):.2f} and {max(blurring):.2f}, against "
         f"{min(gaussian):.2f} to {max(gaussian):.2f} for DDPM and SPD)",
@@ -558,12 +561,41 @@ def reference_run_sentences() -> list[str]:
     ]
 
 
+def rerun_sentences() -> list[str]:
+    """``results/quick-2026-11-30/README.md``: the harness's record of its time, how far the
+    networks' final losses moved from results/quick's, the mean FIDs of both, how far each run's
+    FID moved, and the verdict against DDPM."""
+    name = "quick-2026-11-30"
+    (invocation,) = suite(name).info["invocations"]
+    before = {(run.label, run.seed): run for run in suite("quick").scored()}
+    moved: dict[str, list[float]] = {}
+    for run in suite(name).scored():
+        earlier = before[run.label, run.seed].summary or {}
+        moved.setdefault(run.label, []).append(abs((run.summary or {})["final_loss"] / earlier["final_loss"] - 1))
+    smooth = moved["ddpm"] + moved["blurring"] + moved["spd"]
+    fids = [own_fid(name, label, seed) - own_fid("quick", label, seed) for label, seed in before]
+    means = ", ".join(
+        f"{label} {mean_over_seeds('quick', label):.1f} → {mean_over_seeds(name, label):.1f}"
+        for label in ("ddpm", "heat", "blurring", "spd")
+    )
+    return [
+        f"16 runs in {duration(invocation['seconds'])} against its estimate of "
+        f"{duration(invocation['estimated_seconds'])}",
+        f"{short(min(smooth), 1)} to {short(max(smooth), 1)} (relative) for DDPM, blurring and SPD, and by "
+        f"{short(min(moved['heat']), 1)} to {short(max(moved['heat']), 1)} for heat",
+        f"Mean FIDs over seeds, results/quick → here: {means}",
+        f"Run for run the FIDs moved by {min(fids):.1f} to {max(fids):.1f}".replace("-", "−"),
+        f"its difference from DDPM, {signed(lower(name, 'ddpm'))}, is not resolved by four seeds",
+    ]
+
+
 SUITE_SENTENCES = {
     "quick": quick_suite_sentences,
     "quick-posterior-sampler": posterior_quick_suite_sentences,
     "perturb": lambda: perturbation_suite_sentences("perturb"),
     "perturb-posterior-sampler": posterior_perturbation_suite_sentences,
     "quick-2026-11-22": reference_run_sentences,
+    "quick-2026-11-30": rerun_sentences,
 }
 
 
@@ -598,8 +630,13 @@ def test_what_the_suite_readmes_call_exactly_the_same_is_the_same() -> None:
       differences from SPD and the two slopes) are those of the posterior-sampler perturbation
       suite's networks sampled again with the same sampler;
     - the noise streams' records are those of the suites they name, and the two later commits'
-      are one."""
+      are one;
+    - ``results/quick-2026-11-30`` has the run ids and the verdicts of ``results/quick``."""
     quick, posterior = suite("quick").scored(), suite("quick-posterior-sampler").scored()
+    assert [run.run_id for run in suite("quick-2026-11-30").runs] == [run.run_id for run in suite("quick").runs]
+    assert {claim.claim: claim.verdict for claim in claims(suite("quick").runs, "spd")} == {
+        claim.claim: claim.verdict for claim in claims(suite("quick-2026-11-30").runs, "spd")
+    }  # "the same verdicts"
     assert [(run.label, run.seed, run.summary["final_loss"]) for run in quick] == [  # type: ignore[index]
         (run.label, run.seed, run.summary["final_loss"]) for run in posterior  # type: ignore[index]
     ]
