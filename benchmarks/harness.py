@@ -174,7 +174,7 @@ def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
     if estimate_only:
         return suite_dir
     invocation = {"started": started_utc, "seconds": 0.0, "runs": 0, "estimated_seconds": estimated}
-    recorded = invocation if len(done) < len(runs) else None  # an invocation with nothing to run is not
+    recorded = invocation if len(done) < len(runs) else None  # nothing to run: not recorded
     record = write_suite_record(suite, runs, suite_dir, recorded) if leader else {}
     with process_group(training_device(None)):  # under torchrun, one group serves every run
         for index, run in enumerate(runs, 1):
