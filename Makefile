@@ -32,16 +32,19 @@ samplers: setup
 show: setup
 	$(BIN)/spdbench show --process all
 
-# The suites (benchmarks/suites.py): finished runs are skipped, interrupted ones resume.
+# The suites (benchmarks/suites.py) write runs/<suite>/ (git ignores it; results/ holds the
+# committed reference suites), or RESULTS/<suite>/: finished runs are skipped, interrupted ones resume.
 .PHONY: smoke bench bench-perturb bench-cifar report
+RESULTS ?=
+HARNESS_OPTIONS = $(if $(RESULTS),--results $(RESULTS))
 smoke: setup
-	$(BIN)/python -m benchmarks.harness smoke
+	$(BIN)/python -m benchmarks.harness smoke $(HARNESS_OPTIONS)
 
 bench: setup
-	$(BIN)/python -m benchmarks.harness quick
+	$(BIN)/python -m benchmarks.harness quick $(HARNESS_OPTIONS)
 
 bench-perturb: setup
-	$(BIN)/python -m benchmarks.harness perturb
+	$(BIN)/python -m benchmarks.harness perturb $(HARNESS_OPTIONS)
 
 # CIFAR-10 on a GPU machine (GPUS=N for several: torchrun, DistributedDataParallel);
 # the archive is downloaded, its hash checked, on first use. SUITE=short: the suite
@@ -49,7 +52,7 @@ bench-perturb: setup
 GPUS ?= 1
 SUITE ?=
 bench-cifar: setup
-	$(BIN)/torchrun --standalone --nproc_per_node=$(GPUS) -m benchmarks.harness cifar$(if $(SUITE),-$(SUITE))
+	$(BIN)/torchrun --standalone --nproc_per_node=$(GPUS) -m benchmarks.harness cifar$(if $(SUITE),-$(SUITE)) $(HARNESS_OPTIONS)
 
 report: setup
 	$(BIN)/spdbench report

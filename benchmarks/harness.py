@@ -1,8 +1,10 @@
 """Run a suite: every run under one protocol, idempotently, then its report.
 
-    python -m benchmarks.harness quick [--results results] [--estimate-only]
+    python -m benchmarks.harness quick [--results runs] [--estimate-only]
 
-Finished runs are skipped, interrupted ones resume from their last checkpoint, and a run
+It writes ``<results>/<suite>/``, by default under ``runs/``, which git ignores: ``results/``
+holds the committed reference suites, and a clone whose harness wrote there would find their
+runs done and skip them. Finished runs are skipped, interrupted ones resume from their last checkpoint, and a run
 that fails leaves ``failed.json`` (its error) so the table shows it instead of losing it; the
 suite still writes its whole report, then exits non-zero naming the runs that did not finish.
 Before starting, the harness times a few training steps and sampler calls of the suite's
@@ -140,6 +142,10 @@ def estimate_seconds(
     return Estimate(total, costs)
 
 
+DEFAULT_RESULTS = Path("runs")
+"""Where suites go unless told: ignored by git, apart from the committed ``results/``."""
+
+
 def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> str:
     """The estimate printed before a suite starts: ``seconds`` (one device's cost, from
     ``estimate_seconds``) split over ``world`` devices, communication not counted (``duration``);
@@ -150,7 +156,7 @@ def estimate_line(seconds: float, runs_left: int, world: int, device: str) -> st
 
 
 def run_suite(suite: Suite, results: Path, estimate_only: bool = False) -> Path:
-    """Run every run of ``suite`` into ``results/<suite>/runs/`` and write the report; then, if
+    """Run every run of ``suite`` into ``<results>/<suite>/runs/`` and write the report; then, if
     any run failed or is missing, say which on one line and exit with ``SUITE_INCOMPLETE_EXIT_CODE``."""
     clock, started_utc = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     suite_dir = results / suite.name
@@ -262,7 +268,9 @@ def write_suite_record(
 
 def main(
     suite: str = typer.Argument(help=f"suite to run: {', '.join(SUITES)}"),
-    results: Path = typer.Option(Path("results"), help="directory of suite directories"),
+    results: Path = typer.Option(
+        DEFAULT_RESULTS, help="directory of suite directories (the committed reference suites are in results/)"
+    ),
     estimate_only: bool = typer.Option(False, "--estimate-only", metavar="", help="print the time estimate and stop"),
     quiet: bool = typer.Option(False, "--quiet", metavar="", help="no progress bars"),
 ) -> None:

@@ -27,6 +27,7 @@ from spdbench.checkpoint import load_checkpoint
 from spdbench.classifier import ClassifierConfig
 from spdbench.cli import app
 from spdbench.metrics import ClassifierFeatures
+from spdbench.records import RUNS_DIR, SUMMARY
 from spdbench.report import write_report
 from spdbench.runs import RunRequest, resolve_run
 from tests.conftest import needs_fmnist
@@ -266,6 +267,23 @@ def test_the_suites_share_one_protocol() -> None:
         }
         assert len(protocols) == len({r.budget for r in suite.runs if r.budget != "paper"}), suite.name
         assert all(r.train_steps is r.batch is r.nfe is r.samples is None for r in suite.runs), suite.name
+
+
+def test_a_clone_holds_no_run_of_the_suites_the_harness_writes_unless_told() -> None:
+    """The harness's default directory of suites is ignored by git and holds no tracked file,
+    so `make bench` in a fresh clone trains every run instead of finding the committed
+    reference suites (results/) done and skipping them."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    default = harness.DEFAULT_RESULTS
+    assert default.resolve() != (root / "results").resolve()
+    tracked = subprocess.run(["git", "ls-files", str(default)], cwd=root, capture_output=True, text=True, check=True)
+    assert tracked.stdout == ""
+    for name in SUITES:
+        summary = default / name / RUNS_DIR / "a-run" / SUMMARY
+        ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", str(summary)], cwd=root)
+        assert ignored.returncode == 0, f"{summary} is not ignored by git"
 
 
 def test_the_estimate_is_split_over_the_devices_and_given_in_device_hours() -> None:
