@@ -14,6 +14,7 @@ SPD's ``perturb`` and ``perturb_kind``.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from rich.table import Table
 from corruptions import PROCESSES
 from spdbench.budgets import BUDGETS
 from spdbench.data import DATA_DIR_VARIABLE, DATASETS
-from spdbench.errors import OneLineGroup, UserError, command_errors, parse_path
+from spdbench.errors import OneLineCommand, OneLineGroup, UserError, command_errors, parse_path
 from spdbench.files import check_output_directory
 from spdbench.grids import GRIDS
 from spdbench.pathreport import DISPLAY_COLUMNS, TEXT_COLUMNS, display_cells, paths_report
@@ -73,14 +74,16 @@ def main(
 
 def command(function: Callable[P, None]) -> Callable[P, None]:
     """Register ``function`` as a command of ``app`` (named after it) whose errors print
-    ``error: <message>`` on one line to stderr and exit with the code ``command_errors`` gives."""
+    ``error: <message>`` on one line to stderr and exit with the code ``command_errors`` gives;
+    its help is its docstring with each paragraph's lines joined, as the terminal wraps them."""
 
     @functools.wraps(function)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
         with command_errors(f"spdbench {function.__name__}"):
             function(*args, **kwargs)
 
-    app.command()(run)
+    paragraphs = inspect.cleandoc(function.__doc__ or "").split("\n\n")
+    app.command(cls=OneLineCommand, help="\n\n".join(" ".join(text.split()) for text in paragraphs))(run)
     return run
 
 

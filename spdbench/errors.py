@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from click import Context, Option
 from typer import BadParameter
 from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import Abort, TyperException
@@ -98,7 +99,14 @@ def _exit(message: str, code: int) -> None:
 
 class _OneLineUsageErrors:
     """Makes a typer command print its usage errors as ``error: <message>; see <command> --help``
-    on one line and exit 2, instead of a usage box."""
+    on one line and exit 2, instead of a usage box, and show ``--help`` as the flag it is."""
+
+    def get_help_option(self, ctx: Context) -> Option | None:
+        """Click's help flag, with the empty metavar of every other flag (not ``<bool>``)."""
+        option: Option | None = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:

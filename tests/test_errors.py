@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
 import shutil
@@ -11,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from spdbench.cli import app
 from spdbench.errors import DEBUG_VARIABLE, UserError, command_errors
 from spdbench.files import HOST, check_output_directory, remove_directory, write_text_atomically
 from spdbench.records import SUITE_KEYS, append_evaluation, read_suite, write_json
@@ -142,3 +145,17 @@ def test_a_record_never_holds_a_number_that_is_not_finite(tmp_path: Path) -> Non
     with pytest.raises(UserError, match="eval.jsonl: it would hold a number that is not finite"):
         append_evaluation(tmp_path, 10, float("inf"), 4)
     assert (tmp_path / "summary.json").read_text() == "{}" and not (tmp_path / "eval.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [None, *(info.callback.__name__ for info in app.registered_commands)])
+def test_every_help_screen_shows_its_flags_bare_and_its_text_wrapped_by_the_terminal(command: str | None) -> None:
+    """``--help`` is listed as the flag it is (no ``<bool>``), and a command's docstring is one
+    paragraph whose source line breaks do not reach the screen."""
+    args = [command] if command else []
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "2000"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    callbacks = [info.callback for info in app.registered_commands if command in (None, info.callback.__name__)]
+    for callback in callbacks:
+        first_paragraph = inspect.cleandoc(callback.__doc__ or "").split("\n\n")[0]
+        assert " ".join(first_paragraph.split()) in result.output
