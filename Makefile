@@ -32,19 +32,19 @@ samplers: setup
 show: setup
 	$(BIN)/spdbench show --process all
 
-# The suites (benchmarks/suites.py) write runs/<suite>/ (git ignores it; results/ holds the
-# committed reference suites), or RESULTS/<suite>/: finished runs are skipped, interrupted ones resume.
+# The suites (benchmarks/suites.py) write RESULTS/<suite>/, by default runs/<suite>/, which git
+# ignores (results/ holds the committed reference suites): finished runs are skipped, interrupted
+# ones resume. `make report` writes their reports again.
 .PHONY: smoke bench bench-perturb bench-cifar report
-RESULTS ?=
-HARNESS_OPTIONS = $(if $(RESULTS),--results $(RESULTS))
+RESULTS ?= runs
 smoke: setup
-	$(BIN)/python -m benchmarks.harness smoke $(HARNESS_OPTIONS)
+	$(BIN)/python -m benchmarks.harness smoke --results $(RESULTS)
 
 bench: setup
-	$(BIN)/python -m benchmarks.harness quick $(HARNESS_OPTIONS)
+	$(BIN)/python -m benchmarks.harness quick --results $(RESULTS)
 
 bench-perturb: setup
-	$(BIN)/python -m benchmarks.harness perturb $(HARNESS_OPTIONS)
+	$(BIN)/python -m benchmarks.harness perturb --results $(RESULTS)
 
 # CIFAR-10 on a GPU machine (GPUS=N for several: torchrun, DistributedDataParallel);
 # the archive is downloaded, its hash checked, on first use. SUITE=short: the suite
@@ -52,10 +52,10 @@ bench-perturb: setup
 GPUS ?= 1
 SUITE ?=
 bench-cifar: setup
-	$(BIN)/torchrun --standalone --nproc_per_node=$(GPUS) -m benchmarks.harness cifar$(if $(SUITE),-$(SUITE)) $(HARNESS_OPTIONS)
+	$(BIN)/torchrun --standalone --nproc_per_node=$(GPUS) -m benchmarks.harness cifar$(if $(SUITE),-$(SUITE)) --results $(RESULTS)
 
 report: setup
-	$(BIN)/spdbench report
+	$(BIN)/spdbench report --results $(RESULTS)
 
 # The GPU self-check (benchmarks/gpu_check.py): every process trained, sampled and compared with
 # diffusers' example, and torchrun over every GPU, in at most 8 minutes on one GPU, on random

@@ -381,7 +381,11 @@ def geometry(
 def report(
     suite: Annotated[str | None, typer.Argument(help="suite name under --results; default: every suite there")] = None,
     results: Annotated[
-        Path, path_option("directory of suites (each with a suite.json)")
+        Path,
+        path_option(
+            "directory of suites (each with a suite.json): results (the committed reference suites) "
+            "or runs (the suites run here: make bench and the others)"
+        ),
     ] = Path("results"),
 ) -> None:
     """Tables (Markdown, CSV) and plots of a suite's runs, written into the suite's directory."""

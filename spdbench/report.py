@@ -1,4 +1,5 @@
-"""Tables and plots of a suite's runs: what ``spdbench report`` writes into ``results/<suite>/``.
+"""Tables and plots of a suite's runs: what ``spdbench report`` writes into the suite's directory
+(``runs/<suite>/`` for a suite run here, ``results/<suite>/`` for a committed one).
 
 It reads the suite and run records (``spdbench.records``) and nothing of the machinery that made
 them. Every run the suite lists appears in the tables, whatever its status (``not started``

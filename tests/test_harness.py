@@ -270,14 +270,15 @@ def test_the_suites_share_one_protocol() -> None:
 
 
 def test_a_clone_holds_no_run_of_the_suites_the_harness_writes_unless_told() -> None:
-    """The harness's default directory of suites is ignored by git and holds no tracked file,
-    so `make bench` in a fresh clone trains every run instead of finding the committed
-    reference suites (results/) done and skipping them."""
+    """The default directory of suites (the harness's and make's) is ignored by git and holds no
+    tracked file, so `make bench` in a fresh clone trains every run instead of finding the
+    committed reference suites (results/) done and skipping them."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
     default = harness.DEFAULT_RESULTS
     assert default.resolve() != (root / "results").resolve()
+    assert f"\nRESULTS ?= {default}\n" in (root / "Makefile").read_text()  # make's suites go there too
     tracked = subprocess.run(["git", "ls-files", str(default)], cwd=root, capture_output=True, text=True, check=True)
     assert tracked.stdout == ""
     for name in SUITES:
