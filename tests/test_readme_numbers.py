@@ -578,9 +578,12 @@ def rerun_sentences() -> list[str]:
         f"{label} {mean_over_seeds('quick', label):.1f} → {mean_over_seeds(name, label):.1f}"
         for label in ("ddpm", "heat", "blurring", "spd")
     )
+    (reproduced,) = json.loads((RESULTS / name / "reproduced" / "suite.json").read_text())["invocations"]
     return [
         f"16 runs in {duration(invocation['seconds'])} against its estimate of "
         f"{duration(invocation['estimated_seconds'])}",
+        f"16 runs in {duration(reproduced['seconds'])} against its estimate of "
+        f"{duration(reproduced['estimated_seconds'])}",
         f"{short(min(smooth), 1)} to {short(max(smooth), 1)} (relative) for DDPM, blurring and SPD, and by "
         f"{short(min(moved['heat']), 1)} to {short(max(moved['heat']), 1)} for heat",
         f"Mean FIDs over seeds, results/quick → here: {means}",
@@ -631,9 +634,15 @@ def test_what_the_suite_readmes_call_exactly_the_same_is_the_same() -> None:
       suite's networks sampled again with the same sampler;
     - the noise streams' records are those of the suites they name, and the two later commits'
       are one;
-    - ``results/quick-2026-11-30`` has the run ids and the verdicts of ``results/quick``."""
+    - ``results/quick-2026-11-30`` has the run ids and the verdicts of ``results/quick``, and
+      ``make bench`` at ``8a2e61f`` (its ``reproduced/``) made every run's scores and final loss again."""
     quick, posterior = suite("quick").scored(), suite("quick-posterior-sampler").scored()
     assert [run.run_id for run in suite("quick-2026-11-30").runs] == [run.run_id for run in suite("quick").runs]
+    reproduced = RESULTS / "quick-2026-11-30" / "reproduced"
+    assert json.loads((reproduced / "suite.json").read_text())["runs"] == suite("quick").info["runs"]
+    for run in suite("quick-2026-11-30").runs:
+        again = json.loads((reproduced / "runs" / run.run_id / "summary.json").read_text())
+        assert (again["scores"], again["final_loss"]) == (run.summary["scores"], run.summary["final_loss"])  # type: ignore[index]
     assert {claim.claim: claim.verdict for claim in claims(suite("quick").runs, "spd")} == {
         claim.claim: claim.verdict for claim in claims(suite("quick-2026-11-30").runs, "spd")
     }  # "the same verdicts"
