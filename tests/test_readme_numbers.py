@@ -144,6 +144,8 @@ def quoted() -> list[str]:
         "it gave mean FIDs of DDPM {:.1f}, heat {:.1f}, blurring {:.1f} and SPD {:.1f}".format(
             *[mean_over_seeds("quick-2026-11-30", label) for label in ("ddpm", "heat", "blurring", "spd")]
         ) + f", with the same verdicts (SPD − DDPM: {signed(lower('quick-2026-11-30', 'ddpm'))})",
+        f"FID(spd) − FID(spd-desync+0.5) = {signed(lower('perturb-2026-11-30', 'spd-desync+0.5'))} and "
+        f"FID(spd) − FID(spd-spectrum-0.5) = {signed(lower('perturb-2026-11-30', 'spd-spectrum-0.5'))}",
         # geometry
         f"(x̂₀'s largest deviation {min(blurring):.2f} and {max(blurring):.2f}, against "
         f"{min(gaussian):.2f} to {max(gaussian):.2f} for DDPM and SPD)",
@@ -592,6 +594,31 @@ def rerun_sentences() -> list[str]:
     ]
 
 
+def perturbation_rerun_sentences() -> list[str]:
+    """``results/perturb-2026-11-30/README.md``: the harness's record of its time, the mean FIDs
+    of results/perturb and of the rerun, the slopes, and the four differences from SPD, each as
+    the side it resolved."""
+    name = "perturb-2026-11-30"
+    (invocation,) = suite(name).info["invocations"]
+    found = verdicts(name)
+    means = ", ".join(
+        f"{label} {mean_over_seeds('perturb', label):.1f} → {mean_over_seeds(name, label):.1f}"
+        for label in ("spd", *PERTURBED)
+    )
+    return [
+        f"{invocation['runs']} runs in {duration(invocation['seconds'])} against its estimate of "
+        f"{duration(invocation['estimated_seconds'])}",
+        f"Mean FIDs over seeds, results/perturb → here: {means}.",
+        "(desync {}, spectrum {})".format(
+            *[signed(found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"]) for kind in KINDS]
+        ),
+        f"SPD's FID is lower than desync at p = −0.5 (by {advantage(lower(name, 'spd-desync-0.5'))}) and "
+        f"spectrum at p = +0.5 (by {advantage(lower(name, 'spd-spectrum+0.5'))}), as before, and now higher "
+        f"than desync at p = +0.5 (by {signed(lower(name, 'spd-desync+0.5'))}) and spectrum at p = −0.5 "
+        f"(by {signed(lower(name, 'spd-spectrum-0.5'))})",
+    ]
+
+
 SUITE_SENTENCES = {
     "quick": quick_suite_sentences,
     "quick-posterior-sampler": posterior_quick_suite_sentences,
@@ -599,6 +626,7 @@ SUITE_SENTENCES = {
     "perturb-posterior-sampler": posterior_perturbation_suite_sentences,
     "quick-2026-11-22": reference_run_sentences,
     "quick-2026-11-30": rerun_sentences,
+    "perturb-2026-11-30": perturbation_rerun_sentences,
 }
 
 
