@@ -4,7 +4,9 @@
 
 It writes ``<results>/<suite>/``, by default under ``runs/``, which git ignores: ``results/``
 holds the committed reference suites, and a clone whose harness wrote there would find their
-runs done and skip them. Finished runs are skipped, interrupted ones resume from their last checkpoint, and a run
+runs done and skip them.
+
+Finished runs are skipped, interrupted ones resume from their last checkpoint, and a run
 that fails leaves ``failed.json`` (its error) so the table shows it instead of losing it; the
 suite still writes its whole report, then exits non-zero naming the runs that did not finish.
 Before starting, the harness times a few training steps and sampler calls of the suite's
