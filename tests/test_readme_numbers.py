@@ -461,20 +461,25 @@ def posterior_quick_suite_sentences() -> list[str]:
     ]
 
 
+def slopes(name: str) -> str:
+    """A perturbation suite's slopes of FID on |p|, per kind, as its README writes them."""
+    found = verdicts(name)
+    return "(desync {}, spectrum {})".format(
+        *[signed(found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"]) for kind in KINDS]
+    )
+
+
 def perturbation_suite_sentences(name: str) -> list[str]:
     """A perturbation suite's README: the slopes on |p|, the two differences from SPD that are
     resolved (as SPD's advantage), the means of the other two, SPD's seeds and the path
     efficiencies of the perturbed runs."""
-    found = verdicts(name)
     with (RESULTS / name / "fid.csv").open() as file:
         efficiency = [float(row["path_efficiency"]) for row in csv.DictReader(file) if row["label"] != "spd"]
     return [
         "SPD's seeds 0, 1, 2 here score {:.2f}, {:.2f}, {:.2f}, exactly".format(
             *[own_fid(name, "spd", seed) for seed in (0, 1, 2)]
         ),
-        "(desync {}, spectrum {})".format(
-            *[signed(found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"]) for kind in KINDS]
-        ),
+        slopes(name),
         f"desync at p = −0.5 (by {advantage(lower(name, 'spd-desync-0.5'))}) and spectrum at "
         f"p = +0.5 (by {advantage(lower(name, 'spd-spectrum+0.5'))})",
         f"(their means are lower: {mean_over_seeds(name, 'spd-desync+0.5'):.1f} and "
@@ -600,7 +605,6 @@ def perturbation_rerun_sentences() -> list[str]:
     the side it resolved."""
     name = "perturb-2026-11-30"
     (invocation,) = suite(name).info["invocations"]
-    found = verdicts(name)
     means = ", ".join(
         f"{label} {mean_over_seeds('perturb', label):.1f} → {mean_over_seeds(name, label):.1f}"
         for label in ("spd", *PERTURBED)
@@ -609,9 +613,7 @@ def perturbation_rerun_sentences() -> list[str]:
         f"{invocation['runs']} runs in {duration(invocation['seconds'])} against its estimate of "
         f"{duration(invocation['estimated_seconds'])}",
         f"Mean FIDs over seeds, results/perturb → here: {means}.",
-        "(desync {}, spectrum {})".format(
-            *[signed(found[f"spd's FID rises as perturb leaves 0.0 (perturb_kind={kind})"]) for kind in KINDS]
-        ),
+        slopes(name),
         f"SPD's FID is lower than desync at p = −0.5 (by {advantage(lower(name, 'spd-desync-0.5'))}) and "
         f"spectrum at p = +0.5 (by {advantage(lower(name, 'spd-spectrum+0.5'))}), as before, and now higher "
         f"than desync at p = +0.5 (by {signed(lower(name, 'spd-desync+0.5'))}) and spectrum at p = −0.5 "
