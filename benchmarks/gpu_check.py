@@ -133,8 +133,8 @@ FULL = Sizes(
     compare_steps=25, compare_warm=5, compare_repeats=3, rank_steps=50, profile_steps=10, matmul=8192,
     modes=(FP32, BF16_COMPILED),
     # ours at its best against the example in bf16 and at its own best (fp32 at batch 128), then like for like.
-    # 18 side runs, each building a network and writing a checkpoint: estimated from the run at 1e9b66e (345 s
-    # with 6 side runs of 60 steps), a fourth comparison (both in bf16) would reach --limit-s before torchrun
+    # 18 side runs, each building a network and writing a checkpoint: on an H200 at 18503d7 the whole check took
+    # 404 s of the 420 s --limit-s, so a fourth comparison (both in bf16) would not fit before torchrun
     comparisons=((BF16_COMPILED, BF16), (BF16_COMPILED, FP32), (FP32, FP32)),
 )
 TOY = Sizes(  # no compilation: on the CPU it takes minutes, and Triton's GPU path is another

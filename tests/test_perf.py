@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -137,7 +138,8 @@ def test_the_comparison_alternates_and_appends_one_row_per_measurement(
 
 def test_the_readme_quotes_the_committed_gpu_check() -> None:
     """The README's digest of the GPU check is the one ``summary_table`` makes from the committed
-    ``results/perf/gpu-nvidia-h200.json`` (regenerate it after ``make gpu-check``)."""
+    ``results/perf/gpu-nvidia-h200.json`` (regenerate it after ``make gpu-check``), and the numbers
+    its prose quotes are the record's."""
     root = Path(__file__).parents[1]
     record = json.loads((root / "results" / "perf" / "gpu-nvidia-h200.json").read_text())
     readme = (root / "README.md").read_text()
@@ -152,7 +154,36 @@ def test_the_readme_quotes_the_committed_gpu_check() -> None:
     assert f"DDPM trained at {ddpm['images_per_s']:,.0f} images/s ({training:.0f} TFLOP/s" in readme
     rate = f"{sampled['images_per_s']:.0f} images/s at {sampled['nfe']} NFE"
     assert f"sampled at {rate} ({sampling:.0f} TFLOP/s)" in readme
+    flat = " ".join(readme.split())  # the prose, whatever its line breaks
+    outside = max(s["outside_share"] for s in record["sampling"])
+    assert f"at most {100 * outside:.1f} % of its time outside the network" in flat
+    assert f"product rate measured in the same run, {record['environment']['bf16_flops'] / 1e12:.0f} TFLOP/s" in flat
+    profile = record["profile"]
+    assert (profile["process"], profile["mode"]) == ("ddpm", ddpm["mode"])
+    batch = record["network"]["batch"]
+    step_ms = 1000 * batch / ddpm["images_per_s"]
+    assert f"took {profile['wall_ms']:.1f} ms, of which the GPU's kernels took {profile['device_ms']:.1f} ms" in flat
+    assert f"takes {step_ms:.1f} ms (batch {batch} at {ddpm['images_per_s']:,.0f} images/s)" in flat
+    assert f"at most about {100 * profile['device_ms'] / step_ms:.0f} % of it" in flat
+    assert all("nchwToNhwc" in kernel or "nhwcToNchw" in kernel for kernel, _ in profile["top"][:2])
+    transposes = sum(ms for _, ms in profile["top"][:2])
+    assert f"The two heaviest kernels ({transposes:.1f} ms a step) are cuDNN's layout transposes" in flat
 
+
+
+def test_the_readme_quotes_the_committed_channels_last_runs_on_the_gpu() -> None:
+    """The README's channels-last sentence gives the last two compiled bf16 runs of
+    ``results/perf/train_speed-h200.txt``, one in each order."""
+    root = Path(__file__).parents[1]
+    text = (root / "results" / "perf" / "train_speed-h200.txt").read_text()
+    rows = re.findall(r"^  (compiled-bf16(?:-cl)?) +([0-9.]+) images/s", text, flags=re.MULTILINE)[-4:]
+    assert [name for name, _ in rows] == ["compiled-bf16-cl", "compiled-bf16", "compiled-bf16", "compiled-bf16-cl"]
+    first_cl, first, second, second_cl = (float(rate) for _, rate in rows)
+    sentence = (
+        f"compiled bf16 with it ran at {first_cl:,.0f} images/s against {first:,.0f} without, then at "
+        f"{second_cl:,.0f} against {second:,.0f} with the order reversed."
+    )
+    assert sentence in " ".join((root / "README.md").read_text().split())
 
 def test_a_failed_measurement_is_recorded_and_the_check_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
