@@ -168,14 +168,24 @@ def test_the_readme_quotes_the_committed_gpu_check() -> None:
     assert all("nchwToNhwc" in kernel or "nhwcToNchw" in kernel for kernel, _ in profile["top"][:2])
     transposes = sum(ms for _, ms in profile["top"][:2])
     assert f"The two heaviest kernels ({transposes:.1f} ms a step) are cuDNN's layout transposes" in flat
+    compiled = [r for r in record["training"] if r["mode"] == ddpm["mode"]]
+    assert [r["process"] for r in compiled] == ["ddpm", "heat", "blurring", "spd"]
+    first, last = (f"{r['images_per_s']:,.0f}" for r in (compiled[0], compiled[-1]))
+    assert f"the compiled rows slowed from DDPM's {first} images/s to SPD's {last}" in flat
 
 
 
-def test_the_readme_quotes_the_committed_channels_last_runs_on_the_gpu() -> None:
+def test_the_readme_quotes_the_committed_train_speed_runs_on_the_gpu() -> None:
     """The README's channels-last sentence gives the last two compiled bf16 runs of
-    ``results/perf/train_speed-h200.txt``, one in each order."""
+    ``results/perf/train_speed-h200.txt``, one in each order, and its bound on the share of a
+    step that drawing the times and corrupting the batch take is that file's largest."""
     root = Path(__file__).parents[1]
     text = (root / "results" / "perf" / "train_speed-h200.txt").read_text()
+    flat = " ".join((root / "README.md").read_text().split())
+    names = "|".join(PROCESSES)
+    shares = [float(s) for s in re.findall(rf"^  (?:{names}) +[0-9.]+ ms +([0-9.]+)% of a step", text, re.MULTILINE)]
+    assert len(shares) == 4 * len(PROCESSES)
+    assert f"corrupting the batch, costs at most {max(shares):.1f} % of a step" in flat
     rows = re.findall(r"^  (compiled-bf16(?:-cl)?) +([0-9.]+) images/s", text, flags=re.MULTILINE)[-4:]
     assert [name for name, _ in rows] == ["compiled-bf16-cl", "compiled-bf16", "compiled-bf16", "compiled-bf16-cl"]
     first_cl, first, second, second_cl = (float(rate) for _, rate in rows)
@@ -183,7 +193,7 @@ def test_the_readme_quotes_the_committed_channels_last_runs_on_the_gpu() -> None
         f"compiled bf16 with it ran at {first_cl:,.0f} images/s against {first:,.0f} without, then at "
         f"{second_cl:,.0f} against {second:,.0f} with the order reversed."
     )
-    assert sentence in " ".join((root / "README.md").read_text().split())
+    assert sentence in flat
 
 def test_a_failed_measurement_is_recorded_and_the_check_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
