@@ -139,61 +139,92 @@ def test_the_comparison_alternates_and_appends_one_row_per_measurement(
 def test_the_readme_quotes_the_committed_gpu_check() -> None:
     """The README's digest of the GPU check is the one ``summary_table`` makes from the committed
     ``results/perf/gpu-nvidia-h200.json`` (regenerate it after ``make gpu-check``), and the numbers
-    its prose quotes are the record's."""
+    and claims its prose and benchmarks/README.md draw from it are the record's."""
     root = Path(__file__).parents[1]
     record = json.loads((root / "results" / "perf" / "gpu-nvidia-h200.json").read_text())
     readme = (root / "README.md").read_text()
     assert gpu_check.summary_table(record) in readme
     assert (root / "results" / "perf" / "gpu-nvidia-h200.md").read_text() == gpu_check.page(record)
-    ddpm = next(r for r in record["training"] if r["process"] == "ddpm" and r["mode"] == "bf16 + compile")
-    sampled = next(s for s in record["sampling"] if s["process"] == "ddpm")
-    flops = record["network"]
-    training = ddpm["images_per_s"] * flops["training_flops_per_image"] / 1e12
-    sampling = sampled["images_per_s"] * sampled["nfe"] * flops["call_flops_per_image"] / 1e12
-    assert f"it took {record['seconds']:.0f} s" in readme
-    assert f"DDPM trained at {ddpm['images_per_s']:,.0f} images/s ({training:.0f} TFLOP/s" in readme
-    rate = f"{sampled['images_per_s']:.0f} images/s at {sampled['nfe']} NFE"
-    assert f"sampled at {rate} ({sampling:.0f} TFLOP/s)" in readme
     flat = " ".join(readme.split())  # the prose, whatever its line breaks
+    benchmarks = " ".join((root / "benchmarks" / "README.md").read_text().split())
+    network, batch = record["network"], record["network"]["batch"]
+    bf16_tflops = record["environment"]["bf16_flops"] / 1e12
+    assert f"it took {record['seconds']:.0f} s" in flat
+
+    assert min(c["ratio"] for c in record["comparisons"]) >= 1.3  # "Both targets of the check are met"
+    assert max(s["outside_share"] for s in record["sampling"]) <= 0.10
+    ours_bf16 = sorted(c["ours_images_per_s"] for c in record["comparisons"] if c["ours"] == "bf16 + compile")
+    assert f"for ours in bf16 + compile ({' and '.join(f'{r:,.0f}' for r in ours_bf16)} images/s)" in flat
     outside = max(s["outside_share"] for s in record["sampling"])
-    assert f"at most {100 * outside:.1f} % of its time outside the network" in flat
-    assert f"product rate measured in the same run, {record['environment']['bf16_flops'] / 1e12:.0f} TFLOP/s" in flat
+    assert f"Sampling spends at most {100 * outside:.1f} % of its time outside the network" in flat
+    ratios = [f"{c['ratio']:.2f}×" for c in record["comparisons"]]
+    assert (
+        f"ours in bf16 + compile is {ratios[0]} the example in bf16 and {ratios[1]} the example in fp32 "
+        f"(its faster precision at this batch), and ours in fp32 is {ratios[2]} the example in fp32" in benchmarks
+    )
+
+    compiled = [r for r in record["training"] if r["mode"] == "bf16 + compile"]
+    assert [r["process"] for r in compiled] == ["ddpm", "heat", "blurring", "spd"]
+    ddpm, spd = compiled[0], compiled[-1]
+    step_ms = 1000 * batch / ddpm["images_per_s"]
     profile = record["profile"]
     assert (profile["process"], profile["mode"]) == ("ddpm", ddpm["mode"])
-    batch = record["network"]["batch"]
-    step_ms = 1000 * batch / ddpm["images_per_s"]
     assert f"took {profile['wall_ms']:.1f} ms, of which the GPU's kernels took {profile['device_ms']:.1f} ms" in flat
     assert f"takes {step_ms:.1f} ms (batch {batch} at {ddpm['images_per_s']:,.0f} images/s)" in flat
-    assert f"at most about {100 * profile['device_ms'] / step_ms:.0f} % of it" in flat
+    assert f"idle for at least about {100 - 100 * profile['device_ms'] / step_ms:.0f} % of it" in flat
+    arithmetic_ms = 1000 * network["training_flops_per_image"] * batch / (bf16_tflops * 1e12)
+    assert f"would take about {arithmetic_ms:.0f} ms at the bf16 rate measured in the same run " in flat
+    assert f"({bf16_tflops:.0f} TFLOP/s)" in flat
+    assert (
+        f"kernels take {profile['device_ms']:.1f} ms of the {step_ms:.1f} ms an unprofiled step takes, and the "
+        f"step's counted arithmetic would take about {arithmetic_ms:.0f} ms" in benchmarks
+    )
+    assert f"at {bf16_tflops:.0f} TFLOP/s)" in benchmarks
     assert all("nchwToNhwc" in kernel or "nhwcToNchw" in kernel for kernel, _ in profile["top"][:2])
     transposes = sum(ms for _, ms in profile["top"][:2])
     assert f"The two heaviest kernels ({transposes:.1f} ms a step) are cuDNN's layout transposes" in flat
-    compiled = [r for r in record["training"] if r["mode"] == ddpm["mode"]]
-    assert [r["process"] for r in compiled] == ["ddpm", "heat", "blurring", "spd"]
-    first, last = (f"{r['images_per_s']:,.0f}" for r in (compiled[0], compiled[-1]))
-    assert f"the compiled rows slowed from DDPM's {first} images/s to SPD's {last}" in flat
+    slowest_ms = 1000 * batch / spd["images_per_s"]
+    assert (
+        f"from DDPM's {ddpm['images_per_s']:,.0f} images/s ({step_ms:.1f} ms a step) "
+        f"to SPD's {spd['images_per_s']:,.0f} ({slowest_ms:.1f} ms)" in flat
+    )
 
+    tflops = [r["images_per_s"] * network["training_flops_per_image"] / 1e12 for r in (spd, ddpm)]
+    sampled = next(s for s in record["sampling"] if s["process"] == "ddpm")
+    sampling = sampled["images_per_s"] * sampled["nfe"] * network["call_flops_per_image"] / 1e12
+    assert (
+        f"the compiled rows trained at {spd['images_per_s']:,.0f} to {ddpm['images_per_s']:,.0f} images/s "
+        f"({tflops[0]:.0f} to {tflops[1]:.0f} TFLOP/s of the network's counted FLOPs) and DDPM sampled at "
+        f"{sampled['images_per_s']:.0f} images/s at {sampled['nfe']} NFE ({sampling:.0f} TFLOP/s), all above" in flat
+    )
+    assert min(r["images_per_s"] for r in compiled) == spd["images_per_s"]
 
 
 def test_the_readme_quotes_the_committed_train_speed_runs_on_the_gpu() -> None:
     """The README's channels-last sentence gives the last two compiled bf16 runs of
-    ``results/perf/train_speed-h200.txt``, one in each order, and its bound on the share of a
-    step that drawing the times and corrupting the batch take is that file's largest."""
+    ``results/perf/train_speed-h200.txt`` (the file is appended to: its newest runs come last), one
+    in each order, and its bound on what drawing the times and corrupting a batch take is that
+    file's largest."""
     root = Path(__file__).parents[1]
     text = (root / "results" / "perf" / "train_speed-h200.txt").read_text()
     flat = " ".join((root / "README.md").read_text().split())
     names = "|".join(PROCESSES)
-    shares = [float(s) for s in re.findall(rf"^  (?:{names}) +[0-9.]+ ms +([0-9.]+)% of a step", text, re.MULTILINE)]
-    assert len(shares) == 4 * len(PROCESSES)
-    assert f"corrupting the batch, costs at most {max(shares):.1f} % of a step" in flat
+    corruption_ms = [float(ms) for ms in re.findall(rf"^  (?:{names}) +([0-9.]+) ms", text, flags=re.MULTILINE)]
+    assert f"corrupting the batch, takes at most {max(corruption_ms):.1f} ms" in flat
     rows = re.findall(r"^  (compiled-bf16(?:-cl)?) +([0-9.]+) images/s", text, flags=re.MULTILINE)[-4:]
     assert [name for name, _ in rows] == ["compiled-bf16-cl", "compiled-bf16", "compiled-bf16", "compiled-bf16-cl"]
     first_cl, first, second, second_cl = (float(rate) for _, rate in rows)
+
+    def change(new: float, old: float) -> str:
+        return f"{100 * (new / old - 1):+.0f} %".replace("-", "−")
+
     sentence = (
-        f"compiled bf16 with it ran at {first_cl:,.0f} images/s against {first:,.0f} without, then at "
-        f"{second_cl:,.0f} against {second:,.0f} with the order reversed."
+        f"compiled bf16 with it ran at {first_cl:,.0f} images/s against {first:,.0f} without "
+        f"({change(first_cl, first)}), then at {second_cl:,.0f} against {second:,.0f} ({change(second_cl, second)})"
     )
     assert sentence in flat
+    assert f"Single runs of one variant differ by {100 * abs(second / first - 1):.0f} %" in flat
+
 
 def test_a_failed_measurement_is_recorded_and_the_check_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
